@@ -1,0 +1,87 @@
+"""Threshold calibration: the abstention band for every confidence c = k/o (method.md, exactly).
+
+For each k, among all runs of k consecutive sorted other-origin sums, choose the band
+(O[i] - 1e-7, O[i+k-1] + 1e-7) that holds the fewest labelled ("pi") patients strictly inside, then
+the one closest to the decision boundary (smallest |L + R|), then the smallest i. c = 0 is (0, 0).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from netorigin.runtime.contract import Band
+from netorigin.runtime.errors import InputDataError
+
+MARGIN = 1e-7
+PAPER_CONFIDENCE = 0.875
+
+
+def _finite_1d(values, what: str) -> np.ndarray:
+    array = np.asarray(values, dtype=np.float64)
+    if array.ndim != 1:
+        raise InputDataError(f"{what} sums must be a flat list of numbers")
+    if not np.all(np.isfinite(array)):
+        raise InputDataError(f"{what} sums contain NaN or infinite values")
+    return array
+
+
+@dataclass(frozen=True)
+class BandTable:
+    """All bands, c ascending; c = 0 first."""
+
+    bands: tuple[Band, ...]
+    n_pi: int
+    n_other: int
+
+    def at(self, c: float) -> Band:
+        for band in self.bands:
+            if abs(band.c - c) < 1e-9:
+                return band
+        raise KeyError(c)
+
+    def by_k(self, k: int) -> Band:
+        """The band allowed to hold k others (k = 0 is the empty band)."""
+        return self.bands[k]
+
+    @property
+    def default_confidence(self) -> float:
+        """The paper's operating point 0.875 when stored, else the stored c closest to it (larger on ties)."""
+        return min((abs(b.c - PAPER_CONFIDENCE), -b.c, b.c) for b in self.bands)[2]
+
+    def to_json(self) -> list[dict]:
+        return [asdict(b) for b in self.bands]
+
+    def write(self, path: str | Path) -> None:
+        from netorigin.runtime.atomic import write_text_atomic
+
+        doc = {"n_pi": self.n_pi, "n_other": self.n_other, "default_confidence": self.default_confidence,
+               "bands": self.to_json()}
+        write_text_atomic(path, json.dumps(doc, indent=2))
+
+
+def calibrate_bands(pi_sums, other_sums) -> BandTable:
+    """Band table from per-patient sums of labelled (pancreas/small intestine) and other-origin patients."""
+    pi = _finite_1d(pi_sums, "labelled-patient")
+    others = np.sort(_finite_1d(other_sums, "other-origin"), kind="stable")
+    if others.size < 1:
+        raise InputDataError("calibration needs at least one other-origin patient (none given)")
+    if pi.size < 1:
+        raise InputDataError("calibration needs at least one labelled pancreas/small-intestine patient")
+    o = others.size
+    bands = [Band(c=0.0, pi_inside=0, lower=0.0, upper=0.0)]
+    for k in range(1, o + 1):
+        best = None
+        for i in range(o - k + 1):
+            lower = float(others[i]) - MARGIN
+            upper = float(others[i + k - 1]) + MARGIN
+            inside = int(np.count_nonzero((pi > lower) & (pi < upper)))
+            key = (inside, abs(lower + upper), i)
+            if best is None or key < best[0]:
+                best = (key, lower, upper)
+        (inside, _, _), lower, upper = best
+        bands.append(Band(c=k / o, pi_inside=inside, lower=lower, upper=upper))
+    return BandTable(bands=tuple(bands), n_pi=int(pi.size), n_other=o)

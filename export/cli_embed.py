@@ -1,0 +1,75 @@
+"""`netorigin embed`: training patches -> embeddings file (patients, labels, patch ids, 2048-d)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+import numpy as np
+
+from netorigin.runtime.errors import ManifestError
+
+from .embedder import ENGINES, EmbedderInfo, WEIGHT_KINDS, build_embedder, make_engine
+from .embeddings import Embeddings, load_patch_folder, sample_slide_cohort
+
+
+def embedder_options(func):
+    for option in reversed([
+        click.option("--weights-kind", type=click.Choice(WEIGHT_KINDS), default="imagenet", show_default=True,
+                     help="How to read --weights (random = seeded random init, for tests and demos)."),
+        click.option("--weights", type=click.Path(dir_okay=False), default=None,
+                     help="Local checkpoint file (nothing is downloaded)."),
+        click.option("--weights-seed", type=int, default=0, show_default=True, help="Seed for --weights-kind random."),
+    ]):
+        func = option(func)
+    return func
+
+
+def embed_manifest(manifest: Path, embed: Callable[[np.ndarray], np.ndarray], info: EmbedderInfo, *,
+                   patches_per_case: int, seed: int, progress: bool = False) -> Embeddings:
+    """Embed a patch-folder manifest (column `path`) or a slide manifest (columns `slide`, `annotations`)."""
+    header = manifest.read_text(encoding="utf-8").splitlines()[0].split(",") if manifest.is_file() else []
+    if not header:
+        raise ManifestError("manifest not found or empty", manifest)
+    if "path" in header:
+        images, columns = load_patch_folder(manifest)
+        vectors = embed(images)
+        source = "patch-folder"
+    else:
+        chunks = []
+
+        def on_case(case: str, patches: np.ndarray) -> None:
+            chunks.append(embed(patches))
+            if progress:
+                click.echo(f"  embedded {case}: {len(patches)} patches", err=True)
+
+        columns = sample_slide_cohort(manifest, patches_per_case, seed, on_case=on_case)
+        vectors = np.concatenate(chunks)
+        source = "slides"
+    info_doc = {"embedder": info.to_json(), "source": source, "manifest": str(manifest), "seed": seed,
+                "patches_per_case": patches_per_case}
+    return Embeddings(embeddings=vectors, info=info_doc, **columns)
+
+
+@click.command("embed")
+@click.argument("manifest", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Embeddings file to write (.npz).")
+@embedder_options
+@click.option("--patches-per-case", type=int, default=100, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Patch-sampling seed (slide manifests).")
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--engine", type=click.Choice(ENGINES), default="torch", show_default=True,
+              help="torch = PyTorch eager (reference); onnx = the exported embedder on ONNX Runtime (faster).")
+def command(manifest, out, weights_kind, weights, weights_seed, patches_per_case, seed, batch_size, engine) -> None:
+    """Embed MANIFEST: patch images (patient,label,specimen,slide,path) or slides
+    (case,label,specimen,slide,annotations), sampled exactly as the runtime samples."""
+    start = time.perf_counter()
+    embedder, info = build_embedder(weights_kind, weights, weights_seed)
+    emb = embed_manifest(manifest, make_engine(embedder, engine, batch_size), info,
+                         patches_per_case=patches_per_case, seed=seed, progress=True)
+    emb.save(out)
+    click.echo(f"{len(emb.embeddings)} patches of {len(set(emb.patients.tolist()))} patients -> {out} "
+               f"({time.perf_counter() - start:.1f} s)")

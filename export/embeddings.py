@@ -1,0 +1,169 @@
+"""Embeddings files: one row per patch (patient, label, specimen, slide, patch id, 2048-d float32).
+
+Produced from a folder of patch images + CSV, or from slides + annotations through the runtime's own
+sampler (so training patches are drawn exactly as the runtime draws them).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from netorigin.runtime.atomic import write_bytes_atomic
+from netorigin.runtime.errors import InputDataError
+from netorigin.runtime.regions import RegionRules, load_annotations
+from netorigin.runtime.sampling import PatchGeometry, allot_case, sample_slide
+from netorigin.runtime.slide import Slide
+
+LABEL_CODES = {"pancreas": 0, "small_intestine": 1, "other": 2, "0": 0, "1": 1, "2": 2}
+LABEL_NAMES = ("pancreas", "small_intestine", "other")
+
+
+def label_code(value: str, where: str) -> int:
+    code = LABEL_CODES.get(str(value).strip().lower().replace(" ", "_"))
+    if code is None:
+        raise InputDataError(f"unknown label {value!r} (use pancreas, small_intestine or other)", where)
+    return code
+
+
+@dataclass
+class Embeddings:
+    """Patch embeddings with their patients; `labels` 0 pancreas, 1 small intestine, 2 other."""
+
+    embeddings: np.ndarray
+    patients: np.ndarray
+    labels: np.ndarray
+    specimens: np.ndarray
+    slides: np.ndarray
+    patch_ids: np.ndarray
+    info: dict = field(default_factory=dict)
+
+    def save(self, path: str | Path) -> None:
+        import io
+
+        buffer = io.BytesIO()
+        np.savez(buffer, embeddings=self.embeddings.astype(np.float32), patients=self.patients,
+                 labels=self.labels.astype(np.int64), specimens=self.specimens, slides=self.slides,
+                 patch_ids=self.patch_ids, info=np.array(json.dumps(self.info)))
+        write_bytes_atomic(path, buffer.getvalue())
+
+    @classmethod
+    def load(cls, path: str | Path) -> Embeddings:
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {k: data[k] for k in ("embeddings", "patients", "labels", "specimens", "slides",
+                                               "patch_ids", "info")}
+        except FileNotFoundError:
+            raise InputDataError("embeddings file not found", path) from None
+        except (KeyError, ValueError, OSError) as exc:
+            raise InputDataError(f"not a netorigin embeddings file ({exc})", path) from None
+        info = json.loads(str(arrays.pop("info")))
+        emb = cls(**arrays, info=info)
+        if emb.embeddings.ndim != 2 or len({len(v) for v in (emb.embeddings, emb.patients, emb.labels)}) != 1:
+            raise InputDataError("embeddings file has inconsistent array shapes", path)
+        if not np.all(np.isfinite(emb.embeddings)):
+            raise InputDataError("embeddings contain NaN or infinite values", path)
+        return emb
+
+    def select(self, mask: np.ndarray) -> Embeddings:
+        return Embeddings(self.embeddings[mask], self.patients[mask], self.labels[mask], self.specimens[mask],
+                          self.slides[mask], self.patch_ids[mask], self.info)
+
+    def patient_table(self) -> list[tuple[str, int]]:
+        """(patient, label) in order of first appearance."""
+        seen: dict[str, int] = {}
+        for patient, label in zip(self.patients.tolist(), self.labels.tolist()):
+            seen.setdefault(patient, label)
+        return list(seen.items())
+
+
+def read_csv(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
+    """Rows of a CSV manifest with the required columns, or a ManifestError naming what is wrong."""
+    from netorigin.runtime.errors import ManifestError
+
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            missing = [c for c in required if c not in (reader.fieldnames or [])]
+            if missing:
+                raise ManifestError(f"missing column(s) {', '.join(missing)} (has: "
+                                    f"{', '.join(reader.fieldnames or []) or 'none'})", path)
+            rows = list(reader)
+    except FileNotFoundError:
+        raise ManifestError("manifest not found", path) from None
+    except UnicodeDecodeError:
+        raise ManifestError("manifest is not UTF-8 text", path) from None
+    if not rows:
+        raise ManifestError("manifest has no rows", path)
+    return rows
+
+
+def _resolve(base: Path, value: str) -> Path:
+    p = Path(value)
+    return p if p.is_absolute() else base / p
+
+
+def load_patch_folder(manifest: Path, pixels: int = 224) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Patch images listed in a CSV (patient, label, specimen, slide, path) -> uint8 [N, P, P, 3] + columns."""
+    rows = read_csv(manifest, ("patient", "label", "specimen", "slide", "path"))
+    images = np.empty((len(rows), pixels, pixels, 3), dtype=np.uint8)
+    for i, row in enumerate(rows):
+        path = _resolve(manifest.parent, row["path"])
+        try:
+            with Image.open(path) as img:
+                img = img.convert("RGB")
+                if img.size != (pixels, pixels):
+                    img = img.resize((pixels, pixels), Image.BILINEAR)
+                images[i] = np.asarray(img)
+        except FileNotFoundError:
+            raise InputDataError("patch image not found", path) from None
+        except (UnidentifiedImageError, OSError) as exc:
+            raise InputDataError(f"patch image cannot be decoded ({exc})", path) from None
+    columns = {
+        "patients": np.array([r["patient"] for r in rows]),
+        "labels": np.array([label_code(r["label"], str(manifest)) for r in rows], dtype=np.int64),
+        "specimens": np.array([r["specimen"] for r in rows]),
+        "slides": np.array([r["slide"] for r in rows]),
+        "patch_ids": np.array([Path(r["path"]).name for r in rows]),
+    }
+    return images, columns
+
+
+SLIDE_COLUMNS = ("case", "label", "specimen", "slide", "annotations")
+
+
+def sample_slide_cohort(manifest: Path, patches_per_case: int, seed: int, geometry: PatchGeometry = PatchGeometry(),
+                        rules: RegionRules = RegionRules(), read_workers: int = 4,
+                        on_case: Callable[[str, np.ndarray], None] | None = None) -> dict[str, np.ndarray]:
+    """Sample every case of a slide manifest as the runtime does; `on_case(case, patches)` gets each case."""
+    rows = read_csv(manifest, SLIDE_COLUMNS)
+    cases: dict[str, list[dict]] = {}
+    for row in rows:
+        cases.setdefault(row["case"], []).append(row)
+    columns: dict[str, list] = {k: [] for k in ("patients", "labels", "specimens", "slides", "patch_ids")}
+    with ThreadPoolExecutor(read_workers) as readers:
+        for case, case_rows in cases.items():
+            label = label_code(case_rows[0]["label"], str(manifest))
+            counts = allot_case(patches_per_case, [r["specimen"] for r in case_rows])
+            case_patches = []
+            for index, (row, n) in enumerate(zip(case_rows, counts)):
+                slide_path = _resolve(manifest.parent, row["slide"])
+                with Slide(slide_path) as slide:
+                    regions = load_annotations(_resolve(manifest.parent, row["annotations"]), slide, rules)
+                    for k, patch in enumerate(sample_slide(slide, regions, n, geometry, seed, index, readers)):
+                        case_patches.append(patch.pixels)
+                        columns["patients"].append(case)
+                        columns["labels"].append(label)
+                        columns["specimens"].append(row["specimen"])
+                        columns["slides"].append(row["slide"])
+                        columns["patch_ids"].append(f"{row['slide']}@{patch.x},{patch.y}#{k}")
+            if on_case is not None:
+                on_case(case, np.stack(case_patches))
+    return {k: np.array(v) for k, v in columns.items()}

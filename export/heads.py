@@ -1,0 +1,86 @@
+"""Patch classifiers over embeddings, scikit-learn estimators with explicit parameters.
+
+`reference` is what produced the paper's tables (PCA(0.95) + RBF SVC, gamma='scale');
+`paper-text` is what the paper's text says (no PCA, gamma='auto'); `linear-svm` and `logistic` are the
+paper's other evaluated heads. All expose `decision_function` (> 0 = small intestine).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.decomposition import PCA
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.svm import SVC
+
+from netorigin.runtime.errors import InputDataError
+
+HEAD_KINDS = ("reference", "paper-text", "linear-svm", "logistic")
+
+
+def make_head(kind: str = "reference", seed: int = 0) -> Pipeline:
+    """An unfitted pipeline for `kind`."""
+    if kind == "reference":
+        steps = [("pca", PCA(n_components=0.95, random_state=seed)),
+                 ("clf", SVC(C=1.0, kernel="rbf", gamma="scale"))]
+    elif kind == "paper-text":
+        steps = [("clf", SVC(C=1.0, kernel="rbf", gamma="auto"))]
+    elif kind == "linear-svm":
+        steps = [("pca", PCA(n_components=0.95, random_state=seed)), ("clf", SVC(C=1.0, kernel="linear"))]
+    elif kind == "logistic":
+        steps = [("pca", PCA(n_components=0.95, random_state=seed)),
+                 ("clf", LogisticRegression(C=1.0, max_iter=2000))]
+    else:
+        raise InputDataError(f"unknown head {kind!r} (choose from {', '.join(HEAD_KINDS)})")
+    return Pipeline(steps)
+
+
+def fit_head(kind: str, embeddings: np.ndarray, labels: np.ndarray, seed: int = 0) -> Pipeline:
+    """Fit on float64 embeddings with labels 0 = pancreas, 1 = small intestine."""
+    labels = np.asarray(labels)
+    if set(np.unique(labels).tolist()) != {0, 1}:
+        raise InputDataError("fitting needs patches of both pancreas (0) and small intestine (1)")
+    return make_head(kind, seed).fit(np.asarray(embeddings, dtype=np.float64), labels)
+
+
+@dataclass(frozen=True)
+class HeadArrays:
+    """A fitted head as plain float64 arrays: what the ONNX graph is built from."""
+
+    kind: str  # "rbf" or "linear"
+    pca_mean: np.ndarray | None
+    pca_components: np.ndarray | None
+    support_vectors: np.ndarray | None = None
+    dual_coef: np.ndarray | None = None
+    gamma: float | None = None
+    weights: np.ndarray | None = None
+    intercept: float = 0.0
+
+    def describe(self) -> dict:
+        out = {"kind": self.kind, "pca_components": None if self.pca_components is None
+               else int(self.pca_components.shape[0]), "intercept": self.intercept}
+        if self.kind == "rbf":
+            out.update(n_support_vectors=int(self.support_vectors.shape[0]), gamma=self.gamma, C=1.0)
+        return out
+
+
+def head_arrays(pipeline: Pipeline) -> HeadArrays:
+    """Extract the decision function's parameters from a fitted pipeline."""
+    pca = pipeline.named_steps.get("pca")
+    clf = pipeline.named_steps["clf"]
+    mean = None if pca is None else pca.mean_.astype(np.float64)
+    comps = None if pca is None else pca.components_.astype(np.float64)
+    if pca is not None and pca.whiten:
+        raise InputDataError("whitened PCA is not supported by the exporter")
+    if isinstance(clf, SVC) and clf.kernel == "rbf":
+        return HeadArrays(kind="rbf", pca_mean=mean, pca_components=comps,
+                          support_vectors=clf.support_vectors_.astype(np.float64),
+                          dual_coef=clf.dual_coef_[0].astype(np.float64), gamma=float(clf._gamma),
+                          intercept=float(clf.intercept_[0]))
+    if hasattr(clf, "coef_"):
+        return HeadArrays(kind="linear", pca_mean=mean, pca_components=comps,
+                          weights=np.asarray(clf.coef_, dtype=np.float64).reshape(-1),
+                          intercept=float(np.ravel(clf.intercept_)[0]))
+    raise InputDataError(f"cannot export classifier {type(clf).__name__}")

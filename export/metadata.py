@@ -1,0 +1,72 @@
+"""The metadata a netorigin model carries (the contract in runtime/model_metadata.schema.json)."""
+
+from __future__ import annotations
+
+import platform
+from datetime import datetime, timezone
+from importlib import metadata as importlib_metadata
+from typing import Any
+
+from netorigin.calibration.bands import BandTable
+from netorigin.runtime.contract import PREFIX, SCHEMA_VERSION
+
+from .embedder import IMAGENET_MEAN, IMAGENET_STD, EmbedderInfo
+from .heads import HeadArrays
+
+CLASSES = {"0": "pancreas", "1": "small_intestine"}
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in ("netorigin", "torch", "torchvision", "scikit-learn", "onnx", "onnxruntime", "numpy"):
+        try:
+            versions[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def patch_contract(field_of_view_um: float = 497.0, pixels: int = 224) -> dict[str, Any]:
+    return {
+        "field_of_view_um": field_of_view_um, "pixels": pixels, "layout": "NHWC", "dtype": "uint8",
+        "channels": "RGB", "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "scale": 1 / 255,
+        "normalisation": "in-graph", "resize": "PIL bilinear",
+        "level_rule": "read at the pyramid level whose microns per pixel are closest to, but not coarser "
+                      "than, field_of_view_um / pixels; read round(field_of_view_um / level_mpp) px; "
+                      "RGBA -> RGB by dropping alpha",
+        "anchor": "centre",
+        "white_filter": {"luma_above": 240, "max_fraction": 0.8},
+    }
+
+
+def case_contract(patches_per_case: int) -> dict[str, Any]:
+    return {
+        "patches_per_case": patches_per_case,
+        "vote_rule": "class 1 iff 2 * (patches with decision > 0) > patches_per_case; ties go to class 0",
+        "allotment": "patches split evenly over specimens, then over each specimen's slides; the "
+                     "remainder goes +1 to the first parts",
+        "sum": "S = float64 sum of the decision values in sampling order",
+        "band_rule": "uncertain iff lower < S < upper (strict), otherwise the majority vote",
+    }
+
+
+def build_metadata(embedder: EmbedderInfo, head: HeadArrays, bands: BandTable | None, *, patches_per_case: int,
+                   cohort: dict[str, Any], demo: bool = False, precision: str = "fp32",
+                   calibration_set: dict | None = None, field_of_view_um: float = 497.0) -> dict[str, Any]:
+    """Decoded metadata (the hash is added when the bytes are written)."""
+    return {
+        PREFIX + "schema": SCHEMA_VERSION,
+        PREFIX + "classes": CLASSES,
+        PREFIX + "patch": patch_contract(field_of_view_um),
+        PREFIX + "case": case_contract(patches_per_case),
+        PREFIX + "bands": bands.to_json() if bands else [],
+        PREFIX + "default_confidence": bands.default_confidence if bands else None,
+        PREFIX + "precision": {"precision": precision, "calibration_set": calibration_set},
+        PREFIX + "provenance": {
+            "embedder": embedder.to_json(), "head": head.describe(), "cohort": cohort,
+            "calibration": None if bands is None else {"n_pi": bands.n_pi, "n_other": bands.n_other},
+            "bands_note": None if bands else "exported with --no-bands: no abstention band, majority vote only",
+            "versions": library_versions(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "demo": demo,
+        },
+    }

@@ -1,0 +1,107 @@
+"""Build the single ONNX graph: uint8 patches -> ResNet50 embedding -> PCA -> classifier decision.
+
+Why the head is written with standard ONNX ops in float64 rather than skl2onnx's `SVMClassifier`:
+`SVMClassifier` (ai.onnx.ml) has no CUDA kernel, stores its parameters as float32 attributes and runs
+its RBF loop single-threaded; measured on 2 cores (benchmarks/svm_head.py) it is ~30x slower per
+100-patch case than this head and less exact. The float64 head runs on the CPU and CUDA providers,
+is immune to TF32, and matches scikit-learn's `decision_function` to ~1e-8 per patch.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import onnx
+import torch
+from onnx import TensorProto, helper, numpy_helper
+
+from netorigin.runtime.contract import DECISION_OUTPUT, EMBEDDING_OUTPUT, INPUT_NAME
+
+from .embedder import PatchEmbedder
+from .heads import HeadArrays
+
+MAX_IR_VERSION = 10  # older ONNX Runtime builds refuse newer IR versions
+PATCH_PIXELS = 224
+
+
+def export_embedder(embedder: PatchEmbedder) -> onnx.ModelProto:
+    """The embedder alone (uint8 NHWC -> float32 [N, 2048]) via the dynamo exporter, one file, dynamic batch."""
+    dummy = torch.zeros((2, PATCH_PIXELS, PATCH_PIXELS, 3), dtype=torch.uint8)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(embedder, (dummy,), dynamo=True, external_data=False,
+                                    input_names=[INPUT_NAME], output_names=[EMBEDDING_OUTPUT],
+                                    dynamic_shapes={"patches": {0: batch}}, verbose=False)
+    return program.model_proto
+
+
+def _const(name: str, array: np.ndarray) -> TensorProto:
+    return numpy_helper.from_array(np.ascontiguousarray(array), name=name)
+
+
+def head_nodes(head: HeadArrays, source: str, output: str) -> tuple[list, list]:
+    """Nodes and float64 initializers computing the decision value [N] (float32) from `source` [N, D]."""
+    nodes = [helper.make_node("Cast", [source], ["head_x"], to=TensorProto.DOUBLE)]
+    inits = []
+    features = "head_x"
+    if head.pca_components is not None:
+        inits += [_const("head_pca_mean", head.pca_mean), _const("head_pca_proj", head.pca_components.T)]
+        nodes += [helper.make_node("Sub", [features, "head_pca_mean"], ["head_centred"]),
+                  helper.make_node("MatMul", ["head_centred", "head_pca_proj"], ["head_z"])]
+        features = "head_z"
+    if head.kind == "rbf":
+        sv = head.support_vectors
+        inits += [_const("head_sv_t", sv.T), _const("head_sv_sq", np.sum(sv * sv, axis=1)[None, :]),
+                  _const("head_axis1", np.array([1], dtype=np.int64)),
+                  _const("head_minus2", np.array(-2.0)), _const("head_zero", np.array(0.0)),
+                  _const("head_neg_gamma", np.array(-head.gamma)),
+                  _const("head_alpha", head.dual_coef[:, None]), _const("head_b", np.array(head.intercept))]
+        nodes += [
+            helper.make_node("ReduceSumSquare", [features, "head_axis1"], ["head_x_sq"], keepdims=1),
+            helper.make_node("MatMul", [features, "head_sv_t"], ["head_dot"]),
+            helper.make_node("Mul", ["head_dot", "head_minus2"], ["head_m2dot"]),
+            helper.make_node("Add", ["head_x_sq", "head_m2dot"], ["head_d2a"]),
+            helper.make_node("Add", ["head_d2a", "head_sv_sq"], ["head_d2b"]),
+            helper.make_node("Max", ["head_d2b", "head_zero"], ["head_d2"]),
+            helper.make_node("Mul", ["head_d2", "head_neg_gamma"], ["head_arg"]),
+            helper.make_node("Exp", ["head_arg"], ["head_k"]),
+            helper.make_node("MatMul", ["head_k", "head_alpha"], ["head_sum"]),
+        ]
+    else:
+        inits += [_const("head_alpha", head.weights[:, None]), _const("head_b", np.array(head.intercept))]
+        nodes.append(helper.make_node("MatMul", [features, "head_alpha"], ["head_sum"]))
+    inits.append(_const("head_flat", np.array([-1], dtype=np.int64)))
+    nodes += [helper.make_node("Add", ["head_sum", "head_b"], ["head_dec2d"]),
+              helper.make_node("Reshape", ["head_dec2d", "head_flat"], ["head_dec64"]),
+              helper.make_node("Cast", ["head_dec64"], [output], to=TensorProto.FLOAT)]
+    return nodes, inits
+
+
+def attach_head(model: onnx.ModelProto, head: HeadArrays) -> onnx.ModelProto:
+    """Append the head to the embedder graph: outputs `decision` [N] and `embedding` [N, 2048]."""
+    graph = model.graph
+    nodes, inits = head_nodes(head, EMBEDDING_OUTPUT, DECISION_OUTPUT)
+    graph.node.extend(nodes)
+    graph.initializer.extend(inits)
+    batch_dim = graph.input[0].type.tensor_type.shape.dim[0]
+    decision = helper.make_tensor_value_info(DECISION_OUTPUT, TensorProto.FLOAT, [None])
+    decision.type.tensor_type.shape.dim[0].CopyFrom(batch_dim)
+    outputs = [decision] + [o for o in graph.output if o.name == EMBEDDING_OUTPUT]
+    del graph.output[:]
+    graph.output.extend(outputs)
+    model.ir_version = min(model.ir_version, MAX_IR_VERSION)
+    model.producer_name, model.producer_version = "netorigin", _package_version()
+    graph.name = "netorigin"
+    onnx.checker.check_model(model)
+    return model
+
+
+def _package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("netorigin")
+    except PackageNotFoundError:
+        return "0+unknown"

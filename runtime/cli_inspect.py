@@ -1,0 +1,45 @@
+"""`netorigin inspect`: the model's metadata contract, checked (schema and content hash)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from .contract import PREFIX, load_contract
+
+
+@click.command("inspect")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the decoded metadata as JSON.")
+def command(model: str, as_json: bool) -> None:
+    """Show MODEL's metadata; fails if the schema is unknown or the content hash does not match."""
+    contract = load_contract(model)
+    if as_json:
+        click.echo(json.dumps(contract.meta, indent=2, sort_keys=True))
+        return
+    prov = contract.provenance
+    patch = contract.patch
+    lines = []
+    if contract.is_demo:
+        lines.append("*** DEMO MODEL, NOT FOR DIAGNOSIS ***")
+    lines += [
+        f"model       {contract.path} (schema {contract.meta[PREFIX + 'schema']}, sha256 {contract.sha256[:16]}…, "
+        "hash verified)",
+        f"classes     {contract.classes}  (decision > 0 => class '1')",
+        f"embedder    {prov['embedder']['name']}  weights sha256 {prov['embedder']['weights_sha256'][:16]}…",
+        f"head        {json.dumps(prov['head'])}",
+        f"precision   {contract.precision}",
+        f"patch       {patch['field_of_view_um']} um -> {patch['pixels']} px {patch['layout']} {patch['dtype']}, "
+        f"anchor {patch['anchor']}, white filter {patch['white_filter']}",
+        f"case        {contract.patches_per_case} patches per case",
+        f"cohort      {json.dumps(prov['cohort'])}",
+        f"created     {prov['created']}  versions {json.dumps(prov['versions'])}",
+    ]
+    if contract.bands:
+        lines.append(f"bands       default c = {contract.default_confidence:g}")
+        lines += [f"  c = {b.c:<8.4g} pi inside {b.pi_inside:<4d} ({b.lower:.6g}, {b.upper:.6g})"
+                  for b in contract.bands]
+    else:
+        lines.append("bands       NONE (exported with --no-bands: majority vote only, no abstention)")
+    click.echo("\n".join(lines))

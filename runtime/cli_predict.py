@@ -1,0 +1,73 @@
+"""`netorigin predict`: one case (one or more slides) -> verdict, JSON report and optional extras."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from .atomic import write_text_atomic
+from .cli_options import model_options, region_rules
+from .errors import InsufficientTissueError, OutputError
+from .predictor import Predictor, SlideInput
+from .report import case_report, insufficient_report, text_summary, write_case_outputs
+
+
+def check_output_dir(out: Path) -> None:
+    """Fail before any work if the output folder cannot be written."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".netorigin-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise OutputError(f"output folder is not writable ({exc.strerror})", out) from None
+
+
+@click.command("predict")
+@click.argument("slides", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--annotations", "-a", multiple=True, type=click.Path(dir_okay=False),
+              help="QuPath GeoJSON per slide, in slide order; none = tissue detection.")
+@click.option("--specimen", multiple=True, help="Specimen id per slide, in slide order (for the allotment).")
+@click.option("--mpp", type=float, default=None, help="Microns per pixel for slides that do not record it.")
+@click.option("--case-id", default=None, help="Case id (default: the first slide's name).")
+@model_options
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON report instead of the text summary.")
+@click.option("--out", "-o", type=click.Path(file_okay=False), default=None, help="Folder for the report files.")
+@click.option("--geojson", is_flag=True, help="Also write the patches as QuPath detections (needs --out).")
+@click.option("--thumbnail", is_flag=True, help="Also write a PNG of each slide with its patches (needs --out).")
+@click.option("--level", type=int, default=None, help="Force this pyramid level (benchmarks only).")
+def command(slides, annotations, specimen, mpp, case_id, model, device, confidence, seed, threads,
+            read_workers, include, exclude, as_json, out, geojson, thumbnail, level) -> None:
+    """Predict the primary site of one case from its slides (SLIDES of one patient)."""
+    if (geojson or thumbnail) and out is None:
+        raise click.UsageError("--geojson and --thumbnail need --out DIR")
+    if specimen and len(specimen) != len(slides):
+        raise click.UsageError(f"{len(specimen)} --specimen values for {len(slides)} slides")
+    out_dir = Path(out) if out else None
+    if out_dir is not None:
+        check_output_dir(out_dir)
+    predictor = Predictor(model, device=device, confidence=confidence, seed=seed, read_workers=read_workers,
+                          threads=threads, rules=region_rules(include, exclude))
+    items = [SlideInput(Path(s), Path(annotations[i]) if annotations else None,
+                        specimen[i] if specimen else "A", mpp) for i, s in enumerate(slides)]
+    if annotations and len(annotations) != len(slides):
+        raise click.UsageError(f"{len(annotations)} --annotations for {len(slides)} slides (one per slide)")
+    case_id = case_id or items[0].path.stem
+    try:
+        result = predictor.predict_case(items, case_id=case_id, level=level)
+    except InsufficientTissueError as exc:
+        if out_dir is not None:
+            report = insufficient_report(case_id, str(exc), exc.possible, exc.required, seed,
+                                         predictor.model_info())
+            write_text_atomic(out_dir / f"{case_id}.json", json.dumps(report, indent=2))
+        raise
+    if out_dir is not None:
+        write_case_outputs(result, out_dir, geojson=geojson, thumbnail=thumbnail)
+    if as_json:
+        click.echo(json.dumps(case_report(result), indent=2))
+    else:
+        click.echo(text_summary(result))
+    sys.stdout.flush()

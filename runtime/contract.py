@@ -1,0 +1,188 @@
+"""The model metadata contract: keys, JSON Schema validation, content hash.
+
+Scanner software can read the same metadata with nothing but onnxruntime and json
+(`session.get_modelmeta().custom_metadata_map`); this module is our own reader and writer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from .errors import ConfigurationError, ModelError
+from .protobuf_fields import WireFormatError, content_records, read_metadata, replace_metadata
+
+SCHEMA_VERSION = 1
+PREFIX = "netorigin."
+INPUT_NAME = "patches"
+DECISION_OUTPUT = "decision"
+EMBEDDING_OUTPUT = "embedding"
+
+
+@cache
+def metadata_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of the decoded metadata."""
+    text = resources.files(__package__).joinpath("model_metadata.schema.json").read_text()
+    return json.loads(text)
+
+
+def content_sha256(model_bytes: bytes) -> str:
+    """SHA-256 of every top-level ModelProto record except metadata: changes iff the graph/weights do."""
+    digest = hashlib.sha256()
+    for record in content_records(model_bytes):
+        digest.update(record)
+    return digest.hexdigest()
+
+
+def encode_metadata(meta: dict[str, Any]) -> dict[str, str]:
+    """Decoded metadata -> ONNX metadata_props strings (JSON values)."""
+    return {key: json.dumps(value, sort_keys=True) for key, value in meta.items()}
+
+
+def decode_metadata(props: dict[str, str], path: str | Path) -> dict[str, Any]:
+    """ONNX metadata_props -> netorigin metadata dict with JSON values; other keys are ignored."""
+    meta = {}
+    for key, value in props.items():
+        if key.startswith(PREFIX):
+            try:
+                meta[key] = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ModelError(f"metadata key {key} is not valid JSON ({exc.msg})", path) from None
+    return meta
+
+
+def validate_metadata(meta: dict[str, Any], path: str | Path) -> None:
+    """Refuse metadata that is missing, of an unknown schema version, or not of the contract's shape."""
+    if not meta:
+        raise ModelError("not a netorigin model (no netorigin.* metadata)", path)
+    version = meta.get(PREFIX + "schema")
+    if version != SCHEMA_VERSION:
+        raise ModelError(f"unknown metadata schema version {version!r} (this netorigin reads "
+                         f"{SCHEMA_VERSION})", path)
+    validator = jsonschema.Draft202012Validator(metadata_schema())
+    error = jsonschema.exceptions.best_match(validator.iter_errors(meta))
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "metadata"
+        raise ModelError(f"metadata does not match the contract at {where}: {error.message}", path)
+
+
+@dataclass(frozen=True)
+class Band:
+    """Uncertain iff lower < S < upper; `pi_inside` labelled calibration patients fell inside."""
+
+    c: float
+    pi_inside: int
+    lower: float
+    upper: float
+
+
+@dataclass(frozen=True)
+class ModelContract:
+    """A validated model's bytes and decoded metadata."""
+
+    path: Path
+    model_bytes: bytes
+    meta: dict[str, Any]
+
+    @property
+    def sha256(self) -> str:
+        return self.meta[PREFIX + "sha256"]
+
+    @property
+    def classes(self) -> dict[str, str]:
+        return self.meta[PREFIX + "classes"]
+
+    @property
+    def patch(self) -> dict[str, Any]:
+        return self.meta[PREFIX + "patch"]
+
+    @property
+    def patches_per_case(self) -> int:
+        return int(self.meta[PREFIX + "case"]["patches_per_case"])
+
+    @property
+    def bands(self) -> list[Band]:
+        return [Band(**b) for b in self.meta[PREFIX + "bands"]]
+
+    @property
+    def default_confidence(self) -> float | None:
+        return self.meta[PREFIX + "default_confidence"]
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        return self.meta[PREFIX + "provenance"]
+
+    @property
+    def is_demo(self) -> bool:
+        return bool(self.provenance.get("demo"))
+
+    @property
+    def precision(self) -> str:
+        return self.meta[PREFIX + "precision"]["precision"]
+
+    def band(self, confidence: float | str | None) -> Band | None:
+        """The stored band for `confidence` (a number or 'k/o'), the default when None; None if uncalibrated."""
+        bands = self.bands
+        if not bands:
+            if confidence is not None:
+                raise ConfigurationError("model has no calibrated bands (exported with --no-bands), so "
+                                         "--confidence cannot be used", self.path)
+            return None
+        wanted = self.default_confidence if confidence is None else parse_confidence(confidence)
+        for band in bands:
+            if abs(band.c - wanted) < 1e-9:
+                return band
+        levels = ", ".join(f"{b.c:g}" for b in bands)
+        raise ConfigurationError(f"confidence {confidence} is not a stored level (stored: {levels})", self.path)
+
+
+def parse_confidence(value: float | str) -> float:
+    """Accept 0.875 or '7/8'."""
+    text = str(value).strip()
+    try:
+        if "/" in text:
+            num, den = text.split("/", 1)
+            return int(num) / int(den)
+        return float(text)
+    except (ValueError, ZeroDivisionError):
+        raise ConfigurationError(f"confidence {value!r} is not a number or a fraction k/o") from None
+
+
+def load_contract(path: str | Path, verify_hash: bool = True) -> ModelContract:
+    """Read a model file, decode and validate its metadata, and check its content hash."""
+    path = Path(path)
+    try:
+        model_bytes = path.read_bytes()
+    except FileNotFoundError:
+        raise ModelError("model file not found", path) from None
+    except IsADirectoryError:
+        raise ModelError("is a directory, not a model file", path) from None
+    except OSError as exc:
+        raise ModelError(f"cannot read model file ({exc.strerror})", path) from None
+    if not model_bytes:
+        raise ModelError("model file is empty", path)
+    try:
+        props = read_metadata(model_bytes)
+    except (WireFormatError, UnicodeDecodeError) as exc:
+        raise ModelError(f"not an ONNX model or truncated ({exc})", path) from None
+    meta = decode_metadata(props, path)
+    validate_metadata(meta, path)
+    if verify_hash:
+        actual = content_sha256(model_bytes)
+        if actual != meta[PREFIX + "sha256"]:
+            raise ModelError(f"content hash mismatch: the graph or weights were changed after export "
+                             f"(stored {meta[PREFIX + 'sha256'][:12]}…, actual {actual[:12]}…)", path)
+    return ModelContract(path=path, model_bytes=model_bytes, meta=meta)
+
+
+def with_metadata(model_bytes: bytes, meta: dict[str, Any]) -> bytes:
+    """Model bytes carrying `meta` (re-hashed) in place of their metadata; the graph is untouched."""
+    meta = dict(meta, **{PREFIX + "sha256": content_sha256(model_bytes)})
+    return replace_metadata(model_bytes, encode_metadata(meta))

@@ -1,0 +1,60 @@
+"""One typed exception hierarchy for every failure a user can cause.
+
+Each error names the file it concerns and the problem in one line, so the CLI can print it as is and
+batch mode can record it as the reason a case failed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class NetoriginError(Exception):
+    """Base class: a problem with the user's input, model or environment (not a bug)."""
+
+    def __init__(self, problem: str, path: str | Path | None = None) -> None:
+        self.path = str(path) if path is not None else None
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}" if self.path else problem)
+
+
+class SlideError(NetoriginError):
+    """A slide cannot be opened or read, or lacks what the method needs (e.g. microns per pixel)."""
+
+
+class AnnotationError(NetoriginError):
+    """An annotation file is unreadable, of the wrong shape, or selects no usable tumour region."""
+
+
+class ModelError(NetoriginError):
+    """A model file is not a valid netorigin ONNX model (format, metadata contract or integrity)."""
+
+
+class ConfigurationError(NetoriginError):
+    """An option value is not usable with this model or this host (confidence level, device, ...)."""
+
+
+class DeviceError(ConfigurationError):
+    """The execution provider asked for is not available; we never fall back silently."""
+
+
+class ManifestError(NetoriginError):
+    """A manifest (CSV) has missing files, bad columns or duplicate ids."""
+
+
+class InsufficientTissueError(NetoriginError):
+    """Too little acceptable tissue for the number of patches the model was calibrated on."""
+
+    def __init__(self, problem: str, path: str | Path | None = None, *, possible: int = 0,
+                 required: int = 0) -> None:
+        self.possible = possible
+        self.required = required
+        super().__init__(problem, path)
+
+
+class OutputError(NetoriginError):
+    """An output location cannot be written."""
+
+
+class InputDataError(NetoriginError):
+    """Training-side inputs (embeddings, sums tables, patch folders) are malformed."""

@@ -1,0 +1,200 @@
+"""The Python API for scanner software: `Predictor(model).predict_case(slides, annotations)`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from netorigin.calibration.verdict import PatientVerdict, patient_verdict
+
+from .contract import Band, ModelContract, load_contract
+from .errors import ConfigurationError, SlideError
+from .regions import RegionRules, Regions, detect_tissue, load_annotations
+from .sampling import Patch, PatchGeometry, ReadPlan, allot_case, plan_reads, sample_slide
+from .session import CPU, CUDA_BATCH, ModelSession, open_session
+from .slide import Slide
+
+CPU_BATCH = 32
+DEMO_WARNING = "DEMO MODEL, NOT FOR DIAGNOSIS"
+# Reading a one-level slide at more than this many times the needed resolution is refused (too slow).
+MAX_FLAT_OVERSAMPLING = 2.0
+
+
+@dataclass(frozen=True)
+class SlideInput:
+    """One slide of a case, its optional QuPath annotations and the specimen it belongs to."""
+
+    path: Path
+    annotations: Path | None = None
+    specimen: str = "A"
+    mpp: float | None = None
+
+
+@dataclass
+class SlideSummary:
+    fingerprint: dict
+    regions: str
+    region_area_mm2: float
+    level: int
+    downsample: float
+    read_size: int
+    field_of_view_um: float
+    patches: int
+    notes: list[str]
+
+
+@dataclass
+class CaseResult:
+    """Everything a report needs; `verdict` is one of pancreas / small_intestine / uncertain."""
+
+    case_id: str
+    verdict: PatientVerdict
+    band: Band | None
+    decisions: np.ndarray
+    patches: list[dict]
+    slides: list[SlideSummary]
+    seed: int
+    provider: str
+    timings: dict[str, float]
+    model: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+    warning: str | None = None
+
+
+def _as_inputs(slides: Sequence, annotations: Sequence | None, specimens: Sequence[str] | None,
+               mpp: float | None) -> list[SlideInput]:
+    items = []
+    annotations = list(annotations or [])
+    if annotations and len(annotations) != len(slides):
+        raise ConfigurationError(f"{len(annotations)} annotation files for {len(slides)} slides: give one per "
+                                 "slide, in the same order, or none")
+    for i, item in enumerate(slides):
+        if isinstance(item, SlideInput):
+            items.append(item)
+            continue
+        items.append(SlideInput(path=Path(item), annotations=Path(annotations[i]) if annotations else None,
+                                specimen=specimens[i] if specimens else "A", mpp=mpp))
+    if not items:
+        raise ConfigurationError("a case needs at least one slide")
+    return items
+
+
+class Predictor:
+    """Loads and verifies a model once, then predicts cases; thread-compatible, one case at a time."""
+
+    def __init__(self, model: str | Path | ModelContract, device: str = "auto",
+                 confidence: float | str | None = None, seed: int = 0, read_workers: int = 4,
+                 threads: int | None = None, rules: RegionRules = RegionRules()) -> None:
+        self.contract = model if isinstance(model, ModelContract) else load_contract(model)
+        self.band = self.contract.band(confidence)
+        self.confidence = self.band.c if self.band else None
+        self.session: ModelSession = open_session(self.contract, device, threads)
+        self.geometry = PatchGeometry.from_metadata(self.contract.patch)
+        self.seed = seed
+        self.read_workers = read_workers
+        self.rules = rules
+
+    @property
+    def provider(self) -> str:
+        return self.session.provider
+
+    def _regions(self, item: SlideInput, slide: Slide) -> Regions:
+        if item.annotations is not None:
+            return load_annotations(item.annotations, slide, self.rules)
+        return detect_tissue(slide)
+
+    def _check_pyramid(self, slide: Slide, plan: ReadPlan) -> None:
+        oversampling = plan.read_size / self.geometry.pixels
+        if len(slide.levels) == 1 and oversampling > MAX_FLAT_OVERSAMPLING:
+            raise SlideError(f"slide has a single level (no pyramid): each patch would be read at "
+                             f"{plan.read_size} px, {oversampling:.0f}x what is needed; convert it to a "
+                             "pyramidal file", slide.path)
+
+    def predict_case(self, slides: Sequence, annotations: Sequence | None = None, *, case_id: str | None = None,
+                     specimens: Sequence[str] | None = None, mpp: float | None = None,
+                     level: int | None = None) -> CaseResult:
+        """Sample the model's patches per case over the slides, run the model, and decide."""
+        items = _as_inputs(slides, annotations, specimens, mpp)
+        case_id = case_id or items[0].path.stem
+        timings = dict.fromkeys(("open", "regions", "read_and_sample", "resize", "inference", "verdict"), 0.0)
+        start = time.perf_counter()
+        opened: list[Slide] = []
+        try:
+            for item in items:
+                opened.append(Slide(item.path, item.mpp))
+            timings["open"] = time.perf_counter() - start
+            t = time.perf_counter()
+            regions = [self._regions(item, slide) for item, slide in zip(items, opened)]
+            timings["regions"] = time.perf_counter() - t
+            plans = [plan_reads(slide, self.geometry, level) for slide in opened]
+            for slide, plan in zip(opened, plans):
+                if level is None:
+                    self._check_pyramid(slide, plan)
+            counts = allot_case(self.contract.patches_per_case, [item.specimen for item in items])
+            patches, decisions, resize_s, infer_s = self._sample_and_infer(opened, regions, plans, counts)
+            timings["resize"] = resize_s
+            timings["inference"] = infer_s
+            timings["read_and_sample"] = time.perf_counter() - t - timings["regions"]
+            t = time.perf_counter()
+            band = (self.band.lower, self.band.upper) if self.band else None
+            verdict = patient_verdict(decisions, band)
+            timings["verdict"] = time.perf_counter() - t
+            summaries = [
+                SlideSummary(fingerprint=slide.fingerprint(), regions=reg.source,
+                             region_area_mm2=reg.geometry.area * slide.mpp ** 2 / 1e6, level=plan.level.index,
+                             downsample=plan.level.downsample, read_size=plan.read_size,
+                             field_of_view_um=plan.field_of_view_um, patches=n, notes=list(reg.notes))
+                for slide, reg, plan, n in zip(opened, regions, plans, counts)]
+        finally:
+            for slide in opened:
+                slide.close()
+        timings["total"] = time.perf_counter() - start
+        records = [{"slide": p.slide_index, "x": p.x, "y": p.y, "size_level0": p.size_level0, "level": p.level,
+                    "decision": float(d)} for p, d in zip(patches, decisions)]
+        notes = [n for s in summaries for n in s.notes]
+        return CaseResult(case_id=case_id, verdict=verdict, band=self.band, decisions=decisions,
+                          patches=records, slides=summaries, seed=self.seed, provider=self.provider,
+                          timings=timings, model=self.model_info(), notes=notes,
+                          warning=DEMO_WARNING if self.contract.is_demo else None)
+
+    def _sample_and_infer(self, slides: list[Slide], regions: list[Regions], plans: list[ReadPlan],
+                          counts: list[int]) -> tuple[list[Patch], np.ndarray, float, float]:
+        """Read patches in threads while the previous batch runs on ONNX Runtime in another thread."""
+        batch_size = CPU_BATCH if self.provider == CPU else CUDA_BATCH
+        patches: list[Patch] = []
+        futures = []
+        resize_times: list[float] = []
+
+        def infer(batch: np.ndarray) -> tuple[np.ndarray, float]:
+            t = time.perf_counter()
+            decisions, _ = self.session.run(batch)
+            return decisions, time.perf_counter() - t
+
+        with ThreadPoolExecutor(self.read_workers) as readers, ThreadPoolExecutor(1) as inference:
+            pending: list[np.ndarray] = []
+            for index, (slide, reg, plan, n) in enumerate(zip(slides, regions, plans, counts)):
+                for patch in sample_slide(slide, reg, n, self.geometry, self.seed, index, readers, plan,
+                                          resize_times):
+                    patches.append(patch)
+                    pending.append(patch.pixels)
+                    if len(pending) == batch_size:
+                        futures.append(inference.submit(infer, np.stack(pending)))
+                        pending = []
+            if pending:
+                futures.append(inference.submit(infer, np.stack(pending)))
+            results = [f.result() for f in futures]
+        decisions = np.concatenate([r[0] for r in results]).astype(np.float64)
+        return patches, decisions, float(sum(resize_times)), float(sum(r[1] for r in results))
+
+    def model_info(self) -> dict[str, Any]:
+        prov = self.contract.provenance
+        return {"path": str(self.contract.path), "sha256": self.contract.sha256,
+                "embedder": prov["embedder"]["name"], "head": prov["head"]["kind"],
+                "precision": self.contract.precision, "patches_per_case": self.contract.patches_per_case,
+                "field_of_view_um": self.geometry.field_of_view_um, "demo": self.contract.is_demo}

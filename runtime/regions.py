@@ -1,0 +1,176 @@
+"""Tumour regions: QuPath GeoJSON annotations, or tissue detection when there are none.
+
+Regions are shapely geometries in level-0 slide pixels (MRXS offset already added).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import shapely
+import shapely.affinity
+from shapely.geometry import shape
+from shapely.validation import explain_validity, make_valid
+
+from .errors import AnnotationError, InsufficientTissueError
+from .slide import Slide
+
+DEFAULT_INCLUDE = ("Tumor",)
+# Pen marks and large artefacts; the reference lab used German names for them.
+DEFAULT_EXCLUDE = ("Exclude", "Ignore*", "Artefact", "Artifact", "Stift", "Artefakt")
+
+
+@dataclass(frozen=True)
+class RegionRules:
+    """Which QuPath classes are tumour and which are cut out (case-insensitive; a trailing * is a prefix)."""
+
+    include: tuple[str, ...] = DEFAULT_INCLUDE
+    exclude: tuple[str, ...] = DEFAULT_EXCLUDE
+
+    @staticmethod
+    def _matches(name: str | None, patterns: tuple[str, ...]) -> bool:
+        if not name:
+            return False
+        name = name.lower()
+        for pattern in patterns:
+            pattern = pattern.lower()
+            # Derived classes are written "Tumor: Positive": the base class decides.
+            base = name.split(":")[0].strip()
+            if pattern.endswith("*") and name.startswith(pattern[:-1]):
+                return True
+            if name == pattern or base == pattern:
+                return True
+        return False
+
+    def included(self, name: str | None) -> bool:
+        return self._matches(name, self.include)
+
+    def excluded(self, name: str | None) -> bool:
+        return self._matches(name, self.exclude)
+
+
+@dataclass
+class Regions:
+    """Where to sample: the area in level-0 pixels and how it was found."""
+
+    geometry: shapely.Geometry
+    source: str  # "annotations" or "tissue-detection"
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def polygons(self) -> list[shapely.Polygon]:
+        geom = self.geometry
+        return list(geom.geoms) if hasattr(geom, "geoms") else [geom]
+
+
+def _features(doc, path: Path) -> list[dict]:
+    if isinstance(doc, dict) and doc.get("type") == "FeatureCollection":
+        feats = doc.get("features")
+    elif isinstance(doc, dict) and doc.get("type") == "Feature":
+        feats = [doc]
+    elif isinstance(doc, list):
+        feats = doc
+    else:
+        raise AnnotationError("not QuPath GeoJSON (expected a FeatureCollection, a Feature or a list of "
+                              "Features)", path)
+    if not isinstance(feats, list) or not all(isinstance(f, dict) and "geometry" in f for f in feats):
+        raise AnnotationError("GeoJSON features are malformed (each needs a 'geometry')", path)
+    if not feats:
+        raise AnnotationError("annotation file holds no objects", path)
+    return feats
+
+
+def _class_name(feature: dict) -> str | None:
+    props = feature.get("properties") or {}
+    cls = props.get("classification")
+    if isinstance(cls, dict):
+        return cls.get("name")
+    if isinstance(cls, str):
+        return cls
+    return None
+
+
+def _area_geometry(feature: dict, path: Path, index: int) -> shapely.Geometry | None:
+    try:
+        geom = shape(feature["geometry"])
+    except Exception as exc:  # shapely raises several types for malformed coordinates
+        raise AnnotationError(f"object {index} has an invalid geometry ({exc})", path) from None
+    if geom.geom_type not in ("Polygon", "MultiPolygon"):
+        return None  # points and lines carry no area
+    if not geom.is_valid:
+        reason = explain_validity(geom)
+        geom = make_valid(geom)
+        polys = [g for g in getattr(geom, "geoms", [geom]) if g.geom_type in ("Polygon", "MultiPolygon")]
+        if not polys or shapely.union_all(polys).area <= 0:
+            raise AnnotationError(f"object {index} is an invalid polygon that cannot be repaired ({reason})",
+                                  path)
+        geom = shapely.union_all(polys)
+    return geom
+
+
+def load_annotations(path: str | Path, slide: Slide, rules: RegionRules = RegionRules()) -> Regions:
+    """Union of tumour-class objects minus exclusion-class objects, offset for MRXS, checked against the slide."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise AnnotationError("annotation file not found", path) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise AnnotationError(f"not valid JSON ({getattr(exc, 'msg', exc)})", path) from None
+    feats = _features(doc, path)
+    notes = []
+    areas = [(_class_name(f), _area_geometry(f, path, i)) for i, f in enumerate(feats)]
+    areas = [(name, geom) for name, geom in areas if geom is not None and not geom.is_empty]
+    include = [g for name, g in areas if rules.included(name)]
+    if not include and len(areas) == 1 and areas[0][0] is None:
+        include = [areas[0][1]]
+        notes.append("single unclassified object used as the tumour region")
+    if not include:
+        found = sorted({name or "unclassified" for name, _ in areas}) or ["no area objects"]
+        raise AnnotationError(f"no object of class {'/'.join(rules.include)} (found: {', '.join(found)})", path)
+    region = shapely.union_all(include)
+    exclude = [g for name, g in areas if rules.excluded(name)]
+    if exclude:
+        region = region.difference(shapely.union_all(exclude))
+    if slide.offset != (0, 0):
+        region = shapely.affinity.translate(region, *slide.offset)
+        notes.append(f"MRXS offset {slide.offset} added to annotation coordinates")
+    bounds = shapely.box(0, 0, *slide.dimensions)
+    inside = region.intersection(bounds)
+    if region.area > 0 and inside.area < region.area * (1 - 1e-6):
+        if inside.area <= 0:
+            raise AnnotationError(f"tumour region lies outside the slide ({slide.dimensions[0]} x "
+                                  f"{slide.dimensions[1]} px)", path)
+        notes.append(f"{100 * (1 - inside.area / region.area):.1f}% of the tumour region lies outside the "
+                     "slide and was cut off")
+    polys = [g for g in getattr(inside, "geoms", [inside]) if g.geom_type == "Polygon" and g.area > 0]
+    if not polys:
+        raise AnnotationError("tumour region selects no area (empty after exclusions)", path)
+    return Regions(geometry=shapely.MultiPolygon(polys), source="annotations", notes=notes)
+
+
+def detect_tissue(slide: Slide, thumbnail_size: int = 1024, cell_um: float = 64.0) -> Regions:
+    """Tissue (not background) on a thumbnail: saturated and not white, as grid cells merged into polygons."""
+    thumb = np.asarray(slide.thumbnail(thumbnail_size).convert("HSV"), dtype=np.float32)
+    scale = slide.dimensions[0] / thumb.shape[1]
+    sat, val = thumb[..., 1] / 255.0, thumb[..., 2] / 255.0
+    mask = (sat > 0.08) & (val > 0.15)
+    cell = max(1, int(round(cell_um / (slide.mpp * scale))))
+    h, w = mask.shape[0] // cell * cell, mask.shape[1] // cell * cell
+    grid = mask[:h, :w].reshape(h // cell, cell, w // cell, cell).mean(axis=(1, 3)) > 0.5
+    boxes = []
+    for row in range(grid.shape[0]):
+        cols = np.flatnonzero(np.diff(np.concatenate(([0], grid[row].astype(np.int8), [0]))))
+        for start, stop in zip(cols[::2], cols[1::2]):
+            boxes.append(shapely.box(start * cell * scale, row * cell * scale, stop * cell * scale,
+                                     (row + 1) * cell * scale))
+    if not boxes:
+        raise InsufficientTissueError("tissue detection found no tissue", slide.path, possible=0)
+    region = shapely.union_all(boxes)
+    polys = [g for g in getattr(region, "geoms", [region]) if g.area > 0]
+    return Regions(geometry=shapely.MultiPolygon(polys), source="tissue-detection",
+                   notes=["no annotations: tissue detection was used; the model was calibrated on tumour "
+                          "regions and these regions are not tumour-specific"])

@@ -1,0 +1,149 @@
+"""Reports of a case: JSON (the record), QuPath GeoJSON of the patches, a PNG thumbnail, readable text."""
+
+from __future__ import annotations
+
+import io
+import json
+import platform
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from .atomic import write_bytes_atomic, write_text_atomic
+from .predictor import CaseResult
+from .session import installed_runtime
+from .slide import Slide
+
+REPORT_VERSION = 1
+VERDICT_TEXT = {"pancreas": "PANCREAS", "small_intestine": "SMALL INTESTINE", "uncertain": "UNCERTAIN"}
+
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    import onnxruntime
+    import openslide
+
+    try:
+        own = metadata.version("netorigin")
+    except metadata.PackageNotFoundError:
+        own = "0+unknown"
+    return {"netorigin": own, "onnxruntime": onnxruntime.__version__, "onnxruntime_dist": installed_runtime(),
+            "openslide": openslide.__library_version__, "openslide_python": openslide.__version__,
+            "numpy": np.__version__, "python": platform.python_version()}
+
+
+def case_report(result: CaseResult, include_timings: bool = True) -> dict[str, Any]:
+    """The JSON record of one case; identical for identical inputs apart from `timings` and `created`."""
+    v = result.verdict
+    report = {
+        "report_version": REPORT_VERSION,
+        "status": "ok",
+        "case": result.case_id,
+        "warning": result.warning,
+        "verdict": v.verdict,
+        "majority_vote": v.majority,
+        "patient_sum": v.patient_sum,
+        "votes": {"small_intestine": v.votes_small_intestine,
+                  "pancreas": v.n_patches - v.votes_small_intestine, "n_patches": v.n_patches},
+        "band": None if result.band is None else asdict(result.band),
+        "confidence": None if result.band is None else result.band.c,
+        "in_band": v.in_band,
+        "seed": result.seed,
+        "provider": result.provider,
+        "model": result.model,
+        "slides": [asdict(s) for s in result.slides],
+        "notes": result.notes,
+        "patches": result.patches,
+        "versions": _versions(),
+    }
+    if include_timings:
+        report["timings_s"] = {k: round(t, 4) for k, t in result.timings.items()}
+        report["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return report
+
+
+def insufficient_report(case_id: str, problem: str, possible: int, required: int, seed: int,
+                        model: dict[str, Any]) -> dict[str, Any]:
+    """Never a verdict on fewer patches than the model was calibrated for."""
+    return {"report_version": REPORT_VERSION, "status": "insufficient_tissue", "case": case_id, "verdict": None,
+            "problem": problem, "patches_possible": possible, "patches_required": required, "seed": seed,
+            "model": model, "versions": _versions(),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def text_summary(result: CaseResult) -> str:
+    v = result.verdict
+    lines = []
+    if result.warning:
+        lines.append(f"*** {result.warning} ***")
+    band = "no band (uncalibrated model)" if result.band is None else \
+        f"band ({result.band.lower:.3f}, {result.band.upper:.3f}) at c = {result.band.c:g}"
+    lines += [
+        f"case {result.case_id}: {VERDICT_TEXT[v.verdict]}",
+        f"  S = {v.patient_sum:.4f}, {band}",
+        f"  votes: {v.votes_small_intestine} small intestine / {v.n_patches - v.votes_small_intestine} pancreas "
+        f"of {v.n_patches} patches (majority: {v.majority})",
+        f"  {len(result.slides)} slide(s), provider {result.provider}, seed {result.seed}, "
+        f"{result.timings['total']:.2f} s",
+    ]
+    lines += [f"  note: {n}" for n in result.notes]
+    return "\n".join(lines)
+
+
+def patches_geojson(result: CaseResult, slide_index: int, offset: tuple[int, int] = (0, 0)) -> dict:
+    """The sampled patches of one slide as QuPath detections, decision value as a measurement."""
+    features = []
+    for p in result.patches:
+        if p["slide"] != slide_index:
+            continue
+        x, y, s = p["x"] - offset[0], p["y"] - offset[1], p["size_level0"]
+        cls = "Small intestine" if p["decision"] > 0 else "Pancreas"
+        features.append({
+            "type": "Feature",
+            "geometry": {"type": "Polygon", "coordinates": [[[x, y], [x + s, y], [x + s, y + s], [x, y + s],
+                                                             [x, y]]]},
+            "properties": {"objectType": "detection", "classification": {"name": cls},
+                           "measurements": {"decision": p["decision"]}},
+        })
+    return {"type": "FeatureCollection", "features": features}
+
+
+def thumbnail_png(result: CaseResult, slide_index: int, slide: Slide, max_size: int = 1024) -> bytes:
+    """The slide with its patches outlined: red for small intestine votes, blue for pancreas votes."""
+    image = slide.thumbnail(max_size)
+    scale = image.width / slide.dimensions[0]
+    draw = ImageDraw.Draw(image)
+    for p in result.patches:
+        if p["slide"] != slide_index:
+            continue
+        x, y, s = p["x"] * scale, p["y"] * scale, p["size_level0"] * scale
+        draw.rectangle((x, y, x + s, y + s), outline=(220, 30, 30) if p["decision"] > 0 else (30, 60, 220),
+                       width=2)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def write_case_outputs(result: CaseResult, out: Path, geojson: bool = False, thumbnail: bool = False) -> list[Path]:
+    """Write the extras, then the report last (its presence marks a finished case); all atomic."""
+    written = []
+    for index, summary in enumerate(result.slides if (geojson or thumbnail) else []):
+        stem = out / f"{result.case_id}.slide{index}"
+        with Slide(summary.fingerprint["path"], summary.fingerprint["mpp"]) as slide:
+            if geojson:
+                target = stem.with_name(stem.name + ".patches.geojson")
+                write_text_atomic(target, json.dumps(patches_geojson(result, index, slide.offset)))
+                written.append(target)
+            if thumbnail:
+                target = stem.with_name(stem.name + ".thumbnail.png")
+                write_bytes_atomic(target, thumbnail_png(result, index, slide))
+                written.append(target)
+    report_path = out / f"{result.case_id}.json"
+    write_text_atomic(report_path, json.dumps(case_report(result), indent=2))
+    written.append(report_path)
+    return written

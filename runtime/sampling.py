@@ -1,0 +1,175 @@
+"""Seeded tumour-patch sampling at the right pyramid level (method.md, "Patch sampling").
+
+Candidates are drawn from a per-slide generator seeded with (seed, slide index) and read in parallel
+threads; acceptance is decided in candidate order, so the patches never depend on thread timing.
+"""
+
+from __future__ import annotations
+
+import time
+
+from collections.abc import Iterator
+from concurrent.futures import Executor, wait
+from dataclasses import dataclass
+
+import numpy as np
+import shapely
+from PIL import Image
+
+from .errors import InsufficientTissueError
+from .regions import Regions
+from .slide import Level, Slide
+
+ATTEMPTS_PER_PATCH = 10
+MIN_ATTEMPTS = 200
+
+
+@dataclass(frozen=True)
+class PatchGeometry:
+    """Field of view and the white filter, as the model's metadata states them."""
+
+    field_of_view_um: float = 497.0
+    pixels: int = 224
+    anchor: str = "centre"
+    luma_above: int = 240
+    max_fraction: float = 0.8
+
+    @classmethod
+    def from_metadata(cls, patch: dict) -> PatchGeometry:
+        white = patch["white_filter"]
+        return cls(field_of_view_um=float(patch["field_of_view_um"]), pixels=int(patch["pixels"]),
+                   anchor=patch["anchor"], luma_above=int(white["luma_above"]),
+                   max_fraction=float(white["max_fraction"]))
+
+    @property
+    def target_mpp(self) -> float:
+        return self.field_of_view_um / self.pixels
+
+
+@dataclass(frozen=True)
+class ReadPlan:
+    """How one slide is read: level, read size in that level's pixels, and the true field of view."""
+
+    level: Level
+    read_size: int
+    size_level0: float
+    field_of_view_um: float
+
+
+def plan_reads(slide: Slide, geometry: PatchGeometry, level_index: int | None = None) -> ReadPlan:
+    """Read at the level closest to, not coarser than, what `pixels` over the field of view needs."""
+    level = slide.levels[level_index] if level_index is not None else slide.level_for(geometry.target_mpp)
+    level_mpp = slide.mpp * level.downsample
+    read_size = max(1, int(round(geometry.field_of_view_um / level_mpp)))
+    return ReadPlan(level=level, read_size=read_size, size_level0=read_size * level.downsample,
+                    field_of_view_um=read_size * level_mpp)
+
+
+def allot(total: int, parts: int) -> list[int]:
+    """Split evenly; the remainder goes +1 to the first parts."""
+    base, extra = divmod(total, parts)
+    return [base + (1 if i < extra else 0) for i in range(parts)]
+
+
+def allot_case(total: int, specimens: list[str]) -> list[int]:
+    """Patches per slide: evenly over specimens (in order of first appearance), then over their slides."""
+    order = list(dict.fromkeys(specimens))
+    per_specimen = dict(zip(order, allot(total, len(order))))
+    counts = [0] * len(specimens)
+    for name in order:
+        members = [i for i, s in enumerate(specimens) if s == name]
+        for i, n in zip(members, allot(per_specimen[name], len(members))):
+            counts[i] = n
+    return counts
+
+
+@dataclass(frozen=True)
+class Patch:
+    """One accepted patch: where it was read and its model input."""
+
+    slide_index: int
+    x: int  # level-0 top-left, in the slide's pixel frame (MRXS offset included)
+    y: int
+    size_level0: float
+    level: int
+    pixels: np.ndarray  # uint8 [P, P, 3]
+
+
+def empty_fraction(rgba: np.ndarray, luma_above: int) -> float:
+    """Share of pixels that are white (8-bit luma above the threshold) or outside the scan (transparent)."""
+    luma = np.asarray(Image.fromarray(np.ascontiguousarray(rgba[:, :, :3])).convert("L"))
+    return float(np.mean((luma > luma_above) | (rgba[:, :, 3] == 0)))
+
+
+class RegionPointSampler:
+    """Uniform points in a region: polygon chosen with probability proportional to area, then rejection."""
+
+    def __init__(self, regions: Regions, rng: np.random.Generator) -> None:
+        self.polygons = regions.polygons
+        areas = np.array([p.area for p in self.polygons])
+        self.weights = areas / areas.sum()
+        self.rng = rng
+
+    def draw(self) -> tuple[float, float]:
+        poly = self.polygons[self.rng.choice(len(self.polygons), p=self.weights)]
+        minx, miny, maxx, maxy = poly.bounds
+        while True:
+            xs = self.rng.uniform(minx, maxx, 16)
+            ys = self.rng.uniform(miny, maxy, 16)
+            hits = np.flatnonzero(shapely.contains_xy(poly, xs, ys))
+            if hits.size:
+                return float(xs[hits[0]]), float(ys[hits[0]])
+
+
+def sample_slide(slide: Slide, regions: Regions, count: int, geometry: PatchGeometry, seed: int,
+                 slide_index: int, executor: Executor, plan: ReadPlan | None = None,
+                 resize_times: list[float] | None = None) -> Iterator[Patch]:
+    """Yield `count` accepted patches of one slide, or raise InsufficientTissueError.
+
+    `resize_times` (optional) collects each resize's duration, summed over threads, for the benchmarks.
+    """
+    if count == 0:
+        return
+    plan = plan or plan_reads(slide, geometry)
+    points = RegionPointSampler(regions, np.random.default_rng([seed, slide_index]))
+    half = plan.size_level0 / 2 if geometry.anchor == "centre" else 0.0
+
+    def read(point: tuple[float, float]) -> tuple[int, int, np.ndarray | None]:
+        x0, y0 = int(round(point[0] - half)), int(round(point[1] - half))
+        rgba = slide.read_rgba(x0, y0, plan.level, plan.read_size)
+        if empty_fraction(rgba, geometry.luma_above) > geometry.max_fraction:
+            return x0, y0, None
+        image = Image.fromarray(np.ascontiguousarray(rgba[:, :, :3]))
+        if plan.read_size != geometry.pixels:
+            t = time.perf_counter()
+            image = image.resize((geometry.pixels, geometry.pixels), Image.BILINEAR)
+            if resize_times is not None:
+                resize_times.append(time.perf_counter() - t)
+        return x0, y0, np.asarray(image)
+
+    budget = max(MIN_ATTEMPTS, ATTEMPTS_PER_PATCH * count)
+    accepted = attempts = 0
+    while accepted < count:
+        if attempts >= budget:
+            raise InsufficientTissueError(
+                f"insufficient tissue: {accepted} of {count} patches passed the white filter after "
+                f"{attempts} draws", slide.path, possible=accepted, required=count)
+        chunk = min(budget - attempts, int((count - accepted) * 1.25) + 4)
+        candidates = [points.draw() for _ in range(chunk)]
+        attempts += chunk
+        futures = [executor.submit(read, point) for point in candidates]
+        try:
+            for future in futures:
+                x0, y0, pixels = future.result()
+                if pixels is None:
+                    continue
+                yield Patch(slide_index=slide_index, x=x0, y=y0, size_level0=plan.size_level0,
+                            level=plan.level.index, pixels=pixels)
+                accepted += 1
+                if accepted == count:
+                    break
+        finally:
+            # Reads still in flight must finish before the caller may close the slide.
+            for future in futures:
+                future.cancel()
+            wait(futures)

@@ -1,0 +1,124 @@
+"""A whole-slide image opened through OpenSlide, with the facts the sampler needs.
+
+Every format OpenSlide reads works (SVS, NDPI, MRXS, SCN, generic tiled TIFF, DICOM, ...). Errors are
+turned into `SlideError`s that name the file; a handle that failed a read is reopened, not reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import openslide
+from PIL import Image
+
+from .errors import SlideError
+
+# Bounded per-handle tile cache so long batch runs stay flat in memory.
+TILE_CACHE_BYTES = 32 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Level:
+    index: int
+    downsample: float
+    width: int
+    height: int
+
+
+class Slide:
+    """One slide: microns per pixel, pyramid levels, MRXS offset and thread-safe region reads."""
+
+    def __init__(self, path: str | Path, mpp_override: float | None = None) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            raise SlideError("slide file not found", self.path)
+        if self.path.is_file() and self.path.stat().st_size == 0:
+            raise SlideError("slide file is empty (0 bytes)", self.path)
+        self._lock = threading.Lock()
+        self._handle = self._open()
+        props = self._handle.properties
+        self.vendor = props.get(openslide.PROPERTY_NAME_VENDOR, "unknown")
+        self.mpp = self._microns_per_pixel(props, mpp_override)
+        self.mpp_source = "override" if mpp_override is not None else "slide"
+        self.levels = tuple(Level(i, float(ds), *dims) for i, (ds, dims) in
+                            enumerate(zip(self._handle.level_downsamples, self._handle.level_dimensions)))
+        self.dimensions = self._handle.dimensions
+        self.offset = (int(props.get("openslide.bounds-x", 0)), int(props.get("openslide.bounds-y", 0))) \
+            if self.vendor == "mirax" else (0, 0)
+        self.quickhash = props.get(openslide.PROPERTY_NAME_QUICKHASH1)
+
+    def _open(self) -> openslide.OpenSlide:
+        try:
+            handle = openslide.OpenSlide(str(self.path))
+        except openslide.OpenSlideUnsupportedFormatError:
+            raise SlideError("not a slide format OpenSlide can read", self.path) from None
+        except openslide.OpenSlideError as exc:
+            raise SlideError(f"slide cannot be opened ({exc})", self.path) from None
+        except OSError as exc:
+            raise SlideError(f"slide cannot be opened ({exc.strerror or exc})", self.path) from None
+        handle.set_cache(openslide.OpenSlideCache(TILE_CACHE_BYTES))
+        return handle
+
+    def _microns_per_pixel(self, props, override: float | None) -> float:
+        if override is not None:
+            if not override > 0:
+                raise SlideError(f"--mpp must be positive (got {override})", self.path)
+            return float(override)
+        try:
+            mpp_x = float(props[openslide.PROPERTY_NAME_MPP_X])
+            mpp_y = float(props[openslide.PROPERTY_NAME_MPP_Y])
+        except (KeyError, ValueError):
+            raise SlideError("slide does not record microns per pixel; give it with --mpp (e.g. --mpp 0.25 "
+                             "for a 40x scan)", self.path) from None
+        if not (mpp_x > 0 and mpp_y > 0):
+            raise SlideError(f"slide records invalid microns per pixel ({mpp_x}, {mpp_y}); give --mpp",
+                             self.path)
+        if abs(mpp_x - mpp_y) > 0.01 * mpp_x:
+            raise SlideError(f"non-square pixels ({mpp_x} x {mpp_y} um) are not supported", self.path)
+        return (mpp_x + mpp_y) / 2
+
+    def fingerprint(self) -> dict:
+        """Identifies the slide in reports without hashing gigabytes: OpenSlide's quickhash + size + name."""
+        stat = self.path.stat()
+        digest = self.quickhash
+        if digest is None:
+            with self.path.open("rb") as handle:
+                digest = hashlib.sha256(handle.read(4 * 1024 * 1024)).hexdigest()
+        return {"path": str(self.path), "name": self.path.name, "bytes": stat.st_size,
+                "quickhash": digest, "vendor": self.vendor, "mpp": self.mpp, "mpp_source": self.mpp_source,
+                "dimensions": list(self.dimensions)}
+
+    def level_for(self, target_mpp: float) -> Level:
+        """The level whose pixels are closest to, but not coarser than, `target_mpp` (level 0 if all are)."""
+        fitting = [lv for lv in self.levels if self.mpp * lv.downsample <= target_mpp * (1 + 1e-6)]
+        return max(fitting, key=lambda lv: lv.downsample) if fitting else self.levels[0]
+
+    def read_rgba(self, x0: int, y0: int, level: Level, size: int) -> np.ndarray:
+        """RGBA uint8 [size, size, 4] at `level`, top-left (x0, y0) in level-0 pixels (alpha 0 = not scanned)."""
+        try:
+            region = self._handle.read_region((x0, y0), level.index, (size, size))
+        except openslide.OpenSlideError as exc:
+            with self._lock:
+                self._handle = self._open()
+            raise SlideError(f"tile cannot be decoded at ({x0}, {y0}) level {level.index} ({exc})",
+                             self.path) from None
+        return np.asarray(region)
+
+    def thumbnail(self, max_size: int) -> Image.Image:
+        try:
+            return self._handle.get_thumbnail((max_size, max_size)).convert("RGB")
+        except openslide.OpenSlideError as exc:
+            raise SlideError(f"thumbnail cannot be read ({exc})", self.path) from None
+
+    def close(self) -> None:
+        self._handle.close()
+
+    def __enter__(self) -> Slide:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
