@@ -11,7 +11,7 @@ import numpy as np
 
 from netorigin.runtime.errors import ManifestError
 
-from .embedder import ENGINES, EmbedderInfo, WEIGHT_KINDS, build_embedder, make_engine
+from .embedder import ENGINES, WEIGHT_KINDS, EmbedderInfo, build_embedder, make_engine
 from .embeddings import Embeddings, load_patch_folder, sample_slide_cohort
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import platform
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from typing import Any
 
@@ -66,7 +66,7 @@ def build_metadata(embedder: EmbedderInfo, head: HeadArrays, bands: BandTable | 
             "embedder": embedder.to_json(), "head": head.describe(), "cohort": cohort,
             "calibration": None if bands is None else {"n_pi": bands.n_pi, "n_other": bands.n_other},
             "bands_note": None if bands else "exported with --no-bands: no abstention band, majority vote only",
-            "versions": library_versions(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "versions": library_versions(), "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "demo": demo,
         },
     }

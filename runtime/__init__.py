@@ -6,8 +6,17 @@
 """
 
 from .contract import Band, ModelContract, load_contract
-from .errors import (AnnotationError, ConfigurationError, DeviceError, InsufficientTissueError, ManifestError,
-                     ModelError, NetoriginError, OutputError, SlideError)
+from .errors import (
+                     AnnotationError,
+                     ConfigurationError,
+                     DeviceError,
+                     InsufficientTissueError,
+                     ManifestError,
+                     ModelError,
+                     NetoriginError,
+                     OutputError,
+                     SlideError,
+)
 from .predictor import CaseResult, Predictor, SlideInput
 
 __all__ = ["Band", "ModelContract", "load_contract", "Predictor", "CaseResult", "SlideInput", "NetoriginError",

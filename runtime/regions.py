@@ -115,7 +115,10 @@ def load_annotations(path: str | Path, slide: Slide, rules: RegionRules = Region
     """Union of tumour-class objects minus exclusion-class objects, offset for MRXS, checked against the slide."""
     path = Path(path)
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        if not text.strip():
+            raise AnnotationError("annotation file is empty", path)
+        doc = json.loads(text)
     except FileNotFoundError:
         raise AnnotationError("annotation file not found", path) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

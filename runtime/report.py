@@ -6,12 +6,12 @@ import io
 import json
 import platform
 from dataclasses import asdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import ImageDraw
 
 from .atomic import write_bytes_atomic, write_text_atomic
 from .predictor import CaseResult
@@ -63,7 +63,7 @@ def case_report(result: CaseResult, include_timings: bool = True) -> dict[str, A
     }
     if include_timings:
         report["timings_s"] = {k: round(t, 4) for k, t in result.timings.items()}
-        report["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        report["created"] = datetime.now(UTC).isoformat(timespec="seconds")
     return report
 
 
@@ -73,7 +73,7 @@ def insufficient_report(case_id: str, problem: str, possible: int, required: int
     return {"report_version": REPORT_VERSION, "status": "insufficient_tissue", "case": case_id, "verdict": None,
             "problem": problem, "patches_possible": possible, "patches_required": required, "seed": seed,
             "model": model, "versions": _versions(),
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            "created": datetime.now(UTC).isoformat(timespec="seconds")}
 
 
 def text_summary(result: CaseResult) -> str:

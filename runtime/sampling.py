@@ -7,7 +7,6 @@ threads; acceptance is decided in candidate order, so the patches never depend o
 from __future__ import annotations
 
 import time
-
 from collections.abc import Iterator
 from concurrent.futures import Executor, wait
 from dataclasses import dataclass

@@ -55,6 +55,10 @@ class Slide:
         try:
             handle = openslide.OpenSlide(str(self.path))
         except openslide.OpenSlideUnsupportedFormatError:
+            with self.path.open("rb") as handle:
+                magic = handle.read(4)
+            if magic in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+                raise SlideError("TIFF file is damaged or truncated (OpenSlide cannot read it)", self.path) from None
             raise SlideError("not a slide format OpenSlide can read", self.path) from None
         except openslide.OpenSlideError as exc:
             raise SlideError(f"slide cannot be opened ({exc})", self.path) from None

@@ -59,3 +59,19 @@ def build_test_model(path: Path, embedder, info, *, patches_per_case: int = 100,
                                        demo=demo)
     path.write_bytes(model_bytes)
     return path
+
+
+def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    """Run `netorigin ARGS` in-process exactly as the console script does: (exit code, stdout, stderr)."""
+    import sys
+
+    import pytest
+
+    from netorigin.runtime.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["netorigin", *map(str, args)])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    out = capsys.readouterr()
+    code = exc.value.code
+    return (code if isinstance(code, int) else 1), out.out, out.err

@@ -1,0 +1,48 @@
+"""`netorigin batch`: many cases from a manifest, with a progress bar; resumable."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from .batch import SUMMARY_NAME, read_manifest, run_batch
+from .cli_options import model_options, region_rules
+from .cli_predict import check_output_dir
+from .predictor import Predictor
+
+
+@click.command("batch")
+@click.argument("manifest", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False, path_type=Path))
+@model_options
+@click.option("--workers", type=int, default=1, show_default=True, help="Cases processed in parallel.")
+@click.option("--geojson", is_flag=True, help="Also write each case's patches as QuPath detections.")
+@click.option("--thumbnail", is_flag=True, help="Also write a PNG per slide with its patches.")
+def command(manifest, out, model, device, confidence, seed, threads, read_workers, include, exclude, workers,
+            geojson, thumbnail) -> None:
+    """Predict every case of MANIFEST (CSV: case, slide[, annotations, specimen, mpp]; one row per slide).
+
+    Finished cases are skipped on a rerun; a failing case is recorded and the others go on. Exit code 1 if
+    any case failed or had insufficient tissue.
+    """
+    cases = read_manifest(manifest)
+    check_output_dir(out)
+    predictor = Predictor(model, device=device, confidence=confidence, seed=seed, read_workers=read_workers,
+                          threads=threads, rules=region_rules(include, exclude))
+    if predictor.contract.is_demo:
+        click.echo("*** DEMO MODEL, NOT FOR DIAGNOSIS ***", err=True)
+    with click.progressbar(length=len(cases), label=f"{len(cases)} cases", file=sys.stderr,
+                           show_pos=True) as bar:
+        outcomes = run_batch(predictor, cases, out, workers, on_done=lambda _: bar.update(1), geojson=geojson,
+                             thumbnail=thumbnail)
+    counts = {s: sum(o.status == s for o in outcomes) for s in ("ok", "skipped", "insufficient_tissue", "failed")}
+    click.echo(f"{counts['ok']} ok, {counts['skipped']} skipped (already done), "
+               f"{counts['insufficient_tissue']} insufficient tissue, {counts['failed']} failed "
+               f"-> {out / SUMMARY_NAME}")
+    for o in outcomes:
+        if o.status in ("failed", "insufficient_tissue"):
+            click.echo(f"  {o.case_id}: {o.reason}", err=True)
+    if counts["failed"] or counts["insufficient_tissue"]:
+        sys.exit(1)

@@ -1,0 +1,190 @@
+"""Every kind of bad input gets one line naming the file and the problem, a non-zero exit, no partial output."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import tifffile
+
+from netorigin.runtime.contract import PREFIX, encode_metadata, load_contract
+from netorigin.runtime.protobuf_fields import read_metadata, replace_metadata
+
+from .helpers import run_cli
+
+SQUARE = {"type": "Feature", "properties": {"classification": {"name": "Tumor"}},
+          "geometry": {"type": "Polygon", "coordinates": [[[800, 800], [2400, 800], [2400, 2400], [800, 2400],
+                                                           [800, 800]]]}}
+
+
+def _flat_tiff(path, mpp=None, levels=(1,)):
+    rng = np.random.default_rng(0)
+    base = rng.integers(60, 200, (3200, 3200, 3), dtype=np.uint8)
+    with tifffile.TiffWriter(path) as tif:
+        for i, ds in enumerate(levels):
+            kwargs = dict(tile=(256, 256), compression="jpeg", photometric="rgb", metadata=None,
+                          subfiletype=0 if i == 0 else 1)
+            if mpp:
+                kwargs.update(resolution=(1e4 / (mpp * ds),) * 2, resolutionunit="CENTIMETER")
+            tif.write(base[::ds, ::ds], **kwargs)
+    return path
+
+
+def _corrupt_tiles(src, dst, page_index=1):
+    shutil.copy(src, dst)
+    with tifffile.TiffFile(dst) as tif:
+        page = tif.pages[page_index]
+        offsets, counts = page.dataoffsets, page.databytecounts
+    data = bytearray(dst.read_bytes())
+    for off, n in zip(offsets, counts):
+        data[off:off + min(n, 64)] = b"\x00" * min(n, 64)
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+@pytest.fixture(scope="module")
+def bad(tmp_path_factory, slides, tiny_model):
+    d = tmp_path_factory.mktemp("bad")
+    good = slides["svs20x"]
+    files = {"good_slide": good.slide, "good_ann": good.annotations, "model": tiny_model}
+    (d / "empty.svs").write_bytes(b"")
+    files["empty_slide"] = d / "empty.svs"
+    raw = good.slide.read_bytes()
+    (d / "truncated.svs").write_bytes(raw[: len(raw) // 3])
+    files["truncated_slide"] = d / "truncated.svs"
+    (d / "text.svs").write_text("this is not a slide\n")
+    files["text_slide"] = d / "text.svs"
+    files["no_mpp"] = _flat_tiff(d / "nompp.tif", mpp=None, levels=(1, 4))
+    files["one_level"] = _flat_tiff(d / "flat.tif", mpp=0.25)
+    files["bad_tiles"] = _corrupt_tiles(good.slide, d / "badtiles.svs")
+    for name, text in {"ann_invalid": "{oops", "ann_shape": '{"type": "Point", "coordinates": [0, 0]}',
+                       "ann_empty": "", "ann_outside": json.dumps([dict(SQUARE, geometry={
+                           "type": "Polygon", "coordinates": [[[9e5, 9e5], [9e5 + 10, 9e5], [9e5, 9e5 + 10],
+                                                                [9e5, 9e5]]]})]),
+                       "ann_no_tumour": json.dumps([dict(SQUARE, properties={"classification": {"name": "Stroma"}})]),
+                       "ann_bowtie": json.dumps([dict(SQUARE, geometry={"type": "Polygon", "coordinates": [
+                           [[0, 0], [100, 100], [100, 0], [100, 100], [0, 0]]]})]),
+                       "ann_glass": json.dumps([dict(SQUARE, geometry={"type": "Polygon", "coordinates": [
+                           [[5, 5], [60, 5], [60, 60], [5, 60], [5, 5]]]})])}.items():
+        (d / f"{name}.geojson").write_text(text)
+        files[name] = d / f"{name}.geojson"
+    model_bytes = tiny_model.read_bytes()
+    (d / "truncated.onnx").write_bytes(model_bytes[: len(model_bytes) // 2])
+    (d / "notonnx.onnx").write_text("hello, I am not a model\n" * 50)
+    (d / "nometa.onnx").write_bytes(replace_metadata(model_bytes, {}))
+    meta = read_metadata(model_bytes)
+    meta[PREFIX + "schema"] = "99"
+    (d / "schema99.onnx").write_bytes(replace_metadata(model_bytes, meta))
+    tampered = bytearray(model_bytes)
+    idx = len(tampered) // 2
+    tampered[idx] = (tampered[idx] + 1) % 256
+    (d / "tampered.onnx").write_bytes(bytes(tampered))
+    for name in ("truncated", "notonnx", "nometa", "schema99", "tampered"):
+        files[f"model_{name}"] = d / f"{name}.onnx"
+    files["dir"] = d
+    return files
+
+
+def _predict_args(files, slide="good_slide", ann="good_ann", model="model", *extra):
+    args = ["predict", files[slide], "-m", files[model], "--device", "cpu"]
+    if ann:
+        args += ["-a", files[ann]]
+    return args + list(extra)
+
+
+CASES = {
+    # kind: (predict arguments builder, expected file key, expected problem fragment)
+    "zero-byte slide": (dict(slide="empty_slide"), "empty_slide", "empty (0 bytes)"),
+    "truncated TIFF": (dict(slide="truncated_slide", ann=None), "truncated_slide", "damaged or truncated"),
+    "text file named .svs": (dict(slide="text_slide", ann=None), "text_slide", "not a slide format"),
+    "slide without MPP": (dict(slide="no_mpp", ann=None), "no_mpp", "--mpp"),
+    "slide with one level": (dict(slide="one_level", ann=None), "one_level", "single level"),
+    "tiles fail to decode": (dict(slide="bad_tiles"), "bad_tiles", "cannot be decoded"),
+    "annotations invalid JSON": (dict(ann="ann_invalid"), "ann_invalid", "not valid JSON"),
+    "annotations wrong shape": (dict(ann="ann_shape"), "ann_shape", "not QuPath GeoJSON"),
+    "annotations empty file": (dict(ann="ann_empty"), "ann_empty", "annotation file is empty"),
+    "annotations outside slide": (dict(ann="ann_outside"), "ann_outside", "outside the slide"),
+    "annotations without tumour class": (dict(ann="ann_no_tumour"), "ann_no_tumour", "no object of class Tumor"),
+    "annotations self-intersecting, no area": (dict(ann="ann_bowtie"), "ann_bowtie", "cannot be repaired"),
+    "model truncated": (dict(model="model_truncated"), "model_truncated", "not an ONNX model or truncated"),
+    "model not ONNX": (dict(model="model_notonnx"), "model_notonnx", "not an ONNX model"),
+    "model without netorigin metadata": (dict(model="model_nometa"), "model_nometa", "not a netorigin model"),
+    "model unknown schema": (dict(model="model_schema99"), "model_schema99", "unknown metadata schema"),
+    "model weights changed": (dict(model="model_tampered"), "model_tampered", "hash mismatch"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(CASES))
+def test_bad_input_one_line_error(monkeypatch, capsys, bad, kind, tmp_path):
+    kwargs, key, fragment = CASES[kind]
+    out = tmp_path / "out"
+    code, stdout, err = run_cli(monkeypatch, capsys, *_predict_args(bad, **kwargs), "--out", out)
+    lines = err.strip().splitlines()
+    assert code != 0, stdout
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert str(bad[key]) in lines[0] and fragment in lines[0]
+    assert not list(out.glob("*")) if out.exists() else True  # nothing partial
+
+
+def test_mpp_override_rescues_a_slide_without_mpp(monkeypatch, capsys, bad):
+    # 3200 px at 2.0 um/px: the flat level is already coarse enough, so the read is cheap.
+    args = _predict_args(bad, slide="no_mpp", ann=None) + ["--mpp", "2.0"]
+    code, out, err = run_cli(monkeypatch, capsys, *args)
+    assert code == 0, err and "tissue detection" in out
+
+
+def test_insufficient_tissue_is_reported_never_verdicted(monkeypatch, capsys, bad, tmp_path):
+    code, out, err = run_cli(monkeypatch, capsys, *_predict_args(bad, ann="ann_glass"), "--out", tmp_path)
+    assert code == 3 and "insufficient tissue: 0 of 20 patches" in err
+    report = json.loads((tmp_path / "good_slide.json").read_text()) if (tmp_path / "good_slide.json").exists() \
+        else json.loads(next(tmp_path.glob("*.json")).read_text())
+    assert report["status"] == "insufficient_tissue" and report["verdict"] is None
+    assert report["patches_possible"] == 0 and report["patches_required"] == 20
+
+
+@pytest.mark.parametrize("extra, fragment", [
+    (("--confidence", "0.3"), "confidence 0.3 is not a stored level"),
+    (("--confidence", "abc"), "not a number"),
+])
+def test_bad_options(monkeypatch, capsys, bad, extra, fragment):
+    code, _, err = run_cli(monkeypatch, capsys, *_predict_args(bad), *extra)
+    assert code != 0 and fragment in err and str(bad["model"]) in err or "abc" in err
+
+
+def test_cuda_requested_without_cuda_is_an_error_not_a_cpu_run(monkeypatch, capsys, bad):
+    args = [a for a in _predict_args(bad) if a != "cpu" and a != "--device"] + ["--device", "cuda"]
+    code, out, err = run_cli(monkeypatch, capsys, *args)
+    assert code != 0 and "--device cuda" in err and out == ""
+
+
+def test_unwritable_output_folder(monkeypatch, capsys, bad, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code, _, err = run_cli(monkeypatch, capsys, *_predict_args(bad), "--out", blocker / "sub")
+    assert code != 0 and "not writable" in err and str(blocker / "sub") in err
+
+
+@pytest.mark.parametrize("content, fragment", [
+    ("case,slide\nc1,a.svs\nc1,a.svs\n", "duplicate row"),
+    ("patient,file\nc1,a.svs\n", "bad columns"),
+    ("case,slide\n", "no cases"),
+    ("case,slide\n../x,a.svs\n", "case id"),
+])
+def test_bad_manifests(monkeypatch, capsys, bad, tmp_path, content, fragment):
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(content)
+    code, _, err = run_cli(monkeypatch, capsys, "batch", manifest, "-m", bad["model"], "-o", tmp_path / "o")
+    assert code != 0 and fragment in err and str(manifest) in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_model_errors_from_the_contract_loader(bad):
+    from netorigin.runtime.errors import ModelError
+
+    for key in ("model_truncated", "model_notonnx", "model_nometa", "model_schema99", "model_tampered"):
+        with pytest.raises(ModelError):
+            load_contract(bad[key])
+    assert load_contract(bad["model"]).sha256 == json.loads(encode_metadata(
+        {"x": load_contract(bad["model"]).sha256})["x"])

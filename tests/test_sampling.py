@@ -1,0 +1,86 @@
+"""Patch geometry, allotment, seeding and the pyramid level read."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import shapely
+
+from netorigin.runtime.predictor import Predictor
+from netorigin.runtime.regions import load_annotations
+from netorigin.runtime.sampling import PatchGeometry, allot, allot_case, empty_fraction, plan_reads
+from netorigin.runtime.slide import Slide
+
+
+def test_allotment_even_with_remainder_to_first_parts():
+    assert allot(100, 3) == [34, 33, 33]
+    assert allot_case(100, ["A", "A", "B"]) == [25, 25, 50]
+    assert allot_case(100, ["A", "B", "B", "C"]) == [34, 17, 16, 33]
+    assert sum(allot_case(7, ["x", "y", "y", "y"])) == 7
+
+
+@pytest.mark.parametrize("name, vendor, level, downsample", [
+    ("svs20x", "aperio", 1, 4.0), ("svs40x", "aperio", 1, 4.0), ("tiff20x", "generic-tiff", 1, 4.0)])
+def test_level_choice_and_field_of_view(slides, name, vendor, level, downsample):
+    with Slide(slides[name].slide) as slide:
+        assert slide.vendor == vendor
+        plan = plan_reads(slide, PatchGeometry())
+        assert plan.level.index == level and plan.level.downsample == downsample
+        assert slide.mpp * plan.level.downsample <= PatchGeometry().target_mpp  # never coarser than needed
+        assert abs(plan.field_of_view_um - 497.0) / 497.0 <= 0.005
+        assert plan.read_size == round(497.0 / (slide.mpp * downsample))
+
+
+def test_white_filter_counts_transparent_and_white_pixels():
+    rgba = np.zeros((10, 10, 4), dtype=np.uint8)
+    rgba[..., :3] = 100
+    rgba[..., 3] = 255
+    assert empty_fraction(rgba, 240) == 0.0
+    rgba[:5, :, :3] = 250
+    assert empty_fraction(rgba, 240) == 0.5
+    rgba[5:, :, 3] = 0  # outside the scanned area
+    assert empty_fraction(rgba, 240) == 1.0
+
+
+@pytest.fixture(scope="module")
+def predictor(tiny_model):
+    return Predictor(tiny_model, device="cpu", seed=7)
+
+
+def test_same_seed_same_patches_different_seed_different(tiny_model, slides):
+    s = slides["svs20x"]
+    a = Predictor(tiny_model, device="cpu", seed=7).predict_case([s.slide], [s.annotations])
+    b = Predictor(tiny_model, device="cpu", seed=7, read_workers=1).predict_case([s.slide], [s.annotations])
+    c = Predictor(tiny_model, device="cpu", seed=8).predict_case([s.slide], [s.annotations])
+    assert a.patches == b.patches  # thread count does not change what is sampled
+    assert a.verdict.patient_sum == b.verdict.patient_sum  # bitwise
+    assert [(p["x"], p["y"]) for p in a.patches] != [(p["x"], p["y"]) for p in c.patches]
+
+
+def test_patch_centres_lie_in_the_tumour_and_not_in_holes(predictor, slides):
+    s = slides["svs40x"]
+    result = predictor.predict_case([s.slide], [s.annotations])
+    with Slide(s.slide) as slide:
+        region = load_annotations(s.annotations, slide).geometry
+    centres = np.array([(p["x"] + p["size_level0"] / 2, p["y"] + p["size_level0"] / 2) for p in result.patches])
+    assert shapely.contains_xy(region, centres[:, 0], centres[:, 1]).all()
+    assert len(result.patches) == predictor.contract.patches_per_case
+    # Field of view in microns: 0.25 um/px, read at downsample 4 -> 497 px ~ 1988 level-0 px.
+    assert result.patches[0]["size_level0"] * 0.25 == pytest.approx(497.0, rel=0.005)
+
+
+def test_even_allotment_over_slides_of_a_case(predictor, slides):
+    items = [slides["svs20x"], slides["svs40x"], slides["tiff20x"]]
+    result = predictor.predict_case([i.slide for i in items], [i.annotations for i in items],
+                                    specimens=["A", "A", "B"])
+    per_slide = [sum(p["slide"] == k for p in result.patches) for k in range(3)]
+    assert per_slide == allot_case(predictor.contract.patches_per_case, ["A", "A", "B"])
+    assert [s.patches for s in result.slides] == per_slide
+
+
+def test_level_zero_reads_the_same_field_of_view(predictor, slides):
+    s = slides["svs20x"]
+    best = predictor.predict_case([s.slide], [s.annotations])
+    level0 = predictor.predict_case([s.slide], [s.annotations], level=0)
+    assert level0.slides[0].level == 0 and level0.slides[0].read_size == 994
+    assert best.slides[0].field_of_view_um == pytest.approx(level0.slides[0].field_of_view_um, rel=0.005)
