@@ -1,0 +1,150 @@
+"""The paper's evaluation protocols on patch embeddings: binary LOO, extended LOO, external test.
+
+Column alignment in the extended protocol: results are indexed by k, the number of other-origin
+calibration patients a band may hold (c = k/o over the full cohort's o). When the held-out patient is
+itself "other", that fold has o - 1 others; its column k uses the fold's band k' = min(k, o - 1), so the
+widest column (c = 1) uses that fold's widest band.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from netorigin.export.embeddings import Embeddings
+from netorigin.export.heads import fit_head
+from netorigin.runtime.errors import InputDataError
+
+from .bands import BandTable, calibrate_bands
+from .scoring import sums_by_patient
+from .verdict import PANCREAS, SMALL_INTESTINE, UNCERTAIN, verdict_from_sum
+
+TRUE_CLASSES = (PANCREAS, SMALL_INTESTINE, "other")
+PREDICTED = (PANCREAS, SMALL_INTESTINE, UNCERTAIN)
+
+
+@dataclass
+class PatientOutcome:
+    patient: str
+    truth: str
+    patient_sum: float
+    votes_small_intestine: int
+    n_patches: int
+    predictions: list[str]  # one per column k = 0..o (extended) or [majority] (binary)
+    patch_accuracy: float | None = None
+
+
+def _decisions(pipeline, emb: Embeddings, mask: np.ndarray) -> np.ndarray:
+    return pipeline.decision_function(emb.embeddings[mask].astype(np.float64))
+
+
+def binary_loo(emb: Embeddings, head: str = "reference", seed: int = 0) -> dict:
+    """Leave one labelled patient out; fit on all other labelled patients; majority vote (Table 2 style)."""
+    patients = [(p, lab) for p, lab in emb.patient_table() if lab < 2]
+    if len({lab for _, lab in patients}) < 2:
+        raise InputDataError("the binary protocol needs pancreas and small-intestine patients")
+    outcomes = []
+    for patient, label in patients:
+        train = (emb.labels < 2) & (emb.patients != patient)
+        pipeline = fit_head(head, emb.embeddings[train], emb.labels[train], seed)
+        held = emb.patients == patient
+        d = _decisions(pipeline, emb, held)
+        (ps,) = sums_by_patient(emb.patients[held], emb.labels[held], d)
+        majority = verdict_from_sum(ps.s, ps.votes_small_intestine, ps.n_patches, None)
+        outcomes.append(PatientOutcome(patient, TRUE_CLASSES[label], ps.s, ps.votes_small_intestine, ps.n_patches,
+                                       [majority], float(np.mean((d > 0) == label))))
+    n_patches = sum(o.n_patches for o in outcomes)
+    return {
+        "protocol": "binary-loo", "head": head, "seed": seed,
+        "patch_accuracy": sum(o.patch_accuracy * o.n_patches for o in outcomes) / n_patches,
+        "patient_accuracy": float(np.mean([o.predictions[0] == o.truth for o in outcomes])),
+        "per_class_patient_accuracy": {c: float(np.mean([o.predictions[0] == c for o in outcomes if o.truth == c]))
+                                       for c in (PANCREAS, SMALL_INTESTINE)},
+        "patients": [o.__dict__ for o in outcomes],
+    }
+
+
+def _fit_and_calibrate(emb: Embeddings, pool: list[tuple[str, int]], others: list[str], head: str,
+                       rng_seed: int, fit_fraction: float):
+    """Stratified split of `pool` (fit / threshold), fit the head, bands from the threshold part + others."""
+    names = [p for p, _ in pool]
+    labels = [lab for _, lab in pool]
+    fit_names, cal_names = train_test_split(names, train_size=fit_fraction, stratify=labels,
+                                            random_state=rng_seed)
+    fit_mask = np.isin(emb.patients, fit_names)
+    pipeline = fit_head(head, emb.embeddings[fit_mask], emb.labels[fit_mask], rng_seed)
+    cal_mask = np.isin(emb.patients, list(cal_names) + others)
+    sums = sums_by_patient(emb.patients[cal_mask], emb.labels[cal_mask], _decisions(pipeline, emb, cal_mask))
+    table = calibrate_bands([s.s for s in sums if s.label < 2], [s.s for s in sums if s.label == 2])
+    return pipeline, table
+
+
+def _predict_columns(pipeline, table: BandTable, emb: Embeddings, patient: str, o_full: int) -> PatientOutcome:
+    held = emb.patients == patient
+    (ps,) = sums_by_patient(emb.patients[held], emb.labels[held], _decisions(pipeline, emb, held))
+    predictions = []
+    for k in range(o_full + 1):
+        band = table.by_k(min(k, table.n_other))
+        predictions.append(verdict_from_sum(ps.s, ps.votes_small_intestine, ps.n_patches,
+                                            None if k == 0 else (band.lower, band.upper)))
+    return PatientOutcome(patient, TRUE_CLASSES[ps.label], ps.s, ps.votes_small_intestine, ps.n_patches, predictions)
+
+
+def extended_loo(emb: Embeddings, head: str = "reference", seed: int = 0, fit_fraction: float = 0.6) -> dict:
+    """Leave any patient out; per fold a seeded stratified 60/40 split fixes the head and the thresholds."""
+    table = emb.patient_table()
+    others = [p for p, lab in table if lab == 2]
+    labelled = [(p, lab) for p, lab in table if lab < 2]
+    if not others:
+        raise InputDataError("the extended protocol needs other-origin patients")
+    o_full = len(others)
+    outcomes = []
+    for fold, (patient, _) in enumerate(table):
+        pool = [(p, lab) for p, lab in labelled if p != patient]
+        fold_others = [p for p in others if p != patient]
+        if not fold_others:
+            raise InputDataError("the extended protocol needs at least two other-origin patients")
+        pipeline, bands = _fit_and_calibrate(emb, pool, fold_others, head, seed * 100_003 + fold, fit_fraction)
+        outcomes.append(_predict_columns(pipeline, bands, emb, patient, o_full))
+    return _summarise("extended-loo", outcomes, o_full, head, seed)
+
+
+def external_test(train: Embeddings, test: Embeddings, head: str = "reference", seed: int = 0,
+                  fit_fraction: float = 0.6) -> dict:
+    """Fit and calibrate on `train` (one seeded 60/40 split), apply unchanged to every patient of `test`."""
+    table = train.patient_table()
+    others = [p for p, lab in table if lab == 2]
+    if not others:
+        raise InputDataError("the training cohort needs other-origin patients to calibrate the bands")
+    pipeline, bands = _fit_and_calibrate(train, [(p, lab) for p, lab in table if lab < 2], others, head, seed,
+                                         fit_fraction)
+    outcomes = [_predict_columns(pipeline, bands, test, p, len(others)) for p, _ in test.patient_table()]
+    return _summarise("external", outcomes, len(others), head, seed)
+
+
+def confusion(outcomes: list[PatientOutcome], column: int) -> dict[str, dict[str, int]]:
+    """True pancreas / small intestine / other x predicted pancreas / small intestine / uncertain."""
+    return {t: {p: sum(1 for o in outcomes if o.truth == t and o.predictions[column] == p) for p in PREDICTED}
+            for t in TRUE_CLASSES}
+
+
+def curves(outcomes: list[PatientOutcome], o_full: int) -> dict[str, dict[str, list[float]]]:
+    """Per true class, the fraction predicted as each class or uncertain, for every column c = k/o."""
+    out = {}
+    for truth in TRUE_CLASSES:
+        group = [o for o in outcomes if o.truth == truth]
+        out[truth] = {p: [sum(o.predictions[k] == p for o in group) / len(group) if group else float("nan")
+                          for k in range(o_full + 1)] for p in PREDICTED}
+    return out
+
+
+def _summarise(protocol: str, outcomes: list[PatientOutcome], o_full: int, head: str, seed: int) -> dict:
+    return {"protocol": protocol, "head": head, "seed": seed, "o": o_full,
+            "c": [k / o_full for k in range(o_full + 1)],
+            "column_alignment": "column k uses each fold's band holding k others (k' = min(k, o_fold) when an "
+                                "other-origin patient is held out and the fold has o - 1 others)",
+            "confusion": {f"{k / o_full:g}": confusion(outcomes, k) for k in range(o_full + 1)},
+            "curves": curves(outcomes, o_full),
+            "patients": [o.__dict__ for o in outcomes]}
