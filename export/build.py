@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import joblib
@@ -40,14 +41,19 @@ def load_head(path: str | Path) -> dict:
 
 
 def build_model_bytes(embedder: PatchEmbedder, info: EmbedderInfo, head: dict, bands: BandTable | None,
-                      *, demo: bool = False) -> tuple[bytes, onnx.ModelProto]:
-    """fp32 model bytes with metadata (and the proto, for deriving fp16/INT8 variants)."""
+                      *, demo: bool = False, embedder_proto: onnx.ModelProto | None = None
+                      ) -> tuple[bytes, onnx.ModelProto]:
+    """fp32 model bytes with metadata (and the proto, for deriving fp16/INT8 variants).
+
+    `embedder_proto` reuses an already exported embedder graph (it is copied, not modified).
+    """
     head_info = head["info"]
     if head_info.get("embedder", {}).get("weights_sha256") not in (None, info.weights_sha256):
         raise InputDataError("the head was fitted on embeddings of different embedder weights "
                              f"({head_info['embedder']['name']}); export with the same weights")
     arrays = head_arrays(head["pipeline"])
-    model = attach_head(export_embedder(embedder), arrays)
+    base = export_embedder(embedder) if embedder_proto is None else copy.deepcopy(embedder_proto)
+    model = attach_head(base, arrays)
     meta = build_metadata(info, arrays, bands, patches_per_case=int(head_info["patches_per_case"]),
                           cohort=head_info.get("cohort", {}), demo=demo)
     return with_metadata(model.SerializeToString(), meta), model

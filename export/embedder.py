@@ -137,10 +137,11 @@ def embed_uint8(embedder: PatchEmbedder, patches: np.ndarray, batch_size: int = 
 ENGINES = ("torch", "onnx")
 
 
-def make_engine(embedder: PatchEmbedder, engine: str = "torch", batch_size: int = 32
-                ) -> Callable[[np.ndarray], np.ndarray]:
+def make_engine(embedder: PatchEmbedder, engine: str = "torch", batch_size: int = 32,
+                proto=None) -> Callable[[np.ndarray], np.ndarray]:
     """uint8 patches -> embeddings with PyTorch eager, or with ONNX Runtime on the exported embedder graph
-    (about 3x faster on CPU; equal to PyTorch within 1e-4 relative, see tests/test_export_parity.py)."""
+    (about 3x faster on CPU; equal to PyTorch within 1e-4 relative, see tests/test_export_parity.py).
+    `proto` reuses an already exported embedder graph."""
     if engine == "torch":
         return lambda patches: embed_uint8(embedder, patches, batch_size)
     if engine != "onnx":
@@ -149,7 +150,8 @@ def make_engine(embedder: PatchEmbedder, engine: str = "torch", batch_size: int 
 
     from .onnx_graph import export_embedder
 
-    session = ort.InferenceSession(export_embedder(embedder).SerializeToString())
+    proto = proto if proto is not None else export_embedder(embedder)
+    session = ort.InferenceSession(proto.SerializeToString())
 
     def run(patches: np.ndarray) -> np.ndarray:
         parts = [session.run(None, {"patches": np.ascontiguousarray(patches[i:i + batch_size])})[0]

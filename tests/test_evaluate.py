@@ -46,7 +46,7 @@ def test_extended_loo_is_seeded_and_aligns_columns():
     # Wider bands never call fewer patients uncertain overall.
     uncertain = [sum(row["uncertain"] for row in a["confusion"][f"{k / 4:g}"].values()) for k in range(5)]
     assert uncertain[-1] >= uncertain[0]
-    for truth, lines in a["curves"].items():
+    for _truth, lines in a["curves"].items():
         for k in range(5):
             assert sum(v[k] for v in lines.values()) == pytest.approx(1.0)
 

@@ -1,0 +1,36 @@
+"""`netorigin demo`: the whole chain on a synthetic cohort; every output says DEMO, NOT FOR DIAGNOSIS."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from netorigin.runtime.cli_predict import check_output_dir
+from netorigin.runtime.report import VERDICT_TEXT
+
+from .demo import FULL, SMALL, run_demo
+
+
+@click.command("demo")
+@click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), default=Path("netorigin-demo"),
+              show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--small", is_flag=True, help="A tiny cohort and 16 patches per case (for tests; under a minute).")
+def command(out: Path, seed: int, small: bool) -> None:
+    """Generate a synthetic cohort, embed, fit, calibrate, export, then predict held-out cases."""
+    check_output_dir(out)
+    click.echo("*** DEMO MODEL, NOT FOR DIAGNOSIS: synthetic slides, random-weight ResNet50 ***")
+    summary = run_demo(out, SMALL if small else FULL, seed, echo=click.echo)
+    click.echo("")
+    click.echo(f"{'case':<10}{'truth':<17}{'verdict':<17}{'S':>10}   band (c = {summary['confidence']:g})")
+    for r in summary["test_cases"]:
+        click.echo(f"{r['case']:<10}{r['truth']:<17}{VERDICT_TEXT[r['verdict']]:<17}{r['patient_sum']:>10.2f}   "
+                   f"({r['band'][0]:.2f}, {r['band'][1]:.2f})")
+    click.echo("")
+    click.echo(f"patient accuracy (pancreas / small intestine cases): {summary['patient_accuracy_labelled']:.2f}, "
+               f"misclassified: {summary['labelled_misclassified']}; other-origin cases called uncertain: "
+               f"{summary['other_uncertain_fraction']:.2f}")
+    click.echo(f"{summary['timings_s']['total']:.0f} s, {summary['disk_bytes'] / 1e6:.0f} MB in {out} "
+               f"(reports/, model/, demo-summary.json, demo-sums.png)")
+    click.echo("*** DEMO MODEL, NOT FOR DIAGNOSIS ***")

@@ -1,0 +1,149 @@
+"""The demo: synthetic cohort -> embed -> fit -> calibrate -> export -> lean-runtime predictions.
+
+Everything is seeded and made on the spot; the model is marked DEMO (random-weight ResNet50).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from netorigin.calibration.bands import calibrate_bands
+from netorigin.calibration.scoring import sums_by_patient
+from netorigin.runtime.atomic import write_text_atomic
+from netorigin.runtime.batch import read_manifest
+from netorigin.runtime.predictor import DEMO_WARNING, Predictor
+from netorigin.runtime.report import write_case_outputs
+
+from .build import build_model_bytes, write_model
+from .cli_embed import embed_manifest
+from .cli_fit import cohort_counts, fit_embeddings
+from .embedder import build_embedder, make_engine
+from .embeddings import Embeddings
+from .onnx_graph import export_embedder
+from .synthetic import make_cohort
+
+
+@dataclass(frozen=True)
+class DemoPlan:
+    """Patients per split and class; the defaults fit the demo in a few minutes on 2 cores."""
+
+    fit: dict
+    calibrate: dict
+    test: dict
+    patches_per_case: int = 100
+    size_um: tuple[int, int] = (2000, 1800)
+
+
+FULL = DemoPlan(fit={"pancreas": 6, "small_intestine": 6}, calibrate={"pancreas": 4, "small_intestine": 4, "other": 6},
+                test={"pancreas": 4, "small_intestine": 4, "other": 4})
+SMALL = DemoPlan(fit={"pancreas": 3, "small_intestine": 3}, calibrate={"pancreas": 2, "small_intestine": 2, "other": 3},
+                 test={"pancreas": 1, "small_intestine": 1, "other": 2}, patches_per_case=16, size_um=(1800, 1600))
+
+
+def _log(message: str, echo) -> None:
+    echo(f"[demo] {message}")
+
+
+def run_demo(out: Path, plan: DemoPlan = FULL, seed: int = 0, echo=print) -> dict:
+    """Run the whole chain; returns the summary that is also written to out/demo-summary.json."""
+    start = time.perf_counter()
+    timings = {}
+    manifests = {}
+    for offset, split in enumerate(("fit", "calibrate", "test")):
+        manifests[split] = make_cohort(out / "cohort" / split, getattr(plan, split), seed=seed * 1000 + offset,
+                                       mpps=(0.5,), size_um=plan.size_um)
+    timings["cohort"] = time.perf_counter() - start
+    _log(f"synthetic cohort written ({timings['cohort']:.1f} s)", echo)
+
+    t = time.perf_counter()
+    embedder, info = build_embedder("random", seed=seed)
+    proto = export_embedder(embedder)
+    engine = make_engine(embedder, "onnx", proto=proto)
+    embeddings = {split: embed_manifest(manifests[split], engine, info, patches_per_case=plan.patches_per_case,
+                                        seed=seed) for split in ("fit", "calibrate")}
+    timings["embed"] = time.perf_counter() - t
+    _log(f"embedded {sum(len(e.embeddings) for e in embeddings.values())} patches with a seeded random-weight "
+         f"ResNet50 ({timings['embed']:.1f} s)", echo)
+
+    t = time.perf_counter()
+    fit = embeddings["fit"]
+    pipeline = fit_embeddings(fit, "reference", seed)
+    cal: Embeddings = embeddings["calibrate"]
+    sums = sums_by_patient(cal.patients, cal.labels, pipeline.decision_function(cal.embeddings.astype(np.float64)))
+    bands = calibrate_bands([s.s for s in sums if s.label < 2], [s.s for s in sums if s.label == 2])
+    head = {"pipeline": pipeline, "kind": "reference",
+            "info": dict(fit.info, cohort=dict(cohort_counts(fit), calibration=cohort_counts(cal), synthetic=True))}
+    model_bytes, _ = build_model_bytes(embedder, info, head, bands, demo=True, embedder_proto=proto)
+    model_path = out / "model" / "netorigin-demo.onnx"
+    write_model(model_path, model_bytes)
+    timings["fit_calibrate_export"] = time.perf_counter() - t
+    _log(f"fitted PCA({pipeline.named_steps['pca'].n_components_} components) + SVM, calibrated "
+         f"{len(bands.bands)} bands, exported {model_path} ({len(model_bytes) / 1e6:.0f} MB, "
+         f"{timings['fit_calibrate_export']:.1f} s)", echo)
+
+    t = time.perf_counter()
+    predictor = Predictor(model_path, device="cpu", seed=seed)
+    labels = {row.split(",")[0]: row.split(",")[1] for row in manifests["test"].read_text().splitlines()[1:]}
+    rows = []
+    for case in read_manifest(manifests["test"]):
+        result = predictor.predict_case(case.slides, case_id=case.case_id)
+        write_case_outputs(result, out / "reports", geojson=True, thumbnail=True)
+        v = result.verdict
+        rows.append({"case": case.case_id, "truth": labels[case.case_id], "verdict": v.verdict,
+                     "patient_sum": v.patient_sum, "votes_small_intestine": v.votes_small_intestine,
+                     "n_patches": v.n_patches, "band": [result.band.lower, result.band.upper],
+                     "seconds": result.timings["total"]})
+    timings["predict"] = time.perf_counter() - t
+    timings["total"] = time.perf_counter() - start
+
+    labelled = [r for r in rows if r["truth"] != "other"]
+    summary = {
+        "warning": DEMO_WARNING,
+        "model": str(model_path), "model_sha256": predictor.contract.sha256, "seed": seed,
+        "confidence": bands.default_confidence, "patches_per_case": plan.patches_per_case,
+        "test_cases": rows,
+        "patient_accuracy_labelled": sum(r["verdict"] == r["truth"] for r in labelled) / max(1, len(labelled)),
+        "labelled_misclassified": sum(r["verdict"] not in (r["truth"], "uncertain") for r in labelled),
+        "other_uncertain_fraction": (sum(r["verdict"] == "uncertain" for r in rows if r["truth"] == "other")
+                                     / max(1, sum(r["truth"] == "other" for r in rows))),
+        "calibration_sums": [s.__dict__ for s in sums],
+        "timings_s": {k: round(v, 2) for k, v in timings.items()},
+        "disk_bytes": sum(p.stat().st_size for p in out.rglob("*") if p.is_file()),
+    }
+    write_text_atomic(out / "demo-summary.json", json.dumps(summary, indent=2))
+    _plot_sums(summary, bands, out / "demo-sums.png")
+    return summary
+
+
+def _plot_sums(summary: dict, bands, path: Path) -> None:
+    """Per-case S of calibration and test patients against the default band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colours = {"pancreas": "tab:blue", "small_intestine": "tab:red", "other": "tab:gray"}
+    band = bands.at(summary["confidence"])
+    fig, ax = plt.subplots(figsize=(9, 3.2))
+    ax.axvspan(band.lower, band.upper, color="gold", alpha=0.35, label=f"uncertain band, c = {band.c:g}")
+    for y, (_name, points) in enumerate((
+            ("calibration", [(s["s"], ("pancreas", "small_intestine", "other")[s["label"]])
+                             for s in summary["calibration_sums"]]),
+            ("held-out test", [(r["patient_sum"], r["truth"]) for r in summary["test_cases"]]))):
+        for s, truth in points:
+            ax.scatter(s, y, color=colours[truth], s=40, edgecolor="k", zorder=3)
+    for truth, colour in colours.items():
+        ax.scatter([], [], color=colour, label=truth, edgecolor="k")
+    ax.set_yticks([0, 1], ["calibration", "held-out test"])
+    ax.set_xlabel("patient sum S of patch decision values")
+    ax.set_title("netorigin demo (DEMO MODEL, NOT FOR DIAGNOSIS)")
+    ax.set_ylim(-0.6, 1.6)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
