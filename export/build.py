@@ -6,6 +6,7 @@ import copy
 from pathlib import Path
 
 import joblib
+import numpy as np
 import onnx
 
 from netorigin.calibration.bands import BandTable
@@ -14,9 +15,10 @@ from netorigin.runtime.contract import with_metadata
 from netorigin.runtime.errors import InputDataError
 
 from .embedder import EmbedderInfo, PatchEmbedder
-from .heads import head_arrays
+from .heads import HeadArrays, head_arrays
 from .metadata import build_metadata
 from .onnx_graph import attach_head, export_embedder
+from .precision import convert
 
 
 def save_head(path: str | Path, pipeline, *, kind: str, info: dict) -> None:
@@ -41,11 +43,13 @@ def load_head(path: str | Path) -> dict:
 
 
 def build_model_bytes(embedder: PatchEmbedder, info: EmbedderInfo, head: dict, bands: BandTable | None,
-                      *, demo: bool = False, embedder_proto: onnx.ModelProto | None = None
+                      *, demo: bool = False, embedder_proto: onnx.ModelProto | None = None, precision: str = "fp32",
+                      calibration_patches: np.ndarray | None = None, calibration_set: dict | None = None
                       ) -> tuple[bytes, onnx.ModelProto]:
-    """fp32 model bytes with metadata (and the proto, for deriving fp16/INT8 variants).
+    """Model bytes with metadata, and the fp32 proto (for deriving other precisions without re-exporting).
 
-    `embedder_proto` reuses an already exported embedder graph (it is copied, not modified).
+    `embedder_proto` reuses an already exported embedder graph (it is copied, not modified);
+    INT8 needs `calibration_patches` (uint8 training patches), described by `calibration_set`.
     """
     head_info = head["info"]
     if head_info.get("embedder", {}).get("weights_sha256") not in (None, info.weights_sha256):
@@ -54,9 +58,19 @@ def build_model_bytes(embedder: PatchEmbedder, info: EmbedderInfo, head: dict, b
     arrays = head_arrays(head["pipeline"])
     base = export_embedder(embedder) if embedder_proto is None else copy.deepcopy(embedder_proto)
     model = attach_head(base, arrays)
+    return variant_bytes(model, info, arrays, head_info, bands, demo=demo, precision=precision,
+                         calibration_patches=calibration_patches, calibration_set=calibration_set), model
+
+
+def variant_bytes(model: onnx.ModelProto, info: EmbedderInfo, arrays: HeadArrays, head_info: dict,
+                  bands: BandTable | None, *, demo: bool, precision: str = "fp32",
+                  calibration_patches: np.ndarray | None = None, calibration_set: dict | None = None) -> bytes:
+    """One precision variant of an fp32 model, with its metadata."""
+    converted = convert(model, precision, calibration_patches)
     meta = build_metadata(info, arrays, bands, patches_per_case=int(head_info["patches_per_case"]),
-                          cohort=head_info.get("cohort", {}), demo=demo)
-    return with_metadata(model.SerializeToString(), meta), model
+                          cohort=head_info.get("cohort", {}), demo=demo, precision=precision,
+                          calibration_set=calibration_set if precision == "int8" else None)
+    return with_metadata(converted.SerializeToString(), meta)
 
 
 def write_model(path: str | Path, model_bytes: bytes) -> None:

@@ -12,6 +12,8 @@ from netorigin.calibration.bands_io import read_bands
 from .build import build_model_bytes, load_head, write_model
 from .cli_embed import embedder_options
 from .embedder import build_embedder
+from .embeddings import calibration_patches as calibration_patches_from
+from .precision import PRECISIONS
 
 
 @click.command("export")
@@ -23,16 +25,29 @@ from .embedder import build_embedder
 @click.option("--no-bands", is_flag=True, help="Export without an abstention band (majority vote only); "
               "the model says so in its metadata.")
 @click.option("--demo", is_flag=True, help="Mark the model as a DEMO model (not for diagnosis).")
+@click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True,
+              help="fp16: for GPUs; int8: static QDQ for CPUs (needs --calibration-manifest).")
+@click.option("--calibration-manifest", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Training manifest (patch folder or slides) whose patches calibrate INT8.")
+@click.option("--calibration-patches", type=int, default=64, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for choosing calibration patches.")
 @click.option("--out", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path))
-def command(head_path, weights_kind, weights, weights_seed, bands, no_bands, demo, out) -> None:
+def command(head_path, weights_kind, weights, weights_seed, bands, no_bands, demo, precision, calibration_manifest,
+            calibration_patches, seed, out) -> None:
     """Export the model; the embedder weights must be those the head was fitted on."""
     if (bands is None) == (not no_bands):
         raise click.UsageError("give --bands FILE, or --no-bands to export an uncalibrated model explicitly")
+    if precision == "int8" and calibration_manifest is None:
+        raise click.UsageError("--precision int8 needs --calibration-manifest (training patches)")
     start = time.perf_counter()
+    patches, calibration_set = (None, None)
+    if precision == "int8":
+        patches, calibration_set = calibration_patches_from(calibration_manifest, calibration_patches, seed)
     head = load_head(head_path)
     table = read_bands(bands) if bands else None
     embedder, info = build_embedder(weights_kind, weights, weights_seed)
-    model_bytes, _ = build_model_bytes(embedder, info, head, table, demo=demo)
+    model_bytes, _ = build_model_bytes(embedder, info, head, table, demo=demo, precision=precision,
+                                       calibration_patches=patches, calibration_set=calibration_set)
     write_model(out, model_bytes)
-    click.echo(f"exported {out} ({len(model_bytes) / 1e6:.1f} MB, {time.perf_counter() - start:.1f} s)"
+    click.echo(f"exported {out} ({precision}, {len(model_bytes) / 1e6:.1f} MB, {time.perf_counter() - start:.1f} s)"
                + ("" if table else "  [no bands: majority vote only]"))

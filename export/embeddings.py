@@ -167,3 +167,22 @@ def sample_slide_cohort(manifest: Path, patches_per_case: int, seed: int, geomet
             if on_case is not None:
                 on_case(case, np.stack(case_patches))
     return {k: np.array(v) for k, v in columns.items()}
+
+
+def calibration_patches(manifest: Path, count: int, seed: int) -> tuple[np.ndarray, dict]:
+    """A seeded subset of training patches (patch folder or slides) for INT8 calibration, and its description."""
+    import hashlib
+
+    header = manifest.read_text(encoding="utf-8").splitlines()[0].split(",")
+    if "path" in header:
+        images, _ = load_patch_folder(manifest)
+    else:
+        cases = {row["case"] for row in read_csv(manifest, SLIDE_COLUMNS)}
+        chunks: list[np.ndarray] = []
+        sample_slide_cohort(manifest, -(-count // len(cases)), seed, on_case=lambda _, p: chunks.append(p))
+        images = np.concatenate(chunks)
+    pick = np.sort(np.random.default_rng(seed).permutation(len(images))[:count])
+    description = {"manifest": str(manifest), "manifest_sha256": hashlib.sha256(manifest.read_bytes()).hexdigest(),
+                   "patches": int(len(pick)), "seed": seed,
+                   "method": "onnxruntime.quantization static QDQ, MinMax, per-channel S8 weights, U8 activations"}
+    return images[pick], description

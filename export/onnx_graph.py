@@ -76,7 +76,13 @@ def head_nodes(head: HeadArrays, source: str, output: str) -> tuple[list, list]:
     nodes += [helper.make_node("Add", ["head_sum", "head_b"], ["head_dec2d"]),
               helper.make_node("Reshape", ["head_dec2d", "head_flat"], ["head_dec64"]),
               helper.make_node("Cast", ["head_dec64"], [output], to=TensorProto.FLOAT)]
+    for node in nodes:
+        node.name = f"head/{node.output[0]}"  # named, so precision conversions can leave the head alone
     return nodes, inits
+
+
+def is_head_node(node) -> bool:
+    return node.name.startswith("head/")
 
 
 def attach_head(model: onnx.ModelProto, head: HeadArrays) -> onnx.ModelProto:

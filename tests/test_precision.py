@@ -1,0 +1,61 @@
+"""fp16 / INT8 variants: valid contract, types kept, head left in float64, decisions close to fp32."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from netorigin.export.build import build_model_bytes
+from netorigin.export.heads import fit_head
+from netorigin.runtime.contract import load_contract
+from netorigin.runtime.session import open_session
+
+from .helpers import head_dict, tiny_embedder
+
+
+@pytest.fixture(scope="module")
+def variants(tmp_path_factory):
+    embedder, info = tiny_embedder(seed=1)
+    rng = np.random.default_rng(0)
+    patches = rng.integers(0, 256, (96, 224, 224, 3), dtype=np.uint8)
+    patches[48:] //= 2
+    with torch.inference_mode():
+        emb = embedder(torch.from_numpy(patches)).numpy()
+    pipeline = fit_head("reference", emb, np.repeat([1, 0], 48))
+    head = head_dict(pipeline, 20, info)
+    root = tmp_path_factory.mktemp("variants")
+    paths = {}
+    for precision in ("fp32", "fp16", "int8"):
+        model_bytes, _ = build_model_bytes(embedder, info, head, None, precision=precision,
+                                           calibration_patches=patches[::4],
+                                           calibration_set={"patches": 24, "seed": 0})
+        paths[precision] = root / f"{precision}.onnx"
+        paths[precision].write_bytes(model_bytes)
+    return paths, patches
+
+
+def test_variants_keep_contract_types_and_float64_head(variants):
+    paths, _ = variants
+    for precision, path in paths.items():
+        contract = load_contract(path)
+        assert contract.precision == precision
+        assert (contract.meta["netorigin.precision"]["calibration_set"] is not None) == (precision == "int8")
+        model = onnx.load(str(path))
+        assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+        assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+        head_inits = [i for i in model.graph.initializer if i.name.startswith("head_") and i.data_type != 7]
+        assert head_inits and all(i.data_type == onnx.TensorProto.DOUBLE for i in head_inits)
+    ops = {n.op_type for n in onnx.load(str(paths["int8"])).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+
+
+def test_variant_decisions_track_fp32(variants):
+    paths, patches = variants
+    out = {p: open_session(load_contract(path), "cpu").run(patches[:40])[0] for p, path in paths.items()}
+    spread = np.ptp(out["fp32"])
+    assert spread > 0.1
+    assert np.abs(out["fp16"] - out["fp32"]).max() <= 0.02 * spread
+    assert np.abs(out["int8"] - out["fp32"]).max() <= 0.25 * spread
+    assert not np.array_equal(out["int8"], out["fp32"])  # it really is a different model
