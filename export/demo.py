@@ -19,7 +19,7 @@ from netorigin.runtime.batch import read_manifest
 from netorigin.runtime.predictor import DEMO_WARNING, Predictor
 from netorigin.runtime.report import write_case_outputs
 
-from .build import build_model_bytes, write_model
+from .build import build_model_bytes, save_head, write_model
 from .cli_embed import embed_manifest
 from .cli_fit import cohort_counts, fit_embeddings
 from .embedder import build_embedder, make_engine
@@ -81,6 +81,9 @@ def run_demo(out: Path, plan: DemoPlan = FULL, seed: int = 0, echo=print) -> dic
     model_bytes, _ = build_model_bytes(embedder, info, head, bands, demo=True, embedder_proto=proto)
     model_path = out / "model" / "netorigin-demo.onnx"
     write_model(model_path, model_bytes)
+    save_head(out / "model" / "head.joblib", pipeline, kind="reference", info=head["info"])
+    for split, emb in embeddings.items():
+        emb.save(out / "model" / f"embeddings-{split}.npz")
     timings["fit_calibrate_export"] = time.perf_counter() - t
     _log(f"fitted PCA({pipeline.named_steps['pca'].n_components_} components) + SVM, calibrated "
          f"{len(bands.bands)} bands, exported {model_path} ({len(model_bytes) / 1e6:.0f} MB, "
