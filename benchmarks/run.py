@@ -206,7 +206,7 @@ def reading(workdir: Path) -> list[dict]:
             for label, level in (("best level", None), ("level 0", 0)):
                 plan = plan_reads(slide, geometry, level)
                 for workers in (1, 2, 4):
-                    def read(plan=plan, workers=workers):
+                    def read(plan=plan, workers=workers, slide=slide, regions=regions):
                         with ThreadPoolExecutor(workers) as pool:
                             list(sample_slide(slide, regions, 100, geometry, 0, 0, pool, plan))
                     rows.append({"slide": name, "level": f"{label} ({plan.level.index}, {plan.read_size} px)",

@@ -103,7 +103,8 @@ def main() -> None:
     result = {"environment": environment(), "model": str(model), "cases": args.cases,
               "ok": sum(o.status == "ok" for o in outcomes), "failed": sum(o.status != "ok" for o in outcomes),
               "seconds": round(elapsed, 1), "cases_per_hour": round(3600 * args.cases / elapsed),
-              "rss_start_mb": round(max(warm), 1) if warm else None, "rss_end_mb": round(max(last), 1) if last else None,
+              "rss_start_mb": round(max(warm), 1) if warm else None,
+              "rss_end_mb": round(max(last), 1) if last else None,
               "rss_max_mb": round(max(s[2] for s in samples), 1), "rss_by_cases": per_block,
               "open_files_end": len(process.open_files())}
     md = (f"# Soak: {args.cases} cases in one batch\n\n{result['ok']} ok, {result['failed']} failed, "

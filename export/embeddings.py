@@ -6,7 +6,6 @@ sampler (so training patches are drawn exactly as the runtime draws them).
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +17,7 @@ from PIL import Image, UnidentifiedImageError
 
 from netorigin.runtime.atomic import write_bytes_atomic
 from netorigin.runtime.errors import InputDataError
+from netorigin.runtime.manifest import read_csv_rows
 from netorigin.runtime.regions import RegionRules, load_annotations
 from netorigin.runtime.sampling import PatchGeometry, allot_case, sample_slide
 from netorigin.runtime.slide import Slide
@@ -84,38 +84,12 @@ class Embeddings:
         return list(seen.items())
 
 
-def read_csv(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
-    """Rows of a CSV manifest with the required columns, or a ManifestError naming what is wrong."""
-    from netorigin.runtime.errors import ManifestError
-
-    try:
-        with path.open(newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            missing = [c for c in required if c not in (reader.fieldnames or [])]
-            if missing:
-                raise ManifestError(f"missing column(s) {', '.join(missing)} (has: "
-                                    f"{', '.join(reader.fieldnames or []) or 'none'})", path)
-            rows = list(reader)
-    except FileNotFoundError:
-        raise ManifestError("manifest not found", path) from None
-    except UnicodeDecodeError:
-        raise ManifestError("manifest is not UTF-8 text", path) from None
-    if not rows:
-        raise ManifestError("manifest has no rows", path)
-    return rows
-
-
-def _resolve(base: Path, value: str) -> Path:
-    p = Path(value)
-    return p if p.is_absolute() else base / p
-
-
 def load_patch_folder(manifest: Path, pixels: int = 224) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Patch images listed in a CSV (patient, label, specimen, slide, path) -> uint8 [N, P, P, 3] + columns."""
-    rows = read_csv(manifest, ("patient", "label", "specimen", "slide", "path"))
+    rows = read_csv_rows(manifest, ("patient", "label", "specimen", "slide", "path"))
     images = np.empty((len(rows), pixels, pixels, 3), dtype=np.uint8)
     for i, row in enumerate(rows):
-        path = _resolve(manifest.parent, row["path"])
+        path = manifest.parent / row["path"]
         try:
             with Image.open(path) as img:
                 img = img.convert("RGB")
@@ -143,7 +117,7 @@ def sample_slide_cohort(manifest: Path, patches_per_case: int, seed: int, geomet
                         rules: RegionRules = RegionRules(), read_workers: int = 4,
                         on_case: Callable[[str, np.ndarray], None] | None = None) -> dict[str, np.ndarray]:
     """Sample every case of a slide manifest as the runtime does; `on_case(case, patches)` gets each case."""
-    rows = read_csv(manifest, SLIDE_COLUMNS)
+    rows = read_csv_rows(manifest, SLIDE_COLUMNS)
     cases: dict[str, list[dict]] = {}
     for row in rows:
         cases.setdefault(row["case"], []).append(row)
@@ -154,9 +128,9 @@ def sample_slide_cohort(manifest: Path, patches_per_case: int, seed: int, geomet
             counts = allot_case(patches_per_case, [r["specimen"] for r in case_rows])
             case_patches = []
             for index, (row, n) in enumerate(zip(case_rows, counts)):
-                slide_path = _resolve(manifest.parent, row["slide"])
+                slide_path = manifest.parent / row["slide"]
                 with Slide(slide_path) as slide:
-                    regions = load_annotations(_resolve(manifest.parent, row["annotations"]), slide, rules)
+                    regions = load_annotations(manifest.parent / row["annotations"], slide, rules)
                     for k, patch in enumerate(sample_slide(slide, regions, n, geometry, seed, index, readers)):
                         case_patches.append(patch.pixels)
                         columns["patients"].append(case)
@@ -177,7 +151,7 @@ def calibration_patches(manifest: Path, count: int, seed: int) -> tuple[np.ndarr
     if "path" in header:
         images, _ = load_patch_folder(manifest)
     else:
-        cases = {row["case"] for row in read_csv(manifest, SLIDE_COLUMNS)}
+        cases = {row["case"] for row in read_csv_rows(manifest, SLIDE_COLUMNS)}
         chunks: list[np.ndarray] = []
         sample_slide_cohort(manifest, -(-count // len(cases)), seed, on_case=lambda _, p: chunks.append(p))
         images = np.concatenate(chunks)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 from collections.abc import Callable
@@ -12,11 +11,12 @@ from pathlib import Path
 
 from .atomic import write_text_atomic
 from .errors import InsufficientTissueError, ManifestError, NetoriginError
+from .manifest import read_csv_rows
 from .predictor import Predictor, SlideInput
 from .report import insufficient_report, write_case_outputs
 
 REQUIRED_COLUMNS = ("case", "slide")
-OPTIONAL_COLUMNS = ("annotations", "specimen", "mpp")
+OPTIONAL_COLUMNS = ("annotations", "specimen", "mpp", "label")
 SAFE_CASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 SUMMARY_NAME = "batch-summary.json"
 
@@ -38,23 +38,7 @@ class CaseOutcome:
 def read_manifest(path: str | Path) -> list[BatchCase]:
     """One row per slide: case, slide[, annotations, specimen, mpp]; paths relative to the manifest."""
     path = Path(path)
-    try:
-        with path.open(newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            columns = [c.strip() for c in (reader.fieldnames or [])]
-            missing = [c for c in REQUIRED_COLUMNS if c not in columns]
-            unknown = [c for c in columns if c not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS + ("label",)]
-            if missing or unknown:
-                raise ManifestError(f"bad columns: missing {', '.join(missing) or 'none'}, unknown "
-                                    f"{', '.join(unknown) or 'none'} (expected case, slide, [annotations, "
-                                    "specimen, mpp])", path)
-            rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in reader]
-    except FileNotFoundError:
-        raise ManifestError("manifest not found", path) from None
-    except UnicodeDecodeError:
-        raise ManifestError("manifest is not UTF-8 text", path) from None
-    if not rows:
-        raise ManifestError("manifest has no cases", path)
+    rows = read_csv_rows(path, REQUIRED_COLUMNS, OPTIONAL_COLUMNS)
     cases: dict[str, list[SlideInput]] = {}
     seen: set[tuple[str, str]] = set()
     for line, row in enumerate(rows, start=2):

@@ -83,7 +83,7 @@ def bad(tmp_path_factory, slides, tiny_model):
     (d / "tampered.onnx").write_bytes(bytes(tampered))
     for name in ("truncated", "notonnx", "nometa", "schema99", "tampered"):
         files[f"model_{name}"] = d / f"{name}.onnx"
-    files["dir"] = d
+    files.update(missing_slide=d / "nope.svs", missing_ann=d / "nope.geojson", missing_model=d / "nope.onnx")
     return files
 
 
@@ -113,6 +113,9 @@ CASES = {
     "model without netorigin metadata": (dict(model="model_nometa"), "model_nometa", "not a netorigin model"),
     "model unknown schema": (dict(model="model_schema99"), "model_schema99", "unknown metadata schema"),
     "model weights changed": (dict(model="model_tampered"), "model_tampered", "hash mismatch"),
+    "slide file missing": (dict(slide="missing_slide"), "missing_slide", "slide file not found"),
+    "annotation file missing": (dict(ann="missing_ann"), "missing_ann", "annotation file not found"),
+    "model file missing": (dict(model="missing_model"), "missing_model", "model file not found"),
 }
 
 
@@ -169,7 +172,7 @@ def test_unwritable_output_folder(monkeypatch, capsys, bad, tmp_path):
 @pytest.mark.parametrize("content, fragment", [
     ("case,slide\nc1,a.svs\nc1,a.svs\n", "duplicate row"),
     ("patient,file\nc1,a.svs\n", "bad columns"),
-    ("case,slide\n", "no cases"),
+    ("case,slide\n", "no rows"),
     ("case,slide\n../x,a.svs\n", "case id"),
 ])
 def test_bad_manifests(monkeypatch, capsys, bad, tmp_path, content, fragment):
