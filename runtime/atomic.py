@@ -8,6 +8,10 @@ from pathlib import Path
 
 from .errors import OutputError
 
+# mkstemp creates 0600 files; reports must get the permissions a plain open() would give.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     """Write to a temporary file in the same folder, fsync, then rename over the target."""
@@ -18,6 +22,7 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     except OSError as exc:
         raise OutputError(f"cannot write here ({exc.strerror})", path.parent) from None
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()

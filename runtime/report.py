@@ -37,7 +37,7 @@ def _versions() -> dict[str, str]:
             "numpy": np.__version__, "python": platform.python_version()}
 
 
-def case_report(result: CaseResult, include_timings: bool = True) -> dict[str, Any]:
+def case_report(result: CaseResult) -> dict[str, Any]:
     """The JSON record of one case; identical for identical inputs apart from `timings` and `created`."""
     v = result.verdict
     report = {
@@ -60,10 +60,9 @@ def case_report(result: CaseResult, include_timings: bool = True) -> dict[str, A
         "notes": result.notes,
         "patches": result.patches,
         "versions": _versions(),
+        "timings_s": {k: round(t, 4) for k, t in result.timings.items()},
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    if include_timings:
-        report["timings_s"] = {k: round(t, 4) for k, t in result.timings.items()}
-        report["created"] = datetime.now(UTC).isoformat(timespec="seconds")
     return report
 
 

@@ -33,7 +33,7 @@ def installed_runtime() -> str:
     return ", ".join(found) or f"onnxruntime=={ort.__version__}"
 
 
-def _providers(device: str, threads: int | None) -> list:
+def _providers(device: str) -> list:
     available = ort.get_available_providers()
     if device == "cuda" and CUDA not in available:
         raise DeviceError(f"--device cuda: this onnxruntime build has no CUDA provider ({installed_runtime()}); "
@@ -74,7 +74,7 @@ def open_session(contract: ModelContract, device: str = "auto", threads: int | N
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = threads or os.cpu_count() or 1
     options.log_severity_level = 3
-    providers = _providers(device, threads)
+    providers = _providers(device)
     try:
         session = ort.InferenceSession(contract.model_bytes, sess_options=options, providers=providers)
     except Exception as exc:  # onnxruntime raises its own exception types without a common base

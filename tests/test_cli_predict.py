@@ -105,3 +105,15 @@ def test_batch_is_resumable_and_isolates_failures(monkeypatch, capsys, tiny_mode
                               "-o", out, "--workers", "2")
     assert "2 skipped" in stdout and (out / "c1.json").read_bytes() == before
     assert not list(out.glob("*.part"))
+
+
+def test_reports_get_ordinary_file_permissions(tmp_path):
+    import os
+
+    from netorigin.runtime.atomic import write_text_atomic
+
+    target = tmp_path / "r.json"
+    write_text_atomic(target, "{}")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask and target.read_text() == "{}"

@@ -59,3 +59,24 @@ def test_variant_decisions_track_fp32(variants):
     assert np.abs(out["fp16"] - out["fp32"]).max() <= 0.02 * spread
     assert np.abs(out["int8"] - out["fp32"]).max() <= 0.25 * spread
     assert not np.array_equal(out["int8"], out["fp32"])  # it really is a different model
+
+
+def test_cuda_path_pads_to_a_fixed_batch_and_returns_only_real_rows(variants):
+    """The CUDA-only padding logic, exercised on the CPU provider (CI has no GPU)."""
+    from netorigin.runtime.session import CUDA, CUDA_BATCH, ModelSession
+
+    paths, patches = variants
+    cpu = open_session(load_contract(paths["fp32"]), "cpu")
+    calls = []
+    original = cpu.session.run
+
+    def spy(outputs, feeds):
+        calls.append(feeds["patches"].shape[0])
+        return original(outputs, feeds)
+
+    cpu.session.run = spy
+    padded = ModelSession(session=cpu.session, provider=CUDA, device="cuda")
+    decisions, embeddings = padded.run(patches[:5], with_embeddings=True)
+    assert calls == [CUDA_BATCH] and decisions.shape == (5,) and embeddings.shape == (5, 2048)
+    reference, _ = ModelSession(session=cpu.session, provider="CPUExecutionProvider", device="cpu").run(patches[:5])
+    np.testing.assert_allclose(decisions, reference, rtol=1e-5, atol=1e-6)
