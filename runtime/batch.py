@@ -84,6 +84,8 @@ def run_case(predictor: Predictor, case: BatchCase, out: Path, geojson: bool = F
         return CaseOutcome(case.case_id, "insufficient_tissue", reason=str(exc))
     except NetoriginError as exc:
         return CaseOutcome(case.case_id, "failed", reason=str(exc))
+    except Exception as exc:  # unattended batches: an unforeseen failure of one case must not stop the rest
+        return CaseOutcome(case.case_id, "failed", reason=f"unexpected {type(exc).__name__}: {exc}")
 
 
 def run_batch(predictor: Predictor, cases: list[BatchCase], out: Path, workers: int = 1,

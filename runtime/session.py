@@ -22,18 +22,25 @@ CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
 CUDA_BATCH = 128
 
 
-def installed_runtime() -> str:
-    """Which onnxruntime distribution is installed (they must not be mixed)."""
+def _distributions() -> list[str]:
     found = []
     for name in ("onnxruntime", "onnxruntime-gpu"):
         try:
             found.append(f"{name}=={metadata.version(name)}")
         except metadata.PackageNotFoundError:
             continue
-    return ", ".join(found) or f"onnxruntime=={ort.__version__}"
+    return found
+
+
+def installed_runtime() -> str:
+    """Which onnxruntime distribution is installed (they must not be mixed)."""
+    return ", ".join(_distributions()) or f"onnxruntime=={ort.__version__}"
 
 
 def _providers(device: str) -> list:
+    if device == "cuda" and len(_distributions()) > 1:
+        raise DeviceError("--device cuda: both onnxruntime and onnxruntime-gpu are installed and overwrite each "
+                          "other; run: pip uninstall -y onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu")
     available = ort.get_available_providers()
     if device == "cuda" and CUDA not in available:
         raise DeviceError(f"--device cuda: this onnxruntime build has no CUDA provider ({installed_runtime()}); "

@@ -117,3 +117,23 @@ def test_reports_get_ordinary_file_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert target.stat().st_mode & 0o777 == 0o666 & ~umask and target.read_text() == "{}"
+
+
+def test_unexpected_failure_of_one_case_is_recorded_and_the_batch_goes_on(tiny_model, slides, tmp_path):
+    from netorigin.runtime.batch import BatchCase, run_batch
+    from netorigin.runtime.predictor import Predictor, SlideInput
+
+    predictor = Predictor(tiny_model, device="cpu")
+    good = BatchCase("good", (SlideInput(slides["svs20x"].slide, slides["svs20x"].annotations),))
+    broken = BatchCase("broken", (SlideInput(slides["svs20x"].slide, slides["svs20x"].annotations),))
+    original = predictor.predict_case
+
+    def flaky(slides_, case_id=None, **kwargs):
+        if case_id == "broken":
+            raise RuntimeError("decoder crashed")
+        return original(slides_, case_id=case_id, **kwargs)
+
+    predictor.predict_case = flaky
+    outcomes = {o.case_id: o for o in run_batch(predictor, [broken, good], tmp_path)}
+    assert outcomes["good"].status == "ok"
+    assert outcomes["broken"].status == "failed" and "RuntimeError: decoder crashed" in outcomes["broken"].reason
