@@ -63,7 +63,7 @@ def build_variants(workdir: Path, quick: bool) -> tuple[dict, dict]:
     table_ = BandTable(bands=tuple(bands.bands), **bands.provenance["calibration"])
     fp32 = variant_bytes(proto, info, head_arrays(head["pipeline"]), head["info"], table_, demo=True)
     export_s = time.perf_counter() - t
-    patches, cal_set = calibration_patches(workdir / "cohort" / "fit" / "manifest.csv", 32 if quick else 64, 0)
+    patches, cal_set = calibration_patches(workdir / "cohort" / "fit" / "manifest.csv", 64 if quick else 256, 0)
     paths, stats = {}, {"export_fp32_s": export_s}
     tmp = Path(tempfile.mkdtemp(prefix="netorigin-bench-"))
     for precision in ("fp32", "fp16", "int8"):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import subprocess
 import sys
 import tempfile
 import threading
@@ -26,24 +27,29 @@ sys.path.insert(0, str(ROOT.parent))
 from common import environment, table, write_results  # noqa: E402
 
 from netorigin.runtime.batch import read_manifest, run_batch  # noqa: E402
+
+BUILD_INPUTS = """
+import sys
+from pathlib import Path
+from netorigin.export.demo import SMALL
+from netorigin.export.synthetic import make_cohort
+from tests.helpers import build_test_model, tiny_embedder
+embedder, info = tiny_embedder()
+build_test_model(Path(sys.argv[1]), embedder, info, patches_per_case=100)
+make_cohort(Path(sys.argv[2]), SMALL.test | {"pancreas": 2, "small_intestine": 2}, seed=11, mpps=(0.5, 0.25),
+            size_um=SMALL.size_um)
+"""
 from netorigin.runtime.predictor import Predictor  # noqa: E402
 
 
 def make_inputs(workdir: Path, cases: int) -> tuple[Path, Path]:
-    from netorigin.export.demo import SMALL
-    from netorigin.export.synthetic import make_cohort
-    from tests.helpers import build_test_model, tiny_embedder
-
+    """Model and slides are made in a child process, so the soak's own RSS is the runtime's alone."""
     workdir.mkdir(parents=True, exist_ok=True)
     model = workdir / "soak-model.onnx"
     if not model.exists():
-        embedder, info = tiny_embedder()
-        build_test_model(model, embedder, info, patches_per_case=100)
-    cohort = workdir / "cohort"
-    source = cohort / "manifest.csv"
-    if not source.exists():
-        make_cohort(cohort, SMALL.test | {"pancreas": 2, "small_intestine": 2}, seed=11, mpps=(0.5, 0.25),
-                    size_um=SMALL.size_um)
+        subprocess.run([sys.executable, "-c", BUILD_INPUTS, str(model), str(workdir / "cohort")], check=True,
+                       cwd=ROOT.parent)
+    source = workdir / "cohort" / "manifest.csv"
     rows = list(csv.DictReader(source.open()))
     groups: dict[str, list[dict]] = {}
     for row in rows:
