@@ -13,8 +13,7 @@ from netorigin.runtime.contract import PREFIX, Band, load_contract, with_metadat
 from netorigin.runtime.errors import InputDataError
 
 from .bands import BandTable
-
-LABELS = {"pancreas": 0, "small_intestine": 1, "other": 2, "0": 0, "1": 1, "2": 2}
+from .verdict import label_code
 
 
 @dataclass(frozen=True)
@@ -24,13 +23,6 @@ class PatientSum:
     s: float
     votes_small_intestine: int | None = None
     n_patches: int | None = None
-
-
-def _parse_label(value, path: Path) -> int:
-    code = LABELS.get(str(value).strip().lower().replace(" ", "_"))
-    if code is None:
-        raise InputDataError(f"unknown label {value!r} (pancreas, small_intestine or other)", path)
-    return code
 
 
 def read_sums(path: str | Path) -> list[PatientSum]:
@@ -69,7 +61,7 @@ def read_sums(path: str | Path) -> list[PatientSum]:
         seen.add(patient)
         votes = row.get("votes")
         n = row.get("n_patches")
-        out.append(PatientSum(patient, _parse_label(label, path), s,
+        out.append(PatientSum(patient, label_code(label, path), s,
                               int(votes) if votes not in (None, "") else None,
                               int(n) if n not in (None, "") else None))
     if not out:

@@ -11,8 +11,7 @@ import click
 
 from netorigin.export.embeddings import Embeddings
 from netorigin.export.heads import HEAD_KINDS
-from netorigin.runtime.atomic import write_text_atomic
-from netorigin.runtime.cli_predict import check_output_dir
+from netorigin.runtime.atomic import ensure_writable_dir, write_text_atomic
 from netorigin.runtime.contract import parse_confidence
 
 from .metrics import class_metrics
@@ -43,7 +42,7 @@ def _nearest_column(result: dict, confidence: float) -> str:
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False, path_type=Path))
 def command(embeddings, protocol, external_path, head, seed, confidence, out) -> None:
     """Evaluate on EMBEDDINGS as the paper does (every random step seeded)."""
-    check_output_dir(out)
+    ensure_writable_dir(out)
     start = time.perf_counter()
     emb = Embeddings.load(embeddings)
     if protocol == "binary":

@@ -19,9 +19,9 @@ from netorigin.runtime.errors import InputDataError
 
 from .bands import BandTable, calibrate_bands
 from .scoring import sums_by_patient
-from .verdict import PANCREAS, SMALL_INTESTINE, UNCERTAIN, verdict_from_sum
+from .verdict import LABEL_NAMES, PANCREAS, SMALL_INTESTINE, UNCERTAIN, verdict_from_sum
 
-TRUE_CLASSES = (PANCREAS, SMALL_INTESTINE, "other")
+TRUE_CLASSES = LABEL_NAMES
 PREDICTED = (PANCREAS, SMALL_INTESTINE, UNCERTAIN)
 
 

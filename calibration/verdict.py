@@ -7,7 +7,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
-PANCREAS, SMALL_INTESTINE, UNCERTAIN = "pancreas", "small_intestine", "uncertain"
+from netorigin.runtime.errors import InputDataError
+
+PANCREAS, SMALL_INTESTINE, OTHER, UNCERTAIN = "pancreas", "small_intestine", "other", "uncertain"
+# Cohort labels: index = code (0 pancreas, 1 small intestine = positive decision, 2 other origin).
+LABEL_NAMES = (PANCREAS, SMALL_INTESTINE, OTHER)
+_LABEL_CODES = {name: code for code, name in enumerate(LABEL_NAMES)} | {str(c): c for c in range(3)}
+
+
+def label_code(value, where=None) -> int:
+    """0 / 1 / 2 from a label name or code as written in a manifest or sums table."""
+    code = _LABEL_CODES.get(str(value).strip().lower().replace(" ", "_"))
+    if code is None:
+        raise InputDataError(f"unknown label {value!r} (use pancreas, small_intestine or other)", where)
+    return code
 
 
 @dataclass(frozen=True)

@@ -45,8 +45,8 @@ def load_head(path: str | Path) -> dict:
 def build_model_bytes(embedder: PatchEmbedder, info: EmbedderInfo, head: dict, bands: BandTable | None,
                       *, demo: bool = False, embedder_proto: onnx.ModelProto | None = None, precision: str = "fp32",
                       calibration_patches: np.ndarray | None = None, calibration_set: dict | None = None
-                      ) -> tuple[bytes, onnx.ModelProto]:
-    """Model bytes with metadata, and the fp32 proto (for deriving other precisions without re-exporting).
+                      ) -> bytes:
+    """Model bytes with metadata, in the requested precision.
 
     `embedder_proto` reuses an already exported embedder graph (it is copied, not modified);
     INT8 needs `calibration_patches` (uint8 training patches), described by `calibration_set`.
@@ -59,7 +59,7 @@ def build_model_bytes(embedder: PatchEmbedder, info: EmbedderInfo, head: dict, b
     base = export_embedder(embedder) if embedder_proto is None else copy.deepcopy(embedder_proto)
     model = attach_head(base, arrays)
     return variant_bytes(model, info, arrays, head_info, bands, demo=demo, precision=precision,
-                         calibration_patches=calibration_patches, calibration_set=calibration_set), model
+                         calibration_patches=calibration_patches, calibration_set=calibration_set)
 
 
 def variant_bytes(model: onnx.ModelProto, info: EmbedderInfo, arrays: HeadArrays, head_info: dict,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from netorigin.runtime.cli_predict import check_output_dir
+from netorigin.runtime.atomic import ensure_writable_dir
 from netorigin.runtime.report import VERDICT_TEXT
 
 from .demo import FULL, SMALL, run_demo
@@ -19,7 +19,7 @@ from .demo import FULL, SMALL, run_demo
 @click.option("--small", is_flag=True, help="A tiny cohort and 16 patches per case (for tests; under a minute).")
 def command(out: Path, seed: int, small: bool) -> None:
     """Generate a synthetic cohort, embed, fit, calibrate, export, then predict held-out cases."""
-    check_output_dir(out)
+    ensure_writable_dir(out)
     click.echo("*** DEMO MODEL, NOT FOR DIAGNOSIS: synthetic slides, random-weight ResNet50 ***")
     summary = run_demo(out, SMALL if small else FULL, seed, echo=click.echo)
     click.echo("")

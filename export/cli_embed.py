@@ -9,10 +9,8 @@ from pathlib import Path
 import click
 import numpy as np
 
-from netorigin.runtime.errors import ManifestError
-
 from .embedder import ENGINES, WEIGHT_KINDS, EmbedderInfo, build_embedder, make_engine
-from .embeddings import Embeddings, load_patch_folder, sample_slide_cohort
+from .embeddings import Embeddings, is_patch_manifest, load_patch_folder, sample_slide_cohort
 
 
 def embedder_options(func):
@@ -30,10 +28,7 @@ def embedder_options(func):
 def embed_manifest(manifest: Path, embed: Callable[[np.ndarray], np.ndarray], info: EmbedderInfo, *,
                    patches_per_case: int, seed: int, progress: bool = False) -> Embeddings:
     """Embed a patch-folder manifest (column `path`) or a slide manifest (columns `slide`, `annotations`)."""
-    header = manifest.read_text(encoding="utf-8").splitlines()[0].split(",") if manifest.is_file() else []
-    if not header:
-        raise ManifestError("manifest not found or empty", manifest)
-    if "path" in header:
+    if is_patch_manifest(manifest):
         images, columns = load_patch_folder(manifest)
         vectors = embed(images)
         source = "patch-folder"

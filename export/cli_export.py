@@ -47,7 +47,7 @@ def command(head_path, weights_kind, weights, weights_seed, bands, no_bands, dem
     head = load_head(head_path)
     table = read_bands(bands) if bands else None
     embedder, info = build_embedder(weights_kind, weights, weights_seed)
-    model_bytes, _ = build_model_bytes(embedder, info, head, table, demo=demo, precision=precision,
+    model_bytes = build_model_bytes(embedder, info, head, table, demo=demo, precision=precision,
                                        calibration_patches=patches, calibration_set=calibration_set)
     write_model(out, model_bytes)
     click.echo(f"exported {out} ({precision}, {len(model_bytes) / 1e6:.1f} MB, {time.perf_counter() - start:.1f} s)"

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from netorigin.calibration.verdict import LABEL_NAMES
 from netorigin.runtime.errors import InputDataError
 
 from .build import save_head
@@ -18,7 +19,7 @@ from .heads import HEAD_KINDS, fit_head
 def cohort_counts(emb: Embeddings) -> dict:
     patients = emb.patient_table()
     return {"patients": {name: sum(1 for _, lab in patients if lab == code)
-                         for code, name in enumerate(("pancreas", "small_intestine", "other"))},
+                         for code, name in enumerate(LABEL_NAMES)},
             "patches": int(len(emb.embeddings))}
 
 

@@ -14,8 +14,10 @@ import numpy as np
 
 from netorigin.calibration.bands import calibrate_bands
 from netorigin.calibration.scoring import sums_by_patient
+from netorigin.calibration.verdict import LABEL_NAMES
 from netorigin.runtime.atomic import write_text_atomic
 from netorigin.runtime.batch import read_manifest
+from netorigin.runtime.manifest import read_csv_rows
 from netorigin.runtime.predictor import DEMO_WARNING, Predictor
 from netorigin.runtime.report import write_case_outputs
 
@@ -78,7 +80,7 @@ def run_demo(out: Path, plan: DemoPlan = FULL, seed: int = 0, echo=print) -> dic
     bands = calibrate_bands([s.s for s in sums if s.label < 2], [s.s for s in sums if s.label == 2])
     head = {"pipeline": pipeline, "kind": "reference",
             "info": dict(fit.info, cohort=dict(cohort_counts(fit), calibration=cohort_counts(cal), synthetic=True))}
-    model_bytes, _ = build_model_bytes(embedder, info, head, bands, demo=True, embedder_proto=proto)
+    model_bytes = build_model_bytes(embedder, info, head, bands, demo=True, embedder_proto=proto)
     model_path = out / "model" / "netorigin-demo.onnx"
     write_model(model_path, model_bytes)
     save_head(out / "model" / "head.joblib", pipeline, kind="reference", info=head["info"])
@@ -91,7 +93,7 @@ def run_demo(out: Path, plan: DemoPlan = FULL, seed: int = 0, echo=print) -> dic
 
     t = time.perf_counter()
     predictor = Predictor(model_path, device="cpu", seed=seed)
-    labels = {row.split(",")[0]: row.split(",")[1] for row in manifests["test"].read_text().splitlines()[1:]}
+    labels = {row["case"]: row["label"] for row in read_csv_rows(manifests["test"], ("case", "label"))}
     rows = []
     for case in read_manifest(manifests["test"]):
         result = predictor.predict_case(case.slides, case_id=case.case_id)
@@ -134,10 +136,9 @@ def _plot_sums(summary: dict, bands, path: Path) -> None:
     band = bands.at(summary["confidence"])
     fig, ax = plt.subplots(figsize=(9, 3.2))
     ax.axvspan(band.lower, band.upper, color="gold", alpha=0.35, label=f"uncertain band, c = {band.c:g}")
-    for y, (_name, points) in enumerate((
-            ("calibration", [(s["s"], ("pancreas", "small_intestine", "other")[s["label"]])
-                             for s in summary["calibration_sums"]]),
-            ("held-out test", [(r["patient_sum"], r["truth"]) for r in summary["test_cases"]]))):
+    rows = ([(s["s"], LABEL_NAMES[s["label"]]) for s in summary["calibration_sums"]],
+            [(r["patient_sum"], r["truth"]) for r in summary["test_cases"]])
+    for y, points in enumerate(rows):
         for s, truth in points:
             ax.scatter(s, y, color=colours[truth], s=40, edgecolor="k", zorder=3)
     for truth, colour in colours.items():

@@ -15,22 +15,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from netorigin.calibration.verdict import label_code
 from netorigin.runtime.atomic import write_bytes_atomic
 from netorigin.runtime.errors import InputDataError
 from netorigin.runtime.manifest import read_csv_rows
 from netorigin.runtime.regions import RegionRules, load_annotations
 from netorigin.runtime.sampling import PatchGeometry, allot_case, sample_slide
 from netorigin.runtime.slide import Slide
-
-LABEL_CODES = {"pancreas": 0, "small_intestine": 1, "other": 2, "0": 0, "1": 1, "2": 2}
-LABEL_NAMES = ("pancreas", "small_intestine", "other")
-
-
-def label_code(value: str, where: str) -> int:
-    code = LABEL_CODES.get(str(value).strip().lower().replace(" ", "_"))
-    if code is None:
-        raise InputDataError(f"unknown label {value!r} (use pancreas, small_intestine or other)", where)
-    return code
 
 
 @dataclass
@@ -82,6 +73,11 @@ class Embeddings:
         for patient, label in zip(self.patients.tolist(), self.labels.tolist()):
             seen.setdefault(patient, label)
         return list(seen.items())
+
+
+def is_patch_manifest(manifest: Path) -> bool:
+    """Patch-folder manifests have a `path` column; slide manifests have `slide` and `annotations`."""
+    return "path" in read_csv_rows(manifest, ())[0]
 
 
 def load_patch_folder(manifest: Path, pixels: int = 224) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -147,8 +143,7 @@ def calibration_patches(manifest: Path, count: int, seed: int) -> tuple[np.ndarr
     """A seeded subset of training patches (patch folder or slides) for INT8 calibration, and its description."""
     import hashlib
 
-    header = manifest.read_text(encoding="utf-8").splitlines()[0].split(",")
-    if "path" in header:
+    if is_patch_manifest(manifest):
         images, _ = load_patch_folder(manifest)
     else:
         cases = {row["case"] for row in read_csv_rows(manifest, SLIDE_COLUMNS)}

@@ -16,7 +16,8 @@ import numpy as np
 import tifffile
 from PIL import Image, ImageDraw, ImageFilter
 
-LABELS = ("pancreas", "small_intestine", "other")
+from netorigin.calibration.verdict import LABEL_NAMES
+
 BASE_MPP = 1.0  # the texture is drawn at 1 um/px, then scaled to the slide's level 0
 TILE = 256
 
@@ -159,7 +160,7 @@ def make_cohort(out: str | Path, counts: dict[str, int], seed: int = 0, mpps: tu
     rng = np.random.default_rng(seed)
     rows = []
     index = 0
-    for label in LABELS:
+    for label in LABEL_NAMES:
         for _ in range(counts.get(label, 0)):
             case = f"{label[:3]}{index:03d}"
             texture = patient_texture(label, rng)

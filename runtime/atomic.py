@@ -35,5 +35,16 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> None:
         raise
 
 
+def ensure_writable_dir(folder: Path) -> None:
+    """Fail before any work if the output folder cannot be created or written."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".netorigin-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise OutputError(f"output folder is not writable ({exc.strerror})", folder) from None
+
+
 def write_text_atomic(path: str | Path, text: str) -> None:
     write_bytes_atomic(path, text.encode("utf-8"))

@@ -13,7 +13,7 @@ from .atomic import write_text_atomic
 from .errors import InsufficientTissueError, ManifestError, NetoriginError
 from .manifest import read_csv_rows
 from .predictor import Predictor, SlideInput
-from .report import insufficient_report, write_case_outputs
+from .report import write_case_outputs, write_insufficient_report
 
 REQUIRED_COLUMNS = ("case", "slide")
 OPTIONAL_COLUMNS = ("annotations", "specimen", "mpp", "label")
@@ -78,9 +78,7 @@ def run_case(predictor: Predictor, case: BatchCase, out: Path, geojson: bool = F
         write_case_outputs(result, out, geojson=geojson, thumbnail=thumbnail)
         return CaseOutcome(case.case_id, "ok", verdict=result.verdict.verdict)
     except InsufficientTissueError as exc:
-        report = insufficient_report(case.case_id, str(exc), exc.possible, exc.required, predictor.seed,
-                                     predictor.model_info())
-        write_text_atomic(out / f"{case.case_id}.json", json.dumps(report, indent=2))
+        write_insufficient_report(out, case.case_id, exc, predictor)
         return CaseOutcome(case.case_id, "insufficient_tissue", reason=str(exc))
     except NetoriginError as exc:
         return CaseOutcome(case.case_id, "failed", reason=str(exc))
@@ -88,11 +86,17 @@ def run_case(predictor: Predictor, case: BatchCase, out: Path, geojson: bool = F
         return CaseOutcome(case.case_id, "failed", reason=f"unexpected {type(exc).__name__}: {exc}")
 
 
+STATUSES = ("ok", "skipped", "insufficient_tissue", "failed")
+
+
+def status_counts(outcomes: list[CaseOutcome]) -> dict[str, int]:
+    return {s: sum(o.status == s for o in outcomes) for s in STATUSES}
+
+
 def run_batch(predictor: Predictor, cases: list[BatchCase], out: Path, workers: int = 1,
               on_done: Callable[[CaseOutcome], None] | None = None, geojson: bool = False,
               thumbnail: bool = False) -> list[CaseOutcome]:
     """Run every case (in `workers` threads sharing one session) and write the summary."""
-    outcomes: list[CaseOutcome] = []
 
     def one(case: BatchCase) -> CaseOutcome:
         outcome = run_case(predictor, case, out, geojson, thumbnail)
@@ -103,8 +107,7 @@ def run_batch(predictor: Predictor, cases: list[BatchCase], out: Path, workers: 
     with ThreadPoolExecutor(max(1, workers)) as pool:
         outcomes = list(pool.map(one, cases))
     summary = {"cases": len(outcomes),
-               "counts": {s: sum(o.status == s for o in outcomes)
-                          for s in ("ok", "skipped", "insufficient_tissue", "failed")},
+               "counts": status_counts(outcomes),
                "failures": [{"case": o.case_id, "status": o.status, "reason": o.reason}
                             for o in outcomes if o.status in ("failed", "insufficient_tissue")],
                "outcomes": [o.__dict__ for o in outcomes]}

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import click
 
-from .batch import SUMMARY_NAME, read_manifest, run_batch
+from .atomic import ensure_writable_dir
+from .batch import SUMMARY_NAME, read_manifest, run_batch, status_counts
 from .cli_options import model_options, region_rules
-from .cli_predict import check_output_dir
 from .predictor import Predictor
 
 
@@ -28,7 +28,7 @@ def command(manifest, out, model, device, confidence, seed, threads, read_worker
     any case failed or had insufficient tissue.
     """
     cases = read_manifest(manifest)
-    check_output_dir(out)
+    ensure_writable_dir(out)
     predictor = Predictor(model, device=device, confidence=confidence, seed=seed, read_workers=read_workers,
                           threads=threads, rules=region_rules(include, exclude))
     if predictor.contract.is_demo:
@@ -37,7 +37,7 @@ def command(manifest, out, model, device, confidence, seed, threads, read_worker
                            show_pos=True) as bar:
         outcomes = run_batch(predictor, cases, out, workers, on_done=lambda _: bar.update(1), geojson=geojson,
                              thumbnail=thumbnail)
-    counts = {s: sum(o.status == s for o in outcomes) for s in ("ok", "skipped", "insufficient_tissue", "failed")}
+    counts = status_counts(outcomes)
     click.echo(f"{counts['ok']} ok, {counts['skipped']} skipped (already done), "
                f"{counts['insufficient_tissue']} insufficient tissue, {counts['failed']} failed "
                f"-> {out / SUMMARY_NAME}")

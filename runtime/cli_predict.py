@@ -8,22 +8,11 @@ from pathlib import Path
 
 import click
 
-from .atomic import write_text_atomic
+from .atomic import ensure_writable_dir
 from .cli_options import model_options, region_rules
-from .errors import InsufficientTissueError, OutputError
-from .predictor import Predictor, SlideInput
-from .report import case_report, insufficient_report, text_summary, write_case_outputs
-
-
-def check_output_dir(out: Path) -> None:
-    """Fail before any work if the output folder cannot be written."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".netorigin-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise OutputError(f"output folder is not writable ({exc.strerror})", out) from None
+from .errors import InsufficientTissueError
+from .predictor import Predictor
+from .report import case_report, text_summary, write_case_outputs, write_insufficient_report
 
 
 @click.command("predict")
@@ -44,25 +33,18 @@ def command(slides, annotations, specimen, mpp, case_id, model, device, confiden
     """Predict the primary site of one case from its slides (SLIDES of one patient)."""
     if (geojson or thumbnail) and out is None:
         raise click.UsageError("--geojson and --thumbnail need --out DIR")
-    if specimen and len(specimen) != len(slides):
-        raise click.UsageError(f"{len(specimen)} --specimen values for {len(slides)} slides")
     out_dir = Path(out) if out else None
     if out_dir is not None:
-        check_output_dir(out_dir)
+        ensure_writable_dir(out_dir)
     predictor = Predictor(model, device=device, confidence=confidence, seed=seed, read_workers=read_workers,
                           threads=threads, rules=region_rules(include, exclude))
-    items = [SlideInput(Path(s), Path(annotations[i]) if annotations else None,
-                        specimen[i] if specimen else "A", mpp) for i, s in enumerate(slides)]
-    if annotations and len(annotations) != len(slides):
-        raise click.UsageError(f"{len(annotations)} --annotations for {len(slides)} slides (one per slide)")
-    case_id = case_id or items[0].path.stem
+    case_id = case_id or Path(slides[0]).stem
     try:
-        result = predictor.predict_case(items, case_id=case_id, level=level)
+        result = predictor.predict_case(slides, annotations, case_id=case_id, specimens=specimen or None, mpp=mpp,
+                                        level=level)
     except InsufficientTissueError as exc:
         if out_dir is not None:
-            report = insufficient_report(case_id, str(exc), exc.possible, exc.required, seed,
-                                         predictor.model_info())
-            write_text_atomic(out_dir / f"{case_id}.json", json.dumps(report, indent=2))
+            write_insufficient_report(out_dir, case_id, exc, predictor)
         raise
     if out_dir is not None:
         write_case_outputs(result, out_dir, geojson=geojson, thumbnail=thumbnail)

@@ -74,6 +74,8 @@ def _as_inputs(slides: Sequence, annotations: Sequence | None, specimens: Sequen
     if annotations and len(annotations) != len(slides):
         raise ConfigurationError(f"{len(annotations)} annotation files for {len(slides)} slides: give one per "
                                  "slide, in the same order, or none")
+    if specimens and len(specimens) != len(slides):
+        raise ConfigurationError(f"{len(specimens)} specimen ids for {len(slides)} slides: give one per slide")
     for i, item in enumerate(slides):
         if isinstance(item, SlideInput):
             items.append(item)
@@ -93,7 +95,6 @@ class Predictor:
                  threads: int | None = None, rules: RegionRules = RegionRules()) -> None:
         self.contract = model if isinstance(model, ModelContract) else load_contract(model)
         self.band = self.contract.band(confidence)
-        self.confidence = self.band.c if self.band else None
         self.session: ModelSession = open_session(self.contract, device, threads)
         self.geometry = PatchGeometry.from_metadata(self.contract.patch)
         self.seed = seed

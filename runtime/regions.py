@@ -35,10 +35,9 @@ class RegionRules:
         if not name:
             return False
         name = name.lower()
+        base = name.split(":")[0].strip()  # derived classes are written "Tumor: Positive": the base decides
         for pattern in patterns:
             pattern = pattern.lower()
-            # Derived classes are written "Tumor: Positive": the base class decides.
-            base = name.split(":")[0].strip()
             if pattern.endswith("*") and name.startswith(pattern[:-1]):
                 return True
             if name == pattern or base == pattern:

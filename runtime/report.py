@@ -7,6 +7,7 @@ import json
 import platform
 from dataclasses import asdict
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,8 @@ import numpy as np
 from PIL import ImageDraw
 
 from .atomic import write_bytes_atomic, write_text_atomic
-from .predictor import CaseResult
+from .errors import InsufficientTissueError
+from .predictor import CaseResult, Predictor
 from .session import installed_runtime
 from .slide import Slide
 
@@ -22,6 +24,7 @@ REPORT_VERSION = 1
 VERDICT_TEXT = {"pancreas": "PANCREAS", "small_intestine": "SMALL INTESTINE", "uncertain": "UNCERTAIN"}
 
 
+@cache
 def _versions() -> dict[str, str]:
     from importlib import metadata
 
@@ -59,20 +62,22 @@ def case_report(result: CaseResult) -> dict[str, Any]:
         "slides": [asdict(s) for s in result.slides],
         "notes": result.notes,
         "patches": result.patches,
-        "versions": _versions(),
+        "versions": dict(_versions()),
         "timings_s": {k: round(t, 4) for k, t in result.timings.items()},
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     return report
 
 
-def insufficient_report(case_id: str, problem: str, possible: int, required: int, seed: int,
-                        model: dict[str, Any]) -> dict[str, Any]:
-    """Never a verdict on fewer patches than the model was calibrated for."""
-    return {"report_version": REPORT_VERSION, "status": "insufficient_tissue", "case": case_id, "verdict": None,
-            "problem": problem, "patches_possible": possible, "patches_required": required, "seed": seed,
-            "model": model, "versions": _versions(),
-            "created": datetime.now(UTC).isoformat(timespec="seconds")}
+def write_insufficient_report(out: Path, case_id: str, exc: InsufficientTissueError, predictor: Predictor) -> Path:
+    """A report that says why there is no verdict: never one on fewer patches than the model was calibrated for."""
+    report = {"report_version": REPORT_VERSION, "status": "insufficient_tissue", "case": case_id, "verdict": None,
+              "problem": str(exc), "patches_possible": exc.possible, "patches_required": exc.required,
+              "seed": predictor.seed, "model": predictor.model_info(), "versions": dict(_versions()),
+              "created": datetime.now(UTC).isoformat(timespec="seconds")}
+    path = out / f"{case_id}.json"
+    write_text_atomic(path, json.dumps(report, indent=2))
+    return path
 
 
 def text_summary(result: CaseResult) -> str:

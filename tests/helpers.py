@@ -55,7 +55,7 @@ def build_test_model(path: Path, embedder, info, *, patches_per_case: int = 100,
     if with_bands:
         rng = np.random.default_rng(2)
         bands = calibrate_bands(rng.normal(0, 30, 20), rng.normal(0, 5, 8))
-    model_bytes, _ = build_model_bytes(embedder, info, head_dict(pipeline, patches_per_case, info), bands,
+    model_bytes = build_model_bytes(embedder, info, head_dict(pipeline, patches_per_case, info), bands,
                                        demo=demo)
     path.write_bytes(model_bytes)
     return path

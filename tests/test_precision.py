@@ -28,7 +28,7 @@ def variants(tmp_path_factory):
     root = tmp_path_factory.mktemp("variants")
     paths = {}
     for precision in ("fp32", "fp16", "int8"):
-        model_bytes, _ = build_model_bytes(embedder, info, head, None, precision=precision,
+        model_bytes = build_model_bytes(embedder, info, head, None, precision=precision,
                                            calibration_patches=patches[::4],
                                            calibration_set={"patches": 24, "seed": 0})
         paths[precision] = root / f"{precision}.onnx"
