@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +20,11 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 from common import environment, write_results  # noqa: E402
 
+from netorigin.calibration.embeddings import Embeddings  # noqa: E402
 from netorigin.calibration.protocols import binary_loo, extended_loo  # noqa: E402
-from netorigin.export.embeddings import Embeddings  # noqa: E402
+from netorigin.export.heads import fit_head  # noqa: E402
+
+REFERENCE = partial(fit_head, "reference")
 
 
 def synthetic(n_p: int, n_si: int, n_other: int, patches: int, seed: int = 0) -> Embeddings:
@@ -47,10 +51,10 @@ def main() -> None:
     args = parser.parse_args()
     emb = synthetic(args.pancreas, args.small_intestine, args.other, args.patches)
     t = time.perf_counter()
-    extended = extended_loo(emb, seed=0)
+    extended = extended_loo(emb, REFERENCE, "reference", seed=0)
     extended_s = time.perf_counter() - t
     t = time.perf_counter()
-    binary = binary_loo(emb, seed=0)
+    binary = binary_loo(emb, REFERENCE, "reference", seed=0)
     binary_s = time.perf_counter() - t
     result = {"environment": environment(), "patients": args.pancreas + args.small_intestine + args.other,
               "patches_per_patient": args.patches, "dims": 2048, "extended_loo_s": round(extended_s, 1),

@@ -23,7 +23,6 @@ import psutil
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT.parent))
 from common import environment, table, write_results  # noqa: E402
 
 from netorigin.runtime.batch import read_manifest, run_batch  # noqa: E402
@@ -33,9 +32,9 @@ import sys
 from pathlib import Path
 from netorigin.export.demo import SMALL
 from netorigin.export.synthetic import make_cohort
-from tests.helpers import build_test_model, tiny_embedder
+from netorigin.export.smoke import build_smoke_model, tiny_embedder
 embedder, info = tiny_embedder()
-build_test_model(Path(sys.argv[1]), embedder, info, patches_per_case=100)
+build_smoke_model(Path(sys.argv[1]), embedder, info, patches_per_case=100)
 make_cohort(Path(sys.argv[2]), SMALL.test | {"pancreas": 2, "small_intestine": 2}, seed=11, mpps=(0.5, 0.25),
             size_um=SMALL.size_um)
 """
@@ -47,8 +46,7 @@ def make_inputs(workdir: Path, cases: int) -> tuple[Path, Path]:
     workdir.mkdir(parents=True, exist_ok=True)
     model = workdir / "soak-model.onnx"
     if not model.exists():
-        subprocess.run([sys.executable, "-c", BUILD_INPUTS, str(model), str(workdir / "cohort")], check=True,
-                       cwd=ROOT.parent)
+        subprocess.run([sys.executable, "-c", BUILD_INPUTS, str(model), str(workdir / "cohort")], check=True)
     source = workdir / "cohort" / "manifest.csv"
     rows = list(csv.DictReader(source.open()))
     groups: dict[str, list[dict]] = {}

@@ -1,10 +1,10 @@
-"""Uncertainty bands (c = k/o), the patient verdict, and the paper's evaluation protocols.
-
-`bands` and `verdict` are pure numpy and are used by the lean runtime; `protocols`, `metrics` and
-`plots` need the `export` extra (scikit-learn, scipy, matplotlib).
+"""Calibration and evaluation: band fitting (c = k/o), sums tables, embeddings files, the paper's evaluation
+protocols, metrics and plots. Built on the runtime (verdict rule, band type); never imports the training side.
+`protocols` needs scikit-learn and `plots` matplotlib (the `export` extra).
 """
 
-from .bands import BandTable, calibrate_bands
-from .verdict import PatientVerdict, patient_verdict
+from .bands import calibrate_bands
+from .embeddings import Embeddings
+from .errors import InputDataError
 
-__all__ = ["BandTable", "calibrate_bands", "PatientVerdict", "patient_verdict"]
+__all__ = ["calibrate_bands", "Embeddings", "InputDataError"]

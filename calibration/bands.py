@@ -7,17 +7,13 @@ the one closest to the decision boundary (smallest |L + R|), then the smallest i
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
-from pathlib import Path
-
 import numpy as np
 
-from netorigin.runtime.contract import Band
-from netorigin.runtime.errors import InputDataError
+from netorigin.runtime.bands import Band, BandTable
+
+from .errors import InputDataError
 
 MARGIN = 1e-7
-PAPER_CONFIDENCE = 0.875
 
 
 def _finite_1d(values, what: str) -> np.ndarray:
@@ -27,40 +23,6 @@ def _finite_1d(values, what: str) -> np.ndarray:
     if not np.all(np.isfinite(array)):
         raise InputDataError(f"{what} sums contain NaN or infinite values")
     return array
-
-
-@dataclass(frozen=True)
-class BandTable:
-    """All bands, c ascending; c = 0 first."""
-
-    bands: tuple[Band, ...]
-    n_pi: int
-    n_other: int
-
-    def at(self, c: float) -> Band:
-        for band in self.bands:
-            if abs(band.c - c) < 1e-9:
-                return band
-        raise KeyError(c)
-
-    def by_k(self, k: int) -> Band:
-        """The band allowed to hold k others (k = 0 is the empty band)."""
-        return self.bands[k]
-
-    @property
-    def default_confidence(self) -> float:
-        """The paper's operating point 0.875 when stored, else the stored c closest to it (larger on ties)."""
-        return min((abs(b.c - PAPER_CONFIDENCE), -b.c, b.c) for b in self.bands)[2]
-
-    def to_json(self) -> list[dict]:
-        return [asdict(b) for b in self.bands]
-
-    def write(self, path: str | Path) -> None:
-        from netorigin.runtime.atomic import write_text_atomic
-
-        doc = {"n_pi": self.n_pi, "n_other": self.n_other, "default_confidence": self.default_confidence,
-               "bands": self.to_json()}
-        write_text_atomic(path, json.dumps(doc, indent=2))
 
 
 def calibrate_bands(pi_sums, other_sums) -> BandTable:

@@ -8,12 +8,12 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from netorigin.runtime.atomic import write_bytes_atomic
-from netorigin.runtime.contract import PREFIX, Band, load_contract, with_metadata
-from netorigin.runtime.errors import InputDataError
+from netorigin.runtime.atomic import write_bytes_atomic, write_text_atomic
+from netorigin.runtime.bands import Band, BandTable
+from netorigin.runtime.contract import PREFIX, load_contract, with_metadata
 
-from .bands import BandTable
-from .verdict import label_code
+from .errors import InputDataError
+from .labels import label_code
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,13 @@ def read_bands(path: str | Path) -> BandTable:
         raise InputDataError("bands file not found", path) from None
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise InputDataError(f"not a netorigin bands file ({exc})", path) from None
+
+
+def write_bands(table: BandTable, path: str | Path) -> None:
+    """The band table as JSON (what `read_bands` and `netorigin export --bands` read)."""
+    doc = {"n_pi": table.n_pi, "n_other": table.n_other, "default_confidence": table.default_confidence,
+           "bands": table.to_json()}
+    write_text_atomic(path, json.dumps(doc, indent=2))
 
 
 def write_bands_into_model(model_path: str | Path, table: BandTable, out: str | Path | None = None) -> Path:

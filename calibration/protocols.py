@@ -1,5 +1,8 @@
 """The paper's evaluation protocols on patch embeddings: binary LOO, extended LOO, external test.
 
+The head is fitted by a function the caller passes (`FitHead`), so evaluation does not depend on the
+training side's classifiers.
+
 Column alignment in the extended protocol: results are indexed by k, the number of other-origin
 calibration patients a band may hold (c = k/o over the full cohort's o). When the held-out patient is
 itself "other", that fold has o - 1 others; its column k uses the fold's band k' = min(k, o - 1), so the
@@ -8,21 +11,34 @@ widest column (c = 1) uses that fold's widest band.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from netorigin.export.embeddings import Embeddings
-from netorigin.export.heads import fit_head
-from netorigin.runtime.errors import InputDataError
+from netorigin.runtime.bands import BandTable
+from netorigin.runtime.verdict import PANCREAS, SMALL_INTESTINE, UNCERTAIN, verdict_from_sum
 
-from .bands import BandTable, calibrate_bands
+from .bands import calibrate_bands
+from .embeddings import Embeddings
+from .errors import InputDataError
+from .labels import LABEL_NAMES
 from .scoring import sums_by_patient
-from .verdict import LABEL_NAMES, PANCREAS, SMALL_INTESTINE, UNCERTAIN, verdict_from_sum
 
 TRUE_CLASSES = LABEL_NAMES
 PREDICTED = (PANCREAS, SMALL_INTESTINE, UNCERTAIN)
+
+
+class PatchClassifier(Protocol):
+    """A fitted head: signed decision values, > 0 = small intestine."""
+
+    def decision_function(self, embeddings: np.ndarray) -> np.ndarray: ...
+
+
+# (embeddings [N, D], labels 0/1 [N], seed) -> fitted head; the training side supplies it (e.g. PCA + SVM).
+FitHead = Callable[[np.ndarray, np.ndarray, int], PatchClassifier]
 
 
 @dataclass
@@ -36,11 +52,11 @@ class PatientOutcome:
     patch_accuracy: float | None = None
 
 
-def _decisions(pipeline, emb: Embeddings, mask: np.ndarray) -> np.ndarray:
+def _decisions(pipeline: PatchClassifier, emb: Embeddings, mask: np.ndarray) -> np.ndarray:
     return pipeline.decision_function(emb.embeddings[mask].astype(np.float64))
 
 
-def binary_loo(emb: Embeddings, head: str = "reference", seed: int = 0) -> dict:
+def binary_loo(emb: Embeddings, fit: FitHead, head: str, seed: int = 0) -> dict:
     """Leave one labelled patient out; fit on all other labelled patients; majority vote (Table 2 style)."""
     patients = [(p, lab) for p, lab in emb.patient_table() if lab < 2]
     if len({lab for _, lab in patients}) < 2:
@@ -48,7 +64,7 @@ def binary_loo(emb: Embeddings, head: str = "reference", seed: int = 0) -> dict:
     outcomes = []
     for patient, label in patients:
         train = (emb.labels < 2) & (emb.patients != patient)
-        pipeline = fit_head(head, emb.embeddings[train], emb.labels[train], seed)
+        pipeline = fit(emb.embeddings[train], emb.labels[train], seed)
         held = emb.patients == patient
         d = _decisions(pipeline, emb, held)
         (ps,) = sums_by_patient(emb.patients[held], emb.labels[held], d)
@@ -66,7 +82,7 @@ def binary_loo(emb: Embeddings, head: str = "reference", seed: int = 0) -> dict:
     }
 
 
-def _fit_and_calibrate(emb: Embeddings, pool: list[tuple[str, int]], others: list[str], head: str,
+def _fit_and_calibrate(emb: Embeddings, pool: list[tuple[str, int]], others: list[str], fit: FitHead,
                        rng_seed: int, fit_fraction: float):
     """Stratified split of `pool` (fit / threshold), fit the head, bands from the threshold part + others."""
     names = [p for p, _ in pool]
@@ -74,7 +90,7 @@ def _fit_and_calibrate(emb: Embeddings, pool: list[tuple[str, int]], others: lis
     fit_names, cal_names = train_test_split(names, train_size=fit_fraction, stratify=labels,
                                             random_state=rng_seed)
     fit_mask = np.isin(emb.patients, fit_names)
-    pipeline = fit_head(head, emb.embeddings[fit_mask], emb.labels[fit_mask], rng_seed)
+    pipeline = fit(emb.embeddings[fit_mask], emb.labels[fit_mask], rng_seed)
     cal_mask = np.isin(emb.patients, list(cal_names) + others)
     sums = sums_by_patient(emb.patients[cal_mask], emb.labels[cal_mask], _decisions(pipeline, emb, cal_mask))
     table = calibrate_bands([s.s for s in sums if s.label < 2], [s.s for s in sums if s.label == 2])
@@ -92,7 +108,7 @@ def _predict_columns(pipeline, table: BandTable, emb: Embeddings, patient: str, 
     return PatientOutcome(patient, TRUE_CLASSES[ps.label], ps.s, ps.votes_small_intestine, ps.n_patches, predictions)
 
 
-def extended_loo(emb: Embeddings, head: str = "reference", seed: int = 0, fit_fraction: float = 0.6) -> dict:
+def extended_loo(emb: Embeddings, fit: FitHead, head: str, seed: int = 0, fit_fraction: float = 0.6) -> dict:
     """Leave any patient out; per fold a seeded stratified 60/40 split fixes the head and the thresholds."""
     table = emb.patient_table()
     others = [p for p, lab in table if lab == 2]
@@ -106,19 +122,19 @@ def extended_loo(emb: Embeddings, head: str = "reference", seed: int = 0, fit_fr
         fold_others = [p for p in others if p != patient]
         if not fold_others:
             raise InputDataError("the extended protocol needs at least two other-origin patients")
-        pipeline, bands = _fit_and_calibrate(emb, pool, fold_others, head, seed * 100_003 + fold, fit_fraction)
+        pipeline, bands = _fit_and_calibrate(emb, pool, fold_others, fit, seed * 100_003 + fold, fit_fraction)
         outcomes.append(_predict_columns(pipeline, bands, emb, patient, o_full))
     return _summarise("extended-loo", outcomes, o_full, head, seed)
 
 
-def external_test(train: Embeddings, test: Embeddings, head: str = "reference", seed: int = 0,
+def external_test(train: Embeddings, test: Embeddings, fit: FitHead, head: str, seed: int = 0,
                   fit_fraction: float = 0.6) -> dict:
     """Fit and calibrate on `train` (one seeded 60/40 split), apply unchanged to every patient of `test`."""
     table = train.patient_table()
     others = [p for p, lab in table if lab == 2]
     if not others:
         raise InputDataError("the training cohort needs other-origin patients to calibrate the bands")
-    pipeline, bands = _fit_and_calibrate(train, [(p, lab) for p, lab in table if lab < 2], others, head, seed,
+    pipeline, bands = _fit_and_calibrate(train, [(p, lab) for p, lab in table if lab < 2], others, fit, seed,
                                          fit_fraction)
     outcomes = [_predict_columns(pipeline, bands, test, p, len(others)) for p, _ in test.patient_table()]
     return _summarise("external", outcomes, len(others), head, seed)

@@ -5,41 +5,19 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-import joblib
 import numpy as np
 import onnx
 
-from netorigin.calibration.bands import BandTable
+from netorigin.calibration.errors import InputDataError
 from netorigin.runtime.atomic import write_bytes_atomic
+from netorigin.runtime.bands import BandTable
 from netorigin.runtime.contract import with_metadata
-from netorigin.runtime.errors import InputDataError
 
 from .embedder import EmbedderInfo, PatchEmbedder
 from .heads import HeadArrays, head_arrays
 from .metadata import build_metadata
 from .onnx_graph import attach_head, export_embedder
 from .precision import convert
-
-
-def save_head(path: str | Path, pipeline, *, kind: str, info: dict) -> None:
-    """The fitted head with what export needs to check and describe it (embedder, cohort, patches/case)."""
-    import io
-
-    buffer = io.BytesIO()
-    joblib.dump({"pipeline": pipeline, "kind": kind, "info": info}, buffer)
-    write_bytes_atomic(path, buffer.getvalue())
-
-
-def load_head(path: str | Path) -> dict:
-    try:
-        head = joblib.load(path)
-    except FileNotFoundError:
-        raise InputDataError("head file not found", path) from None
-    except Exception as exc:  # joblib/pickle raise many types for foreign files
-        raise InputDataError(f"not a netorigin head file ({type(exc).__name__})", path) from None
-    if not isinstance(head, dict) or "pipeline" not in head:
-        raise InputDataError("not a netorigin head file", path)
-    return head
 
 
 def build_model_bytes(embedder: PatchEmbedder, info: EmbedderInfo, head: dict, bands: BandTable | None,

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from netorigin.runtime.atomic import ensure_writable_dir
+from netorigin.runtime.contract import DEMO_WARNING
 from netorigin.runtime.report import VERDICT_TEXT
 
 from .demo import FULL, SMALL, run_demo
@@ -20,7 +21,7 @@ from .demo import FULL, SMALL, run_demo
 def command(out: Path, seed: int, small: bool) -> None:
     """Generate a synthetic cohort, embed, fit, calibrate, export, then predict held-out cases."""
     ensure_writable_dir(out)
-    click.echo("*** DEMO MODEL, NOT FOR DIAGNOSIS: synthetic slides, random-weight ResNet50 ***")
+    click.echo(f"*** {DEMO_WARNING}: synthetic slides, random-weight ResNet50 ***")
     summary = run_demo(out, SMALL if small else FULL, seed, echo=click.echo)
     click.echo("")
     click.echo(f"{'case':<10}{'truth':<17}{'verdict':<17}{'S':>10}   band (c = {summary['confidence']:g})")
@@ -33,4 +34,4 @@ def command(out: Path, seed: int, small: bool) -> None:
                f"{summary['other_uncertain_fraction']:.2f}")
     click.echo(f"{summary['timings_s']['total']:.0f} s, {summary['disk_bytes'] / 1e6:.0f} MB in {out} "
                f"(reports/, model/, demo-summary.json, demo-sums.png)")
-    click.echo("*** DEMO MODEL, NOT FOR DIAGNOSIS ***")
+    click.echo(f"*** {DEMO_WARNING} ***")

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import click
-import numpy as np
 
-from .embedder import ENGINES, WEIGHT_KINDS, EmbedderInfo, build_embedder, make_engine
-from .embeddings import Embeddings, is_patch_manifest, load_patch_folder, sample_slide_cohort
+from .embedder import WEIGHT_KINDS, build_embedder
+from .embeddings import embed_manifest
+from .engines import ENGINES, make_engine
 
 
 def embedder_options(func):
@@ -23,29 +22,6 @@ def embedder_options(func):
     ]):
         func = option(func)
     return func
-
-
-def embed_manifest(manifest: Path, embed: Callable[[np.ndarray], np.ndarray], info: EmbedderInfo, *,
-                   patches_per_case: int, seed: int, progress: bool = False) -> Embeddings:
-    """Embed a patch-folder manifest (column `path`) or a slide manifest (columns `slide`, `annotations`)."""
-    if is_patch_manifest(manifest):
-        images, columns = load_patch_folder(manifest)
-        vectors = embed(images)
-        source = "patch-folder"
-    else:
-        chunks = []
-
-        def on_case(case: str, patches: np.ndarray) -> None:
-            chunks.append(embed(patches))
-            if progress:
-                click.echo(f"  embedded {case}: {len(patches)} patches", err=True)
-
-        columns = sample_slide_cohort(manifest, patches_per_case, seed, on_case=on_case)
-        vectors = np.concatenate(chunks)
-        source = "slides"
-    info_doc = {"embedder": info.to_json(), "source": source, "manifest": str(manifest), "seed": seed,
-                "patches_per_case": patches_per_case}
-    return Embeddings(embeddings=vectors, info=info_doc, **columns)
 
 
 @click.command("embed")
@@ -64,7 +40,8 @@ def command(manifest, out, weights_kind, weights, weights_seed, patches_per_case
     start = time.perf_counter()
     embedder, info = build_embedder(weights_kind, weights, weights_seed)
     emb = embed_manifest(manifest, make_engine(embedder, engine, batch_size), info,
-                         patches_per_case=patches_per_case, seed=seed, progress=True)
+                         patches_per_case=patches_per_case, seed=seed,
+                         progress=lambda line: click.echo(line, err=True))
     emb.save(out)
     click.echo(f"{len(emb.embeddings)} patches of {len(set(emb.patients.tolist()))} patients -> {out} "
                f"({time.perf_counter() - start:.1f} s)")

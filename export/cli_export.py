@@ -9,10 +9,11 @@ import click
 
 from netorigin.calibration.bands_io import read_bands
 
-from .build import build_model_bytes, load_head, write_model
+from .build import build_model_bytes, write_model
 from .cli_embed import embedder_options
 from .embedder import build_embedder
 from .embeddings import calibration_patches as calibration_patches_from
+from .heads import load_head
 from .precision import PRECISIONS
 
 

@@ -8,27 +8,9 @@ from pathlib import Path
 import click
 import numpy as np
 
-from netorigin.calibration.verdict import LABEL_NAMES
-from netorigin.runtime.errors import InputDataError
+from netorigin.calibration.embeddings import Embeddings
 
-from .build import save_head
-from .embeddings import Embeddings
-from .heads import HEAD_KINDS, fit_head
-
-
-def cohort_counts(emb: Embeddings) -> dict:
-    patients = emb.patient_table()
-    return {"patients": {name: sum(1 for _, lab in patients if lab == code)
-                         for code, name in enumerate(LABEL_NAMES)},
-            "patches": int(len(emb.embeddings))}
-
-
-def fit_embeddings(emb: Embeddings, kind: str, seed: int):
-    """Fit on pancreas/small-intestine patches only (others never train the classifier)."""
-    mask = emb.labels < 2
-    if not mask.any():
-        raise InputDataError("no pancreas or small-intestine patches to fit on")
-    return fit_head(kind, emb.embeddings[mask], emb.labels[mask], seed)
+from .heads import HEAD_KINDS, fit_embeddings, save_head
 
 
 @click.command("fit")
@@ -45,7 +27,7 @@ def command(embeddings, out, kind, seed) -> None:
     pipeline = fit_embeddings(emb, kind, seed)
     mask = emb.labels < 2
     accuracy = float(np.mean((pipeline.decision_function(emb.embeddings[mask]) > 0) == emb.labels[mask]))
-    info = dict(emb.info, cohort=cohort_counts(emb), head=kind, fit_seed=seed)
+    info = dict(emb.info, cohort=emb.cohort_counts(), head=kind, fit_seed=seed)
     save_head(out, pipeline, kind=kind, info=info)
     click.echo(f"fitted {kind} on {int(mask.sum())} patches: training patch accuracy {accuracy:.3f} -> {out} "
                f"({time.perf_counter() - start:.1f} s)")

@@ -13,19 +13,21 @@ from pathlib import Path
 import numpy as np
 
 from netorigin.calibration.bands import calibrate_bands
+from netorigin.calibration.embeddings import Embeddings
+from netorigin.calibration.labels import LABEL_NAMES
 from netorigin.calibration.scoring import sums_by_patient
-from netorigin.calibration.verdict import LABEL_NAMES
 from netorigin.runtime.atomic import write_text_atomic
 from netorigin.runtime.batch import read_manifest
+from netorigin.runtime.contract import DEMO_WARNING
 from netorigin.runtime.manifest import read_csv_rows
-from netorigin.runtime.predictor import DEMO_WARNING, Predictor
+from netorigin.runtime.predictor import Predictor
 from netorigin.runtime.report import write_case_outputs
 
-from .build import build_model_bytes, save_head, write_model
-from .cli_embed import embed_manifest
-from .cli_fit import cohort_counts, fit_embeddings
-from .embedder import build_embedder, make_engine
-from .embeddings import Embeddings
+from .build import build_model_bytes, write_model
+from .embedder import build_embedder
+from .embeddings import embed_manifest
+from .engines import make_engine
+from .heads import fit_embeddings, save_head
 from .onnx_graph import export_embedder
 from .synthetic import make_cohort
 
@@ -79,7 +81,7 @@ def run_demo(out: Path, plan: DemoPlan = FULL, seed: int = 0, echo=print) -> dic
     sums = sums_by_patient(cal.patients, cal.labels, pipeline.decision_function(cal.embeddings.astype(np.float64)))
     bands = calibrate_bands([s.s for s in sums if s.label < 2], [s.s for s in sums if s.label == 2])
     head = {"pipeline": pipeline, "kind": "reference",
-            "info": dict(fit.info, cohort=dict(cohort_counts(fit), calibration=cohort_counts(cal), synthetic=True))}
+            "info": dict(fit.info, cohort=dict(fit.cohort_counts(), calibration=cal.cohort_counts(), synthetic=True))}
     model_bytes = build_model_bytes(embedder, info, head, bands, demo=True, embedder_proto=proto)
     model_path = out / "model" / "netorigin-demo.onnx"
     write_model(model_path, model_bytes)
@@ -145,7 +147,7 @@ def _plot_sums(summary: dict, bands, path: Path) -> None:
         ax.scatter([], [], color=colour, label=truth, edgecolor="k")
     ax.set_yticks([0, 1], ["calibration", "held-out test"])
     ax.set_xlabel("patient sum S of patch decision values")
-    ax.set_title("netorigin demo (DEMO MODEL, NOT FOR DIAGNOSIS)")
+    ax.set_title(f"netorigin demo ({DEMO_WARNING})")
     ax.set_ylim(-0.6, 1.6)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()

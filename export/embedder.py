@@ -8,7 +8,6 @@ ResNet50 state dict, or seeded random weights for tests and demos.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import numpy as np
 import torch
 import torchvision
 
-from netorigin.runtime.errors import InputDataError
+from netorigin.calibration.errors import InputDataError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -132,30 +131,3 @@ def embed_uint8(embedder: PatchEmbedder, patches: np.ndarray, batch_size: int = 
         batch = torch.from_numpy(np.ascontiguousarray(patches[start:start + batch_size]))
         out[start:start + len(batch)] = embedder(batch).numpy()
     return out
-
-
-ENGINES = ("torch", "onnx")
-
-
-def make_engine(embedder: PatchEmbedder, engine: str = "torch", batch_size: int = 32,
-                proto=None) -> Callable[[np.ndarray], np.ndarray]:
-    """uint8 patches -> embeddings with PyTorch eager, or with ONNX Runtime on the exported embedder graph
-    (about 3x faster on CPU; equal to PyTorch within 1e-4 relative, see tests/test_export_parity.py).
-    `proto` reuses an already exported embedder graph."""
-    if engine == "torch":
-        return lambda patches: embed_uint8(embedder, patches, batch_size)
-    if engine != "onnx":
-        raise InputDataError(f"unknown engine {engine!r} (choose from {', '.join(ENGINES)})")
-    import onnxruntime as ort
-
-    from .onnx_graph import export_embedder
-
-    proto = proto if proto is not None else export_embedder(embedder)
-    session = ort.InferenceSession(proto.SerializeToString())
-
-    def run(patches: np.ndarray) -> np.ndarray:
-        parts = [session.run(None, {"patches": np.ascontiguousarray(patches[i:i + batch_size])})[0]
-                 for i in range(0, len(patches), batch_size)]
-        return np.concatenate(parts) if parts else np.empty((0, EMBEDDING_DIM), np.float32)
-
-    return run

@@ -1,78 +1,25 @@
-"""Embeddings files: one row per patch (patient, label, specimen, slide, patch id, 2048-d float32).
-
-Produced from a folder of patch images + CSV, or from slides + annotations through the runtime's own
-sampler (so training patches are drawn exactly as the runtime draws them).
-"""
+"""Training patches for embedding: a folder of patch images + CSV, or slides + annotations sampled through the
+runtime's own sampler (so training patches are drawn exactly as the runtime draws them)."""
 
 from __future__ import annotations
 
-import json
+import hashlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from netorigin.calibration.verdict import label_code
-from netorigin.runtime.atomic import write_bytes_atomic
-from netorigin.runtime.errors import InputDataError
+from netorigin.calibration.embeddings import Embeddings
+from netorigin.calibration.errors import InputDataError
+from netorigin.calibration.labels import label_code
 from netorigin.runtime.manifest import read_csv_rows
 from netorigin.runtime.regions import RegionRules, load_annotations
 from netorigin.runtime.sampling import PatchGeometry, allot_case, sample_slide
 from netorigin.runtime.slide import Slide
 
-
-@dataclass
-class Embeddings:
-    """Patch embeddings with their patients; `labels` 0 pancreas, 1 small intestine, 2 other."""
-
-    embeddings: np.ndarray
-    patients: np.ndarray
-    labels: np.ndarray
-    specimens: np.ndarray
-    slides: np.ndarray
-    patch_ids: np.ndarray
-    info: dict = field(default_factory=dict)
-
-    def save(self, path: str | Path) -> None:
-        import io
-
-        buffer = io.BytesIO()
-        np.savez(buffer, embeddings=self.embeddings.astype(np.float32), patients=self.patients,
-                 labels=self.labels.astype(np.int64), specimens=self.specimens, slides=self.slides,
-                 patch_ids=self.patch_ids, info=np.array(json.dumps(self.info)))
-        write_bytes_atomic(path, buffer.getvalue())
-
-    @classmethod
-    def load(cls, path: str | Path) -> Embeddings:
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                arrays = {k: data[k] for k in ("embeddings", "patients", "labels", "specimens", "slides",
-                                               "patch_ids", "info")}
-        except FileNotFoundError:
-            raise InputDataError("embeddings file not found", path) from None
-        except (KeyError, ValueError, OSError) as exc:
-            raise InputDataError(f"not a netorigin embeddings file ({exc})", path) from None
-        info = json.loads(str(arrays.pop("info")))
-        emb = cls(**arrays, info=info)
-        if emb.embeddings.ndim != 2 or len({len(v) for v in (emb.embeddings, emb.patients, emb.labels)}) != 1:
-            raise InputDataError("embeddings file has inconsistent array shapes", path)
-        if not np.all(np.isfinite(emb.embeddings)):
-            raise InputDataError("embeddings contain NaN or infinite values", path)
-        return emb
-
-    def select(self, mask: np.ndarray) -> Embeddings:
-        return Embeddings(self.embeddings[mask], self.patients[mask], self.labels[mask], self.specimens[mask],
-                          self.slides[mask], self.patch_ids[mask], self.info)
-
-    def patient_table(self) -> list[tuple[str, int]]:
-        """(patient, label) in order of first appearance."""
-        seen: dict[str, int] = {}
-        for patient, label in zip(self.patients.tolist(), self.labels.tolist()):
-            seen.setdefault(patient, label)
-        return list(seen.items())
+from .embedder import EmbedderInfo
 
 
 def is_patch_manifest(manifest: Path) -> bool:
@@ -141,8 +88,6 @@ def sample_slide_cohort(manifest: Path, patches_per_case: int, seed: int, geomet
 
 def calibration_patches(manifest: Path, count: int, seed: int) -> tuple[np.ndarray, dict]:
     """A seeded subset of training patches (patch folder or slides) for INT8 calibration, and its description."""
-    import hashlib
-
     if is_patch_manifest(manifest):
         images, _ = load_patch_folder(manifest)
     else:
@@ -155,3 +100,27 @@ def calibration_patches(manifest: Path, count: int, seed: int) -> tuple[np.ndarr
                    "patches": int(len(pick)), "seed": seed,
                    "method": "onnxruntime.quantization static QDQ, MinMax, per-channel S8 weights, U8 activations"}
     return images[pick], description
+
+
+def embed_manifest(manifest: Path, embed: Callable[[np.ndarray], np.ndarray], info: EmbedderInfo, *,
+                   patches_per_case: int, seed: int,
+                   progress: Callable[[str], None] | None = None) -> Embeddings:
+    """Embed a patch-folder manifest (column `path`) or a slide manifest (columns `slide`, `annotations`)."""
+    if is_patch_manifest(manifest):
+        images, columns = load_patch_folder(manifest)
+        vectors = embed(images)
+        source = "patch-folder"
+    else:
+        chunks = []
+
+        def on_case(case: str, patches: np.ndarray) -> None:
+            chunks.append(embed(patches))
+            if progress is not None:
+                progress(f"  embedded {case}: {len(patches)} patches")
+
+        columns = sample_slide_cohort(manifest, patches_per_case, seed, on_case=on_case)
+        vectors = np.concatenate(chunks)
+        source = "slides"
+    info_doc = {"embedder": info.to_json(), "source": source, "manifest": str(manifest), "seed": seed,
+                "patches_per_case": patches_per_case}
+    return Embeddings(embeddings=vectors, info=info_doc, **columns)

@@ -7,15 +7,20 @@ paper's other evaluated heads. All expose `decision_function` (> 0 = small intes
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
+from pathlib import Path
 
+import joblib
 import numpy as np
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.svm import SVC
 
-from netorigin.runtime.errors import InputDataError
+from netorigin.calibration.embeddings import Embeddings
+from netorigin.calibration.errors import InputDataError
+from netorigin.runtime.atomic import write_bytes_atomic
 
 HEAD_KINDS = ("reference", "paper-text", "linear-svm", "logistic")
 
@@ -43,6 +48,33 @@ def fit_head(kind: str, embeddings: np.ndarray, labels: np.ndarray, seed: int = 
     if set(np.unique(labels).tolist()) != {0, 1}:
         raise InputDataError("fitting needs patches of both pancreas (0) and small intestine (1)")
     return make_head(kind, seed).fit(np.asarray(embeddings, dtype=np.float64), labels)
+
+
+def fit_embeddings(emb: Embeddings, kind: str, seed: int) -> Pipeline:
+    """Fit on pancreas/small-intestine patches only (others never train the classifier)."""
+    mask = emb.labels < 2
+    if not mask.any():
+        raise InputDataError("no pancreas or small-intestine patches to fit on")
+    return fit_head(kind, emb.embeddings[mask], emb.labels[mask], seed)
+
+
+def save_head(path: str | Path, pipeline, *, kind: str, info: dict) -> None:
+    """The fitted head with what export needs to check and describe it (embedder, cohort, patches/case)."""
+    buffer = io.BytesIO()
+    joblib.dump({"pipeline": pipeline, "kind": kind, "info": info}, buffer)
+    write_bytes_atomic(path, buffer.getvalue())
+
+
+def load_head(path: str | Path) -> dict:
+    try:
+        head = joblib.load(path)
+    except FileNotFoundError:
+        raise InputDataError("head file not found", path) from None
+    except Exception as exc:  # joblib/pickle raise many types for foreign files
+        raise InputDataError(f"not a netorigin head file ({type(exc).__name__})", path) from None
+    if not isinstance(head, dict) or "pipeline" not in head:
+        raise InputDataError("not a netorigin head file", path)
+    return head
 
 
 @dataclass(frozen=True)

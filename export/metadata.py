@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from typing import Any
 
-from netorigin.calibration.bands import BandTable
+from netorigin.runtime.bands import BandTable
 from netorigin.runtime.contract import PREFIX, SCHEMA_VERSION
 
 from .embedder import IMAGENET_MEAN, IMAGENET_STD, EmbedderInfo

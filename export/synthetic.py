@@ -16,7 +16,7 @@ import numpy as np
 import tifffile
 from PIL import Image, ImageDraw, ImageFilter
 
-from netorigin.calibration.verdict import LABEL_NAMES
+from netorigin.calibration.labels import LABEL_NAMES
 
 BASE_MPP = 1.0  # the texture is drawn at 1 um/px, then scaled to the slide's level 0
 TILE = 256

@@ -5,13 +5,15 @@
     result.verdict.verdict  # "pancreas" | "small_intestine" | "uncertain"
 """
 
-from .contract import Band, ModelContract, load_contract
+from .bands import Band, BandTable
+from .contract import ModelContract, load_contract
 from .errors import (
                      AnnotationError,
                      ConfigurationError,
                      DeviceError,
                      InsufficientTissueError,
                      ManifestError,
+                     MissingDependencyError,
                      ModelError,
                      NetoriginError,
                      OutputError,
@@ -19,6 +21,6 @@ from .errors import (
 )
 from .predictor import CaseResult, Predictor, SlideInput
 
-__all__ = ["Band", "ModelContract", "load_contract", "Predictor", "CaseResult", "SlideInput", "NetoriginError",
-           "SlideError", "AnnotationError", "ModelError", "ConfigurationError", "DeviceError", "ManifestError",
-           "InsufficientTissueError", "OutputError"]
+__all__ = ["Band", "BandTable", "ModelContract", "load_contract", "Predictor", "CaseResult", "SlideInput",
+           "NetoriginError", "SlideError", "AnnotationError", "ModelError", "ConfigurationError", "DeviceError",
+           "ManifestError", "InsufficientTissueError", "OutputError", "MissingDependencyError"]

@@ -1,63 +1,85 @@
-"""The `netorigin` command. Verbs are imported only when run, so `predict` never loads the training stack."""
+"""The `netorigin` command: a group whose verbs are plugins, imported only when run.
+
+Each layer registers its own verbs as entry points (group `netorigin.verbs` in pyproject.toml), so this
+module knows no verb of the layers above it, `predict` never loads the training stack, and a verb whose
+extra is not installed says what to install instead of printing a traceback.
+"""
 
 from __future__ import annotations
 
-import importlib
+import ast
+import importlib.util
 import sys
+from functools import cache
+from importlib.metadata import EntryPoint, entry_points
 
 import click
 
 from .errors import InsufficientTissueError, NetoriginError
 
-VERBS = {
-    "predict": ("netorigin.runtime.cli_predict", "Predict the primary site of one case from its slides."),
-    "batch": ("netorigin.runtime.cli_batch", "Predict many cases from a manifest; resumable."),
-    "inspect": ("netorigin.runtime.cli_inspect", "Show a model's metadata contract and check its integrity."),
-    "embed": ("netorigin.export.cli_embed", "Embed training patches (folder or slides) with a ResNet50."),
-    "fit": ("netorigin.export.cli_fit", "Fit the patch classifier (PCA + SVM by default) on embeddings."),
-    "export": ("netorigin.export.cli_export", "Export embedder + classifier + bands as one ONNX model."),
-    "calibrate": ("netorigin.calibration.cli_calibrate", "Compute the uncertainty bands (c = k/o)."),
-    "evaluate": ("netorigin.calibration.cli_evaluate", "Run the paper's evaluation protocols."),
-    "demo": ("netorigin.export.cli_demo", "Run the whole chain on a synthetic cohort (DEMO, not diagnosis)."),
-}
-TRAINING_STACK = ("torch", "torchvision", "sklearn", "matplotlib", "skl2onnx", "onnx", "scipy", "tifffile")
+VERB_GROUP = "netorigin.verbs"
 EXIT_INPUT, EXIT_INSUFFICIENT = 1, 3
 
 
-class LazyGroup(click.Group):
-    """Loads a verb's module on demand and reports a missing extra instead of a traceback."""
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return list(VERBS)
-
-    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if name not in VERBS:
-            return None
-        module_name, help_text = VERBS[name]
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name and exc.name.split(".")[0] in TRAINING_STACK:
-                return _missing_extra(name, help_text, exc.name)
-            raise
-        return module.command
-
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        """List verbs from the table above, without importing them (and torch) just to print help."""
-        with formatter.section("Commands"):
-            formatter.write_dl([(name, help_text) for name, (_, help_text) in VERBS.items()])
+@cache
+def verbs() -> dict[str, EntryPoint]:
+    """The installed verbs in registration order."""
+    return {ep.name: ep for ep in entry_points(group=VERB_GROUP)}
 
 
-def _missing_extra(name: str, help_text: str, module: str) -> click.Command:
-    def fail() -> None:
-        raise click.ClickException(f"'netorigin {name}' needs the training extra ({module} is not installed): "
-                                   "pip install 'netorigin[export]'")
+def summary(ep: EntryPoint) -> str:
+    """First line of the verb module's docstring, read from source: `--help` imports no verb (nor torch)."""
+    spec = importlib.util.find_spec(ep.module)
+    if spec is None or spec.origin is None:
+        return ""
+    with open(spec.origin, encoding="utf-8") as handle:
+        doc = ast.get_docstring(ast.parse(handle.read())) or ""
+    first = doc.strip().splitlines()[0] if doc.strip() else ""
+    return first.split("`: ", 1)[-1]  # "`netorigin predict`: one case ..." -> "one case ..."
 
-    return click.Command(name, help=help_text, callback=fail, context_settings={"ignore_unknown_options": True},
+
+def install_hint(ep: EntryPoint) -> str:
+    extras = ",".join(ep.extras) or "export"
+    return f"pip install 'netorigin[{extras}]'"
+
+
+def _missing_extra(ep: EntryPoint, module: str) -> click.Command:
+    def fail(args: tuple[str, ...]) -> None:
+        raise click.ClickException(f"'netorigin {ep.name}' needs the {'/'.join(ep.extras) or 'export'} extra "
+                                   f"({module} is not installed): {install_hint(ep)}")
+
+    return click.Command(ep.name, help=summary(ep), callback=fail,
+                         context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
                          params=[click.Argument(["args"], nargs=-1)])
 
 
-@click.group(cls=LazyGroup)
+def _is_third_party(module: str | None) -> bool:
+    return bool(module) and module.split(".")[0] != "netorigin"
+
+
+class PluginGroup(click.Group):
+    """Loads a verb's module on demand and reports a missing extra instead of a traceback."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(verbs())
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        ep = verbs().get(name)
+        if ep is None:
+            return None
+        try:
+            return ep.load()
+        except ModuleNotFoundError as exc:
+            if _is_third_party(exc.name) and ep.extras:
+                return _missing_extra(ep, exc.name)
+            raise
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, summary(ep)) for name, ep in verbs().items()])
+
+
+@click.group(cls=PluginGroup)
 @click.version_option(package_name="netorigin")
 def cli() -> None:
     """netorigin: small intestine / pancreas / uncertain from H&E slides of NET liver metastases."""

@@ -10,6 +10,7 @@ import click
 from .atomic import ensure_writable_dir
 from .batch import SUMMARY_NAME, read_manifest, run_batch, status_counts
 from .cli_options import model_options, region_rules
+from .contract import DEMO_WARNING
 from .predictor import Predictor
 
 
@@ -32,7 +33,7 @@ def command(manifest, out, model, device, confidence, seed, threads, read_worker
     predictor = Predictor(model, device=device, confidence=confidence, seed=seed, read_workers=read_workers,
                           threads=threads, rules=region_rules(include, exclude))
     if predictor.contract.is_demo:
-        click.echo("*** DEMO MODEL, NOT FOR DIAGNOSIS ***", err=True)
+        click.echo(f"*** {DEMO_WARNING} ***", err=True)
     with click.progressbar(length=len(cases), label=f"{len(cases)} cases", file=sys.stderr,
                            show_pos=True) as bar:
         outcomes = run_batch(predictor, cases, out, workers, on_done=lambda _: bar.update(1), geojson=geojson,

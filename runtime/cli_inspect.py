@@ -6,7 +6,7 @@ import json
 
 import click
 
-from .contract import PREFIX, load_contract
+from .contract import DEMO_WARNING, PREFIX, load_contract
 
 
 @click.command("inspect")
@@ -22,7 +22,7 @@ def command(model: str, as_json: bool) -> None:
     patch = contract.patch
     lines = []
     if contract.is_demo:
-        lines.append("*** DEMO MODEL, NOT FOR DIAGNOSIS ***")
+        lines.append(f"*** {DEMO_WARNING} ***")
     lines += [
         f"model       {contract.path} (schema {contract.meta[PREFIX + 'schema']}, sha256 {contract.sha256[:16]}…, "
         "hash verified)",

@@ -16,6 +16,7 @@ from typing import Any
 
 import jsonschema
 
+from .bands import Band
 from .errors import ConfigurationError, ModelError
 from .protobuf_fields import WireFormatError, content_records, read_metadata, replace_metadata
 
@@ -24,6 +25,8 @@ PREFIX = "netorigin."
 INPUT_NAME = "patches"
 DECISION_OUTPUT = "decision"
 EMBEDDING_OUTPUT = "embedding"
+# Printed on every output of a model whose provenance says `demo` (random weights, synthetic slides).
+DEMO_WARNING = "DEMO MODEL, NOT FOR DIAGNOSIS"
 
 
 @cache
@@ -71,16 +74,6 @@ def validate_metadata(meta: dict[str, Any], path: str | Path) -> None:
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "metadata"
         raise ModelError(f"metadata does not match the contract at {where}: {error.message}", path)
-
-
-@dataclass(frozen=True)
-class Band:
-    """Uncertain iff lower < S < upper; `pi_inside` labelled calibration patients fell inside."""
-
-    c: float
-    pi_inside: int
-    lower: float
-    upper: float
 
 
 @dataclass(frozen=True)

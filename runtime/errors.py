@@ -56,5 +56,5 @@ class OutputError(NetoriginError):
     """An output location cannot be written."""
 
 
-class InputDataError(NetoriginError):
-    """Training-side inputs (embeddings, sums tables, patch folders) are malformed."""
+class MissingDependencyError(ConfigurationError):
+    """An optional package this feature needs is not installed; the message says what to install."""

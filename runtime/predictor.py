@@ -11,17 +11,16 @@ from typing import Any
 
 import numpy as np
 
-from netorigin.calibration.verdict import PatientVerdict, patient_verdict
-
-from .contract import Band, ModelContract, load_contract
+from .bands import Band
+from .contract import DEMO_WARNING, ModelContract, load_contract
 from .errors import ConfigurationError, SlideError
 from .regions import RegionRules, Regions, detect_tissue, load_annotations
 from .sampling import Patch, PatchGeometry, ReadPlan, allot_case, plan_reads, sample_slide
 from .session import CPU, CUDA_BATCH, ModelSession, open_session
 from .slide import Slide
+from .verdict import PatientVerdict, patient_verdict
 
 CPU_BATCH = 32
-DEMO_WARNING = "DEMO MODEL, NOT FOR DIAGNOSIS"
 # Reading a one-level slide at more than this many times the needed resolution is refused (too slow).
 MAX_FLAT_OVERSAMPLING = 2.0
 

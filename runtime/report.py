@@ -17,7 +17,7 @@ from PIL import ImageDraw
 from .atomic import write_bytes_atomic, write_text_atomic
 from .errors import InsufficientTissueError
 from .predictor import CaseResult, Predictor
-from .session import installed_runtime
+from .session import installed_runtime, onnxruntime
 from .slide import Slide
 
 REPORT_VERSION = 1
@@ -28,14 +28,13 @@ VERDICT_TEXT = {"pancreas": "PANCREAS", "small_intestine": "SMALL INTESTINE", "u
 def _versions() -> dict[str, str]:
     from importlib import metadata
 
-    import onnxruntime
     import openslide
 
     try:
         own = metadata.version("netorigin")
     except metadata.PackageNotFoundError:
         own = "0+unknown"
-    return {"netorigin": own, "onnxruntime": onnxruntime.__version__, "onnxruntime_dist": installed_runtime(),
+    return {"netorigin": own, "onnxruntime": onnxruntime().__version__, "onnxruntime_dist": installed_runtime(),
             "openslide": openslide.__library_version__, "openslide_python": openslide.__version__,
             "numpy": np.__version__, "python": platform.python_version()}
 

@@ -6,20 +6,35 @@ when it falls back, so the provider that actually runs is checked after the sess
 
 from __future__ import annotations
 
+import importlib
 import os
 from dataclasses import dataclass
 from importlib import metadata
+from types import ModuleType
+from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 
 from .contract import DECISION_OUTPUT, EMBEDDING_OUTPUT, INPUT_NAME, ModelContract
-from .errors import DeviceError, ModelError
+from .errors import DeviceError, MissingDependencyError, ModelError
 
 DEVICES = ("auto", "cpu", "cuda")
 CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
 # Fixed batch on CUDA (padded) so cuDNN's algorithm search runs once; CPU runs the real size.
 CUDA_BATCH = 128
+
+
+INSTALL_HINT = "pip install 'netorigin[cpu]' (CPU) or 'netorigin[gpu]' (NVIDIA GPU)"
+
+
+def onnxruntime() -> ModuleType:
+    """The onnxruntime module; a base install carries neither distribution, so say which extra to install."""
+    try:
+        return importlib.import_module("onnxruntime")
+    except ModuleNotFoundError as exc:
+        if exc.name != "onnxruntime":
+            raise
+        raise MissingDependencyError(f"ONNX Runtime is not installed: {INSTALL_HINT}") from None
 
 
 def _distributions() -> list[str]:
@@ -34,13 +49,14 @@ def _distributions() -> list[str]:
 
 def installed_runtime() -> str:
     """Which onnxruntime distribution is installed (they must not be mixed)."""
-    return ", ".join(_distributions()) or f"onnxruntime=={ort.__version__}"
+    return ", ".join(_distributions()) or f"onnxruntime=={onnxruntime().__version__}"
 
 
 def _providers(device: str) -> list:
     if device == "cuda" and len(_distributions()) > 1:
         raise DeviceError("--device cuda: both onnxruntime and onnxruntime-gpu are installed and overwrite each "
                           "other; run: pip uninstall -y onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu")
+    ort = onnxruntime()
     available = ort.get_available_providers()
     if device == "cuda" and CUDA not in available:
         raise DeviceError(f"--device cuda: this onnxruntime build has no CUDA provider ({installed_runtime()}); "
@@ -58,7 +74,7 @@ def _providers(device: str) -> list:
 class ModelSession:
     """An inference session plus the provider that really runs the model."""
 
-    session: ort.InferenceSession
+    session: Any  # onnxruntime.InferenceSession
     provider: str
     device: str
 
@@ -77,6 +93,7 @@ def open_session(contract: ModelContract, device: str = "auto", threads: int | N
     """Build the session from the verified bytes (no re-read, so what was hashed is what runs)."""
     if device not in DEVICES:
         raise DeviceError(f"unknown device {device!r} (choose from {', '.join(DEVICES)})")
+    ort = onnxruntime()
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = threads or os.cpu_count() or 1

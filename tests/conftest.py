@@ -3,16 +3,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from netorigin.export.smoke import build_smoke_model, tiny_embedder
 from netorigin.export.synthetic import make_slide, patient_texture
-
-from .helpers import build_test_model, tiny_embedder
 
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory):
     """A small exported netorigin model (tiny trunk, PCA + RBF SVM, bands), 20 patches per case."""
     embedder, info = tiny_embedder()
-    return build_test_model(tmp_path_factory.mktemp("model") / "tiny.onnx", embedder, info, patches_per_case=20)
+    return build_smoke_model(tmp_path_factory.mktemp("model") / "tiny.onnx", embedder, info, patches_per_case=20)
 
 
 @pytest.fixture(scope="session")

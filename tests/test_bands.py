@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from netorigin.calibration.bands import MARGIN, calibrate_bands
 from netorigin.calibration.bands_io import read_sums
-from netorigin.calibration.verdict import patient_verdict, verdict_from_sum
-from netorigin.runtime.errors import InputDataError
+from netorigin.calibration.errors import InputDataError
+from netorigin.runtime.verdict import patient_verdict, verdict_from_sum
 
 FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "reference_cohort_imagenet.json"
 

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 
 import numpy as np
 import pytest
 
+from netorigin.calibration.embeddings import Embeddings
 from netorigin.calibration.metrics import class_metrics, clopper_pearson
 from netorigin.calibration.protocols import binary_loo, extended_loo, external_test
-from netorigin.export.embeddings import Embeddings
+from netorigin.export.heads import fit_head
 
 from .helpers import run_cli
+
+REFERENCE = partial(fit_head, "reference")
 
 
 def cohort(seed: int, n_p: int = 8, n_si: int = 8, n_other: int = 4, patches: int = 20, shift: float = 0.6):
@@ -28,14 +32,15 @@ def cohort(seed: int, n_p: int = 8, n_si: int = 8, n_other: int = 4, patches: in
 
 
 def test_binary_loo_accuracy_on_separable_cohort():
-    result = binary_loo(cohort(0))
+    result = binary_loo(cohort(0), REFERENCE, "reference")
     assert result["patient_accuracy"] >= 0.9 and 0.5 < result["patch_accuracy"] <= 1.0
     assert len(result["patients"]) == 16  # others are not part of the binary task
 
 
 def test_extended_loo_is_seeded_and_aligns_columns():
     emb = cohort(1)
-    a, b, c = extended_loo(emb, seed=3), extended_loo(emb, seed=3), extended_loo(emb, seed=4)
+    a, b, c = extended_loo(emb, REFERENCE, "reference", seed=3), extended_loo(emb, REFERENCE, "reference", seed=3), \
+        extended_loo(emb, REFERENCE, "reference", seed=4)
     assert a["patients"] == b["patients"]
     assert a["c"] == [0, 0.25, 0.5, 0.75, 1.0] and len(a["confusion"]) == 5
     assert [p["patient_sum"] for p in a["patients"]] != [p["patient_sum"] for p in c["patients"]]
@@ -52,7 +57,7 @@ def test_extended_loo_is_seeded_and_aligns_columns():
 
 
 def test_external_applies_unchanged_thresholds():
-    result = external_test(cohort(2), cohort(5), seed=0)
+    result = external_test(cohort(2), cohort(5), REFERENCE, "reference", seed=0)
     assert result["protocol"] == "external" and len(result["patients"]) == 20
 
 

@@ -9,10 +9,9 @@ import torch
 
 from netorigin.export.build import build_model_bytes
 from netorigin.export.heads import fit_head
+from netorigin.export.smoke import head_record, tiny_embedder
 from netorigin.runtime.contract import load_contract
 from netorigin.runtime.session import open_session
-
-from .helpers import head_dict, tiny_embedder
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +23,7 @@ def variants(tmp_path_factory):
     with torch.inference_mode():
         emb = embedder(torch.from_numpy(patches)).numpy()
     pipeline = fit_head("reference", emb, np.repeat([1, 0], 48))
-    head = head_dict(pipeline, 20, info)
+    head = head_record(pipeline, 20, info)
     root = tmp_path_factory.mktemp("variants")
     paths = {}
     for precision in ("fp32", "fp16", "int8"):

@@ -11,9 +11,9 @@ import torch
 import torchvision
 from PIL import Image
 
+from netorigin.calibration.errors import InputDataError
 from netorigin.export.embedder import build_embedder, embed_uint8
 from netorigin.runtime.contract import load_contract
-from netorigin.runtime.errors import InputDataError
 
 from .helpers import run_cli
 

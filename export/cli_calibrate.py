@@ -5,9 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+import numpy as np
 
-from .bands import calibrate_bands
-from .bands_io import read_sums, table_from_sums, write_bands_into_model
+from netorigin.calibration.bands import calibrate_bands
+from netorigin.calibration.bands_io import PatientSum, read_sums, table_from_sums, write_bands, write_bands_into_model
+from netorigin.calibration.embeddings import Embeddings
+from netorigin.calibration.scoring import sums_by_patient
+
+from .heads import load_head
+
+
+def head_patient_sums(embeddings: Path, head: Path) -> list[PatientSum]:
+    """Per-patient sums of the head's decisions on the embedded patients."""
+    emb = Embeddings.load(embeddings)
+    pipeline = load_head(head)["pipeline"]
+    decisions = pipeline.decision_function(emb.embeddings.astype(np.float64))
+    return sums_by_patient(emb.patients, emb.labels, decisions)
 
 
 @click.command("calibrate")
@@ -30,9 +43,7 @@ def command(sums, embeddings, head, model, out) -> None:
     else:
         if head is None:
             raise click.UsageError("--embeddings needs --head")
-        from .scoring import patient_sums_from_embeddings
-
-        pi, others = table_from_sums(patient_sums_from_embeddings(embeddings, head))
+        pi, others = table_from_sums(head_patient_sums(embeddings, head))
     table = calibrate_bands(pi, others)
     if model is None and out is None:
         raise click.UsageError("give --model (write into a model) and/or --out (JSON)")
@@ -40,7 +51,7 @@ def command(sums, embeddings, head, model, out) -> None:
         target = write_bands_into_model(model, table, out)
         click.echo(f"bands written into {target} (default c = {table.default_confidence:g})")
     else:
-        table.write(out)
+        write_bands(table, out)
         click.echo(f"band table -> {out}")
     for band in table.bands:
         click.echo(f"  c = {band.c:<8.4g} pi inside {band.pi_inside:<4d} ({band.lower:.6g}, {band.upper:.6g})")

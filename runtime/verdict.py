@@ -1,4 +1,5 @@
-"""The one implementation of the patient verdict (used by calibration, evaluation and the runtime)."""
+"""The patient verdict rule: S, the majority vote and the abstention band (the scanner applies it; calibration
+and evaluation reuse it, so there is one implementation)."""
 
 from __future__ import annotations
 
@@ -7,20 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from netorigin.runtime.errors import InputDataError
-
-PANCREAS, SMALL_INTESTINE, OTHER, UNCERTAIN = "pancreas", "small_intestine", "other", "uncertain"
-# Cohort labels: index = code (0 pancreas, 1 small intestine = positive decision, 2 other origin).
-LABEL_NAMES = (PANCREAS, SMALL_INTESTINE, OTHER)
-_LABEL_CODES = {name: code for code, name in enumerate(LABEL_NAMES)} | {str(c): c for c in range(3)}
-
-
-def label_code(value, where=None) -> int:
-    """0 / 1 / 2 from a label name or code as written in a manifest or sums table."""
-    code = _LABEL_CODES.get(str(value).strip().lower().replace(" ", "_"))
-    if code is None:
-        raise InputDataError(f"unknown label {value!r} (use pancreas, small_intestine or other)", where)
-    return code
+PANCREAS, SMALL_INTESTINE, UNCERTAIN = "pancreas", "small_intestine", "uncertain"
 
 
 @dataclass(frozen=True)

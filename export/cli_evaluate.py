@@ -5,18 +5,19 @@ from __future__ import annotations
 import json
 import math
 import time
+from functools import partial
 from pathlib import Path
 
 import click
 
-from netorigin.export.embeddings import Embeddings
-from netorigin.export.heads import HEAD_KINDS
+from netorigin.calibration.embeddings import Embeddings
+from netorigin.calibration.metrics import class_metrics
+from netorigin.calibration.plots import plot_curves
+from netorigin.calibration.protocols import PREDICTED, binary_loo, extended_loo, external_test
 from netorigin.runtime.atomic import ensure_writable_dir, write_text_atomic
 from netorigin.runtime.contract import parse_confidence
 
-from .metrics import class_metrics
-from .plots import plot_curves
-from .protocols import PREDICTED, binary_loo, extended_loo, external_test
+from .heads import HEAD_KINDS, fit_head
 
 
 def confusion_text(confusion: dict) -> str:
@@ -45,14 +46,15 @@ def command(embeddings, protocol, external_path, head, seed, confidence, out) ->
     ensure_writable_dir(out)
     start = time.perf_counter()
     emb = Embeddings.load(embeddings)
+    fit = partial(fit_head, head)
     if protocol == "binary":
-        result = binary_loo(emb, head, seed)
+        result = binary_loo(emb, fit, head, seed)
     elif protocol == "extended":
-        result = extended_loo(emb, head, seed)
+        result = extended_loo(emb, fit, head, seed)
     else:
         if external_path is None:
             raise click.UsageError("--protocol external needs --external EMBEDDINGS")
-        result = external_test(emb, Embeddings.load(external_path), head, seed)
+        result = external_test(emb, Embeddings.load(external_path), fit, head, seed)
     result["wall_time_s"] = round(time.perf_counter() - start, 2)
     lines = [f"{result['protocol']}: {len(result['patients'])} patients, head {head}, seed {seed}, "
              f"{result['wall_time_s']} s"]

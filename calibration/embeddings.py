@@ -1,0 +1,74 @@
+"""Embeddings files: one row per patch (patient, label, specimen, slide, patch id, 2048-d float32).
+
+The container the training side writes and calibration and evaluation read; numpy only.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from netorigin.runtime.atomic import write_bytes_atomic
+
+from .errors import InputDataError
+from .labels import LABEL_NAMES
+
+
+@dataclass
+class Embeddings:
+    """Patch embeddings with their patients; `labels` 0 pancreas, 1 small intestine, 2 other."""
+
+    embeddings: np.ndarray
+    patients: np.ndarray
+    labels: np.ndarray
+    specimens: np.ndarray
+    slides: np.ndarray
+    patch_ids: np.ndarray
+    info: dict = field(default_factory=dict)
+
+    def save(self, path: str | Path) -> None:
+        buffer = io.BytesIO()
+        np.savez(buffer, embeddings=self.embeddings.astype(np.float32), patients=self.patients,
+                 labels=self.labels.astype(np.int64), specimens=self.specimens, slides=self.slides,
+                 patch_ids=self.patch_ids, info=np.array(json.dumps(self.info)))
+        write_bytes_atomic(path, buffer.getvalue())
+
+    @classmethod
+    def load(cls, path: str | Path) -> Embeddings:
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {k: data[k] for k in ("embeddings", "patients", "labels", "specimens", "slides",
+                                               "patch_ids", "info")}
+        except FileNotFoundError:
+            raise InputDataError("embeddings file not found", path) from None
+        except (KeyError, ValueError, OSError) as exc:
+            raise InputDataError(f"not a netorigin embeddings file ({exc})", path) from None
+        info = json.loads(str(arrays.pop("info")))
+        emb = cls(**arrays, info=info)
+        if emb.embeddings.ndim != 2 or len({len(v) for v in (emb.embeddings, emb.patients, emb.labels)}) != 1:
+            raise InputDataError("embeddings file has inconsistent array shapes", path)
+        if not np.all(np.isfinite(emb.embeddings)):
+            raise InputDataError("embeddings contain NaN or infinite values", path)
+        return emb
+
+    def select(self, mask: np.ndarray) -> Embeddings:
+        return Embeddings(self.embeddings[mask], self.patients[mask], self.labels[mask], self.specimens[mask],
+                          self.slides[mask], self.patch_ids[mask], self.info)
+
+    def patient_table(self) -> list[tuple[str, int]]:
+        """(patient, label) in order of first appearance."""
+        seen: dict[str, int] = {}
+        for patient, label in zip(self.patients.tolist(), self.labels.tolist()):
+            seen.setdefault(patient, label)
+        return list(seen.items())
+
+    def cohort_counts(self) -> dict:
+        """Patients per label and patches: what a head and a model's provenance record about a cohort."""
+        patients = self.patient_table()
+        return {"patients": {name: sum(1 for _, lab in patients if lab == code)
+                             for code, name in enumerate(LABEL_NAMES)},
+                "patches": int(len(self.embeddings))}
