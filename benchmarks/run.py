@@ -28,7 +28,7 @@ from common import best_of, environment, table, write_results  # noqa: E402
 
 from netorigin.export.build import load_head, variant_bytes  # noqa: E402
 from netorigin.export.embedder import build_embedder, embed_uint8  # noqa: E402
-from netorigin.export.embeddings import calibration_patches, sample_slide_cohort  # noqa: E402
+from netorigin.export.embeddings import calibration_patches, iter_cohort  # noqa: E402
 from netorigin.export.heads import head_arrays  # noqa: E402
 from netorigin.export.onnx_graph import attach_head, export_embedder  # noqa: E402
 from netorigin.export.synthetic import make_slide, patient_texture  # noqa: E402
@@ -79,10 +79,8 @@ def build_variants(workdir: Path, quick: bool) -> tuple[dict, dict]:
 
 
 def test_patches(workdir: Path, n: int) -> np.ndarray:
-    chunks = []
-    sample_slide_cohort(workdir / "cohort" / "test" / "manifest.csv", -(-n // 12), 5,
-                        on_case=lambda _, p: chunks.append(p))
-    return np.concatenate(chunks)[:n]
+    cases = iter_cohort(workdir / "cohort" / "test" / "manifest.csv", -(-n // 12), 5)
+    return np.concatenate([case.pixels for case in cases])[:n]
 
 
 def parity_export(models: dict, patches: np.ndarray) -> dict:

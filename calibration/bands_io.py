@@ -94,14 +94,16 @@ def write_bands(table: BandTable, path: str | Path) -> None:
     write_text_atomic(path, json.dumps(doc, indent=2))
 
 
-def write_bands_into_model(model_path: str | Path, table: BandTable, out: str | Path | None = None) -> Path:
-    """Replace the model's bands and default confidence; the graph bytes stay identical, the hash stays valid."""
+def write_bands_into_model(model_path: str | Path, table: BandTable, out: str | Path | None = None, *,
+                           calibration: dict | None = None) -> Path:
+    """Replace the model's bands and default confidence; the graph bytes stay identical (same graph digest), the
+    verdict digest changes. `calibration` adds provenance (in-sample flag, what was checked)."""
     contract = load_contract(model_path)
     meta = dict(contract.meta)
     meta[PREFIX + "bands"] = table.to_json()
     meta[PREFIX + "default_confidence"] = table.default_confidence
     prov = dict(meta[PREFIX + "provenance"])
-    prov["calibration"] = {"n_pi": table.n_pi, "n_other": table.n_other}
+    prov["calibration"] = {"n_pi": table.n_pi, "n_other": table.n_other, **(calibration or {})}
     prov["bands_note"] = None
     meta[PREFIX + "provenance"] = prov
     target = Path(out or model_path)

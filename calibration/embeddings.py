@@ -5,6 +5,7 @@ The container the training side writes and calibration and evaluation read; nump
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from dataclasses import dataclass, field
@@ -65,6 +66,18 @@ class Embeddings:
         for patient, label in zip(self.patients.tolist(), self.labels.tolist()):
             seen.setdefault(patient, label)
         return list(seen.items())
+
+    def digest(self) -> str:
+        """SHA-256 over the vectors and their patients: names exactly what a head was fitted on."""
+        digest = hashlib.sha256(np.ascontiguousarray(self.embeddings).tobytes())
+        digest.update("\n".join(self.patients.tolist()).encode())
+        return digest.hexdigest()
+
+    def fit_record(self) -> dict:
+        """What a head records about the embeddings it was fitted on (labelled patients only ever fit)."""
+        fitted = self.select(self.labels < 2)
+        return dict(self.info, cohort=self.cohort_counts(), fit_patients=sorted(set(fitted.patients.tolist())),
+                    fit_embeddings_sha256=fitted.digest())
 
     def cohort_counts(self) -> dict:
         """Patients per label and patches: what a head and a model's provenance record about a cohort."""

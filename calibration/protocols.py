@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from netorigin.runtime.bands import BandTable
 from netorigin.runtime.verdict import PANCREAS, SMALL_INTESTINE, UNCERTAIN, verdict_from_sum
@@ -26,6 +25,7 @@ from .embeddings import Embeddings
 from .errors import InputDataError
 from .labels import LABEL_NAMES
 from .scoring import sums_by_patient
+from .splits import stratified_split
 
 TRUE_CLASSES = LABEL_NAMES
 PREDICTED = (PANCREAS, SMALL_INTESTINE, UNCERTAIN)
@@ -85,13 +85,10 @@ def binary_loo(emb: Embeddings, fit: FitHead, head: str, seed: int = 0) -> dict:
 def _fit_and_calibrate(emb: Embeddings, pool: list[tuple[str, int]], others: list[str], fit: FitHead,
                        rng_seed: int, fit_fraction: float):
     """Stratified split of `pool` (fit / threshold), fit the head, bands from the threshold part + others."""
-    names = [p for p, _ in pool]
-    labels = [lab for _, lab in pool]
-    fit_names, cal_names = train_test_split(names, train_size=fit_fraction, stratify=labels,
-                                            random_state=rng_seed)
-    fit_mask = np.isin(emb.patients, fit_names)
+    split = stratified_split(pool + [(p, 2) for p in others], fit_fraction, rng_seed)
+    fit_mask = np.isin(emb.patients, split.fit)
     pipeline = fit(emb.embeddings[fit_mask], emb.labels[fit_mask], rng_seed)
-    cal_mask = np.isin(emb.patients, list(cal_names) + others)
+    cal_mask = np.isin(emb.patients, split.calibration)
     sums = sums_by_patient(emb.patients[cal_mask], emb.labels[cal_mask], _decisions(pipeline, emb, cal_mask))
     table = calibrate_bands([s.s for s in sums if s.label < 2], [s.s for s in sums if s.label == 2])
     return pipeline, table

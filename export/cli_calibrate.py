@@ -11,14 +11,14 @@ from netorigin.calibration.bands import calibrate_bands
 from netorigin.calibration.bands_io import PatientSum, read_sums, table_from_sums, write_bands, write_bands_into_model
 from netorigin.calibration.embeddings import Embeddings
 from netorigin.calibration.scoring import sums_by_patient
+from netorigin.calibration.splits import in_sample, refuse_in_sample
+from netorigin.runtime.contract import load_contract
 
 from .heads import load_head
 
 
-def head_patient_sums(embeddings: Path, head: Path) -> list[PatientSum]:
+def head_patient_sums(emb: Embeddings, pipeline) -> list[PatientSum]:
     """Per-patient sums of the head's decisions on the embedded patients."""
-    emb = Embeddings.load(embeddings)
-    pipeline = load_head(head)["pipeline"]
     decisions = pipeline.decision_function(emb.embeddings.astype(np.float64))
     return sums_by_patient(emb.patients, emb.labels, decisions)
 
@@ -29,29 +29,44 @@ def head_patient_sums(embeddings: Path, head: Path) -> list[PatientSum]:
 @click.option("--embeddings", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Embeddings of held-out calibration patients (with --head).")
 @click.option("--head", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Fitted head (.joblib) to score --embeddings.")
+              help="Fitted head (.joblib): scores --embeddings; its fit patients are refused for calibration.")
 @click.option("--model", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write the bands into this model's metadata (re-hashed; graph untouched).")
+              help="Write the bands into this model's metadata (graph untouched; verdict digest changes).")
 @click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the band table as JSON (or, with --model, the calibrated model to this path).")
-def command(sums, embeddings, head, model, out) -> None:
-    """Compute the abstention band for every c = k/o (method.md) and store it."""
+@click.option("--allow-in-sample", is_flag=True,
+              help="RESEARCH ONLY: accept calibration patients that also fitted the head (bands too narrow); "
+                   "the model's provenance and every report then say so.")
+def command(sums, embeddings, head, model, out, allow_in_sample) -> None:
+    """Compute the abstention band for every c = k/o (method.md) on held-out patients and store it."""
     if (sums is None) == (embeddings is None):
         raise click.UsageError("give either --sums or --embeddings with --head")
-    if sums is not None:
-        pi, others = table_from_sums(read_sums(sums))
-    else:
-        if head is None:
-            raise click.UsageError("--embeddings needs --head")
-        pi, others = table_from_sums(head_patient_sums(embeddings, head))
-    table = calibrate_bands(pi, others)
     if model is None and out is None:
         raise click.UsageError("give --model (write into a model) and/or --out (JSON)")
+    if embeddings is not None and head is None:
+        raise click.UsageError("--embeddings needs --head")
+    fitted = load_head(head) if head is not None else None
+    if sums is not None:
+        rows = read_sums(sums)
+    else:
+        rows = head_patient_sums(Embeddings.load(embeddings), fitted["pipeline"])
+    fit_ids = fitted["info"].get("fit_patients") if fitted else None
+    fit_digests = (load_contract(model).provenance.get("training") or {}).get("fit_patients_sha256") \
+        if model is not None else None
+    overlap = in_sample([r.patient for r in rows], fit_ids, fit_digests)
+    refuse_in_sample(overlap, allow_in_sample, sums or embeddings)
+    checked = fit_ids is not None or fit_digests is not None
+    table = calibrate_bands(*table_from_sums(rows))
     if model is not None:
-        target = write_bands_into_model(model, table, out)
+        target = write_bands_into_model(model, table, out, calibration={
+            "in_sample": bool(overlap), "in_sample_patients": len(overlap), "checked_against_fit": checked})
         click.echo(f"bands written into {target} (default c = {table.default_confidence:g})")
     else:
         write_bands(table, out)
         click.echo(f"band table -> {out}")
+    if overlap:
+        click.echo(f"WARNING: in-sample bands ({len(overlap)} calibration patients fitted the head): research only")
+    elif not checked:
+        click.echo("note: no head or model named the fit patients, so held-out calibration was not checked")
     for band in table.bands:
         click.echo(f"  c = {band.c:<8.4g} pi inside {band.pi_inside:<4d} ({band.lower:.6g}, {band.upper:.6g})")

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from netorigin.runtime.cli_options import region_options, region_rules
+
 from .embedder import WEIGHT_KINDS, build_embedder
 from .embeddings import embed_manifest
 from .engines import ENGINES, make_engine
@@ -34,13 +36,15 @@ def embedder_options(func):
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option("--engine", type=click.Choice(ENGINES), default="torch", show_default=True,
               help="torch = PyTorch eager (reference); onnx = the exported embedder on ONNX Runtime (faster).")
-def command(manifest, out, weights_kind, weights, weights_seed, patches_per_case, seed, batch_size, engine) -> None:
+@region_options
+def command(manifest, out, weights_kind, weights, weights_seed, patches_per_case, seed, batch_size, engine, include,
+            exclude) -> None:
     """Embed MANIFEST: patch images (patient,label,specimen,slide,path) or slides
     (case,label,specimen,slide,annotations), sampled exactly as the runtime samples."""
     start = time.perf_counter()
     embedder, info = build_embedder(weights_kind, weights, weights_seed)
     emb = embed_manifest(manifest, make_engine(embedder, engine, batch_size), info,
-                         patches_per_case=patches_per_case, seed=seed,
+                         patches_per_case=patches_per_case, seed=seed, rules=region_rules(include, exclude),
                          progress=lambda line: click.echo(line, err=True))
     emb.save(out)
     click.echo(f"{len(emb.embeddings)} patches of {len(set(emb.patients.tolist()))} patients -> {out} "

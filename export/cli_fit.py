@@ -27,7 +27,7 @@ def command(embeddings, out, kind, seed) -> None:
     pipeline = fit_embeddings(emb, kind, seed)
     mask = emb.labels < 2
     accuracy = float(np.mean((pipeline.decision_function(emb.embeddings[mask]) > 0) == emb.labels[mask]))
-    info = dict(emb.info, cohort=emb.cohort_counts(), head=kind, fit_seed=seed)
+    info = dict(emb.fit_record(), head=kind, fit_seed=seed)
     save_head(out, pipeline, kind=kind, info=info)
     click.echo(f"fitted {kind} on {int(mask.sum())} patches: training patch accuracy {accuracy:.3f} -> {out} "
                f"({time.perf_counter() - start:.1f} s)")

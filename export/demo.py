@@ -1,4 +1,5 @@
-"""The demo: synthetic cohort -> embed -> fit -> calibrate -> export -> lean-runtime predictions.
+"""The demo: synthetic cohort -> `train` (split, fit, bands on held-out patients, export) -> lean-runtime
+predictions.
 
 Everything is seeded and made on the spot; the model is marked DEMO (random-weight ResNet50).
 """
@@ -10,12 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from netorigin.calibration.bands import calibrate_bands
-from netorigin.calibration.embeddings import Embeddings
 from netorigin.calibration.labels import LABEL_NAMES
-from netorigin.calibration.scoring import sums_by_patient
 from netorigin.runtime.atomic import write_text_atomic
 from netorigin.runtime.batch import read_manifest
 from netorigin.runtime.contract import DEMO_WARNING
@@ -23,29 +19,24 @@ from netorigin.runtime.manifest import read_csv_rows
 from netorigin.runtime.predictor import Predictor
 from netorigin.runtime.report import write_case_outputs
 
-from .build import build_model_bytes, write_model
 from .embedder import build_embedder
-from .embeddings import embed_manifest
-from .engines import make_engine
-from .heads import fit_embeddings, save_head
-from .onnx_graph import export_embedder
 from .synthetic import make_cohort
+from .train import TrainPlan, train
 
 
 @dataclass(frozen=True)
 class DemoPlan:
-    """Patients per split and class; the defaults fit the demo in a few minutes on 2 cores."""
+    """Patients per class for training (split 60 / 40 by `train`) and for the held-out test."""
 
-    fit: dict
-    calibrate: dict
+    train: dict
     test: dict
     patches_per_case: int = 100
     size_um: tuple[int, int] = (2000, 1800)
 
 
-FULL = DemoPlan(fit={"pancreas": 6, "small_intestine": 6}, calibrate={"pancreas": 4, "small_intestine": 4, "other": 6},
+FULL = DemoPlan(train={"pancreas": 10, "small_intestine": 10, "other": 6},
                 test={"pancreas": 4, "small_intestine": 4, "other": 4})
-SMALL = DemoPlan(fit={"pancreas": 3, "small_intestine": 3}, calibrate={"pancreas": 2, "small_intestine": 2, "other": 3},
+SMALL = DemoPlan(train={"pancreas": 5, "small_intestine": 5, "other": 3},
                  test={"pancreas": 1, "small_intestine": 1, "other": 2}, patches_per_case=16, size_um=(1800, 1600))
 
 
@@ -57,41 +48,22 @@ def run_demo(out: Path, plan: DemoPlan = FULL, seed: int = 0, echo=print) -> dic
     """Run the whole chain; returns the summary that is also written to out/demo-summary.json."""
     start = time.perf_counter()
     timings = {}
-    manifests = {}
-    for offset, split in enumerate(("fit", "calibrate", "test")):
-        manifests[split] = make_cohort(out / "cohort" / split, getattr(plan, split), seed=seed * 1000 + offset,
-                                       mpps=(0.5,), size_um=plan.size_um)
+    manifests = {split: make_cohort(out / "cohort" / split, getattr(plan, split), seed=seed * 1000 + offset,
+                                    mpps=(0.5,), size_um=plan.size_um)
+                 for offset, split in enumerate(("train", "test"))}
     timings["cohort"] = time.perf_counter() - start
     _log(f"synthetic cohort written ({timings['cohort']:.1f} s)", echo)
 
     t = time.perf_counter()
     embedder, info = build_embedder("random", seed=seed)
-    proto = export_embedder(embedder)
-    engine = make_engine(embedder, "onnx", proto=proto)
-    embeddings = {split: embed_manifest(manifests[split], engine, info, patches_per_case=plan.patches_per_case,
-                                        seed=seed) for split in ("fit", "calibrate")}
-    timings["embed"] = time.perf_counter() - t
-    _log(f"embedded {sum(len(e.embeddings) for e in embeddings.values())} patches with a seeded random-weight "
-         f"ResNet50 ({timings['embed']:.1f} s)", echo)
-
-    t = time.perf_counter()
-    fit = embeddings["fit"]
-    pipeline = fit_embeddings(fit, "reference", seed)
-    cal: Embeddings = embeddings["calibrate"]
-    sums = sums_by_patient(cal.patients, cal.labels, pipeline.decision_function(cal.embeddings.astype(np.float64)))
-    bands = calibrate_bands([s.s for s in sums if s.label < 2], [s.s for s in sums if s.label == 2])
-    head = {"pipeline": pipeline, "kind": "reference",
-            "info": dict(fit.info, cohort=dict(fit.cohort_counts(), calibration=cal.cohort_counts(), synthetic=True))}
-    model_bytes = build_model_bytes(embedder, info, head, bands, demo=True, embedder_proto=proto)
-    model_path = out / "model" / "netorigin-demo.onnx"
-    write_model(model_path, model_bytes)
-    save_head(out / "model" / "head.joblib", pipeline, kind="reference", info=head["info"])
-    for split, emb in embeddings.items():
-        emb.save(out / "model" / f"embeddings-{split}.npz")
-    timings["fit_calibrate_export"] = time.perf_counter() - t
-    _log(f"fitted PCA({pipeline.named_steps['pca'].n_components_} components) + SVM, calibrated "
-         f"{len(bands.bands)} bands, exported {model_path} ({len(model_bytes) / 1e6:.0f} MB, "
-         f"{timings['fit_calibrate_export']:.1f} s)", echo)
+    trained = train(manifests["train"], out / "model", embedder, info,
+                    TrainPlan(seed=seed, patches_per_case=plan.patches_per_case, name="netorigin-demo", demo=True),
+                    echo=lambda line: _log(line, echo))
+    model_path = trained.models["fp32"]
+    bands = trained.bands["fp32"]
+    timings["train"] = time.perf_counter() - t
+    _log(f"trained a seeded random-weight ResNet50 + PCA + SVM and exported {model_path} "
+         f"({model_path.stat().st_size / 1e6:.0f} MB, {timings['train']:.1f} s)", echo)
 
     t = time.perf_counter()
     predictor = Predictor(model_path, device="cpu", seed=seed)
@@ -111,14 +83,15 @@ def run_demo(out: Path, plan: DemoPlan = FULL, seed: int = 0, echo=print) -> dic
     labelled = [r for r in rows if r["truth"] != "other"]
     summary = {
         "warning": DEMO_WARNING,
-        "model": str(model_path), "model_sha256": predictor.contract.sha256, "seed": seed,
+        "model": str(model_path), "model_identity": predictor.contract.identity, "seed": seed,
         "confidence": bands.default_confidence, "patches_per_case": plan.patches_per_case,
+        "split": trained.split.to_json(),
         "test_cases": rows,
         "patient_accuracy_labelled": sum(r["verdict"] == r["truth"] for r in labelled) / max(1, len(labelled)),
         "labelled_misclassified": sum(r["verdict"] not in (r["truth"], "uncertain") for r in labelled),
         "other_uncertain_fraction": (sum(r["verdict"] == "uncertain" for r in rows if r["truth"] == "other")
                                      / max(1, sum(r["truth"] == "other" for r in rows))),
-        "calibration_sums": [s.__dict__ for s in sums],
+        "calibration_sums": [s.__dict__ for s in trained.sums["fp32"]],
         "timings_s": {k: round(v, 2) for k, v in timings.items()},
         "disk_bytes": sum(p.stat().st_size for p in out.rglob("*") if p.is_file()),
     }

@@ -4,8 +4,9 @@ runtime's own sampler (so training patches are drawn exactly as the runtime draw
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -56,71 +57,96 @@ def load_patch_folder(manifest: Path, pixels: int = 224) -> tuple[np.ndarray, di
 SLIDE_COLUMNS = ("case", "label", "specimen", "slide", "annotations")
 
 
-def sample_slide_cohort(manifest: Path, patches_per_case: int, seed: int, geometry: PatchGeometry = PatchGeometry(),
-                        rules: RegionRules = RegionRules(), read_workers: int = 4,
-                        on_case: Callable[[str, np.ndarray], None] | None = None) -> dict[str, np.ndarray]:
-    """Sample every case of a slide manifest as the runtime does; `on_case(case, patches)` gets each case."""
+@dataclass(frozen=True)
+class CasePatches:
+    """One patient's training patches (uint8 [N, P, P, 3]) in sampling order, with their row columns."""
+
+    patient: str
+    label: int
+    pixels: np.ndarray
+    specimens: list[str]
+    slides: list[str]
+    patch_ids: list[str]
+
+
+def _slide_cases(manifest: Path, patches_per_case: int, seed: int, geometry: PatchGeometry, rules: RegionRules,
+                 read_workers: int, wanted: set[str] | None) -> Iterator[CasePatches]:
     rows = read_csv_rows(manifest, SLIDE_COLUMNS)
     cases: dict[str, list[dict]] = {}
     for row in rows:
         cases.setdefault(row["case"], []).append(row)
-    columns: dict[str, list] = {k: [] for k in ("patients", "labels", "specimens", "slides", "patch_ids")}
     with ThreadPoolExecutor(read_workers) as readers:
         for case, case_rows in cases.items():
+            if wanted is not None and case not in wanted:
+                continue
             label = label_code(case_rows[0]["label"], str(manifest))
             counts = allot_case(patches_per_case, [r["specimen"] for r in case_rows])
-            case_patches = []
+            pixels, specimens, slides, ids = [], [], [], []
             for index, (row, n) in enumerate(zip(case_rows, counts)):
-                slide_path = manifest.parent / row["slide"]
-                with Slide(slide_path) as slide:
+                with Slide(manifest.parent / row["slide"]) as slide:
                     regions = load_annotations(manifest.parent / row["annotations"], slide, rules)
                     for k, patch in enumerate(sample_slide(slide, regions, n, geometry, seed, index, readers)):
-                        case_patches.append(patch.pixels)
-                        columns["patients"].append(case)
-                        columns["labels"].append(label)
-                        columns["specimens"].append(row["specimen"])
-                        columns["slides"].append(row["slide"])
-                        columns["patch_ids"].append(f"{row['slide']}@{patch.x},{patch.y}#{k}")
-            if on_case is not None:
-                on_case(case, np.stack(case_patches))
-    return {k: np.array(v) for k, v in columns.items()}
+                        pixels.append(patch.pixels)
+                        specimens.append(row["specimen"])
+                        slides.append(row["slide"])
+                        ids.append(f"{row['slide']}@{patch.x},{patch.y}#{k}")
+            yield CasePatches(case, label, np.stack(pixels), specimens, slides, ids)
 
 
-def calibration_patches(manifest: Path, count: int, seed: int) -> tuple[np.ndarray, dict]:
-    """A seeded subset of training patches (patch folder or slides) for INT8 calibration, and its description."""
+def _folder_cases(manifest: Path, wanted: set[str] | None) -> Iterator[CasePatches]:
+    images, columns = load_patch_folder(manifest)
+    for patient in dict.fromkeys(columns["patients"].tolist()):
+        if wanted is not None and patient not in wanted:
+            continue
+        mask = columns["patients"] == patient
+        yield CasePatches(patient, int(columns["labels"][mask][0]), images[mask], columns["specimens"][mask].tolist(),
+                          columns["slides"][mask].tolist(), columns["patch_ids"][mask].tolist())
+
+
+def iter_cohort(manifest: Path, patches_per_case: int, seed: int, *, geometry: PatchGeometry = PatchGeometry(),
+                rules: RegionRules = RegionRules(), read_workers: int = 4,
+                patients: set[str] | None = None) -> Iterator[CasePatches]:
+    """Each patient's patches, one at a time: slides are sampled exactly as the runtime samples (so the same
+    seed gives the same patches on every pass), patch folders are read as listed. `patients` restricts."""
     if is_patch_manifest(manifest):
-        images, _ = load_patch_folder(manifest)
+        yield from _folder_cases(manifest, patients)
     else:
-        cases = {row["case"] for row in read_csv_rows(manifest, SLIDE_COLUMNS)}
-        chunks: list[np.ndarray] = []
-        sample_slide_cohort(manifest, -(-count // len(cases)), seed, on_case=lambda _, p: chunks.append(p))
-        images = np.concatenate(chunks)
+        yield from _slide_cases(manifest, patches_per_case, seed, geometry, rules, read_workers, patients)
+
+
+def calibration_patches(manifest: Path, count: int, seed: int, patients: set[str] | None = None
+                        ) -> tuple[np.ndarray, dict]:
+    """A seeded subset of training patches (patch folder or slides) for INT8 calibration, and its description."""
+    rows = read_csv_rows(manifest, ())
+    key = "patient" if is_patch_manifest(manifest) else "case"
+    n_cases = len(patients) if patients is not None else len({row[key] for row in rows})
+    images = np.concatenate([case.pixels for case in iter_cohort(manifest, -(-count // n_cases), seed,
+                                                                 patients=patients)])
     pick = np.sort(np.random.default_rng(seed).permutation(len(images))[:count])
     description = {"manifest": str(manifest), "manifest_sha256": hashlib.sha256(manifest.read_bytes()).hexdigest(),
-                   "patches": int(len(pick)), "seed": seed,
+                   "patches": int(len(pick)), "seed": seed, "patients": n_cases,
                    "method": "onnxruntime.quantization static QDQ, MinMax, per-channel S8 weights, U8 activations"}
     return images[pick], description
 
 
 def embed_manifest(manifest: Path, embed: Callable[[np.ndarray], np.ndarray], info: EmbedderInfo, *,
-                   patches_per_case: int, seed: int,
-                   progress: Callable[[str], None] | None = None) -> Embeddings:
+                   patches_per_case: int, seed: int, rules: RegionRules = RegionRules(),
+                   patients: set[str] | None = None, progress: Callable[[str], None] | None = None) -> Embeddings:
     """Embed a patch-folder manifest (column `path`) or a slide manifest (columns `slide`, `annotations`)."""
-    if is_patch_manifest(manifest):
-        images, columns = load_patch_folder(manifest)
-        vectors = embed(images)
-        source = "patch-folder"
-    else:
-        chunks = []
-
-        def on_case(case: str, patches: np.ndarray) -> None:
-            chunks.append(embed(patches))
-            if progress is not None:
-                progress(f"  embedded {case}: {len(patches)} patches")
-
-        columns = sample_slide_cohort(manifest, patches_per_case, seed, on_case=on_case)
-        vectors = np.concatenate(chunks)
-        source = "slides"
-    info_doc = {"embedder": info.to_json(), "source": source, "manifest": str(manifest), "seed": seed,
-                "patches_per_case": patches_per_case}
-    return Embeddings(embeddings=vectors, info=info_doc, **columns)
+    vectors, owners, labels, specimens, slides, ids = [], [], [], [], [], []
+    for case in iter_cohort(manifest, patches_per_case, seed, rules=rules, patients=patients):
+        vectors.append(embed(case.pixels))
+        owners += [case.patient] * len(case.pixels)
+        labels += [case.label] * len(case.pixels)
+        specimens += case.specimens
+        slides += case.slides
+        ids += case.patch_ids
+        if progress is not None:
+            progress(f"  embedded {case.patient}: {len(case.pixels)} patches")
+    if not vectors:
+        raise InputDataError("manifest lists no patients", manifest)
+    info_doc = {"embedder": info.to_json(), "source": "patch-folder" if is_patch_manifest(manifest) else "slides",
+                "manifest": str(manifest), "seed": seed, "patches_per_case": patches_per_case}
+    return Embeddings(embeddings=np.concatenate(vectors), patients=np.array(owners),
+                      labels=np.array(labels, dtype=np.int64), specimens=np.array(specimens),
+                      slides=np.array(slides), patch_ids=np.array(ids), info=info_doc)

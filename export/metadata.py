@@ -51,7 +51,8 @@ def case_contract(patches_per_case: int) -> dict[str, Any]:
 
 
 def build_metadata(embedder: EmbedderInfo, head: HeadArrays, bands: BandTable | None, *, patches_per_case: int,
-                   cohort: dict[str, Any], demo: bool = False, precision: str = "fp32",
+                   cohort: dict[str, Any], training: dict[str, Any] | None = None, demo: bool = False,
+                   precision: str = "fp32",
                    calibration_set: dict | None = None, field_of_view_um: float = 497.0) -> dict[str, Any]:
     """Decoded metadata (the hash is added when the bytes are written)."""
     return {
@@ -63,7 +64,7 @@ def build_metadata(embedder: EmbedderInfo, head: HeadArrays, bands: BandTable | 
         PREFIX + "default_confidence": bands.default_confidence if bands else None,
         PREFIX + "precision": {"precision": precision, "calibration_set": calibration_set},
         PREFIX + "provenance": {
-            "embedder": embedder.to_json(), "head": head.describe(), "cohort": cohort,
+            "embedder": embedder.to_json(), "head": head.describe(), "cohort": cohort, "training": training,
             "calibration": None if bands is None else {"n_pi": bands.n_pi, "n_other": bands.n_other},
             "bands_note": None if bands else "exported with --no-bands: no abstention band, majority vote only",
             "versions": library_versions(), "created": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -42,7 +42,7 @@ def _const(name: str, array: np.ndarray) -> TensorProto:
 
 
 def head_nodes(head: HeadArrays, source: str, output: str) -> tuple[list, list]:
-    """Nodes and float64 initializers computing the decision value [N] (float32) from `source` [N, D]."""
+    """Nodes and float64 initializers computing the decision value [N] (float64) from `source` [N, D]."""
     nodes = [helper.make_node("Cast", [source], ["head_x"], to=TensorProto.DOUBLE)]
     inits = []
     features = "head_x"
@@ -74,8 +74,7 @@ def head_nodes(head: HeadArrays, source: str, output: str) -> tuple[list, list]:
         nodes.append(helper.make_node("MatMul", [features, "head_alpha"], ["head_sum"]))
     inits.append(_const("head_flat", np.array([-1], dtype=np.int64)))
     nodes += [helper.make_node("Add", ["head_sum", "head_b"], ["head_dec2d"]),
-              helper.make_node("Reshape", ["head_dec2d", "head_flat"], ["head_dec64"]),
-              helper.make_node("Cast", ["head_dec64"], [output], to=TensorProto.FLOAT)]
+              helper.make_node("Reshape", ["head_dec2d", "head_flat"], [output])]
     for node in nodes:
         node.name = f"head/{node.output[0]}"  # named, so precision conversions can leave the head alone
     return nodes, inits
@@ -92,7 +91,7 @@ def attach_head(model: onnx.ModelProto, head: HeadArrays) -> onnx.ModelProto:
     graph.node.extend(nodes)
     graph.initializer.extend(inits)
     batch_dim = graph.input[0].type.tensor_type.shape.dim[0]
-    decision = helper.make_tensor_value_info(DECISION_OUTPUT, TensorProto.FLOAT, [None])
+    decision = helper.make_tensor_value_info(DECISION_OUTPUT, TensorProto.DOUBLE, [None])
     decision.type.tensor_type.shape.dim[0].CopyFrom(batch_dim)
     outputs = [decision] + [o for o in graph.output if o.name == EMBEDDING_OUTPUT]
     del graph.output[:]

@@ -24,8 +24,10 @@ def command(model: str, as_json: bool) -> None:
     if contract.is_demo:
         lines.append(f"*** {DEMO_WARNING} ***")
     lines += [
-        f"model       {contract.path} (schema {contract.meta[PREFIX + 'schema']}, sha256 {contract.sha256[:16]}…, "
-        "hash verified)",
+        f"model       {contract.path} (schema {contract.meta[PREFIX + 'schema']})",
+        f"identity    graph sha256 {contract.sha256}  (graph and weights)",
+        f"            verdict sha256 {contract.verdict_sha256}  (bands, patch geometry, case rules, precision)",
+        "            both digests verified",
         f"classes     {contract.classes}  (decision > 0 => class '1')",
         f"embedder    {prov['embedder']['name']}  weights sha256 {prov['embedder']['weights_sha256'][:16]}…",
         f"head        {json.dumps(prov['head'])}",

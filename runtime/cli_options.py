@@ -20,6 +20,15 @@ def model_options(func):
         click.option("--seed", type=int, default=0, show_default=True, help="Patch-sampling seed."),
         click.option("--threads", type=int, default=None, help="ONNX Runtime CPU threads (default: all)."),
         click.option("--read-workers", type=int, default=4, show_default=True, help="Slide-reading threads."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return region_options(func)
+
+
+def region_options(func):
+    """--include-class / --exclude-class: the same region rules for predict, batch, embed and train."""
+    options = [
         click.option("--include-class", "include", multiple=True, default=DEFAULT_INCLUDE, show_default=True,
                      help="QuPath class(es) that mark tumour (repeatable)."),
         click.option("--exclude-class", "exclude", multiple=True, default=DEFAULT_EXCLUDE, show_default=True,

@@ -20,7 +20,9 @@ from .bands import Band
 from .errors import ConfigurationError, ModelError
 from .protobuf_fields import WireFormatError, content_records, read_metadata, replace_metadata
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Every metadata field that can change a verdict; `netorigin.verdict_sha256` is their digest.
+VERDICT_FIELDS = ("classes", "patch", "case", "bands", "default_confidence", "precision")
 PREFIX = "netorigin."
 INPUT_NAME = "patches"
 DECISION_OUTPUT = "decision"
@@ -42,6 +44,13 @@ def content_sha256(model_bytes: bytes) -> str:
     for record in content_records(model_bytes):
         digest.update(record)
     return digest.hexdigest()
+
+
+def verdict_sha256(meta: dict[str, Any]) -> str:
+    """SHA-256 of the canonical JSON of the verdict-deciding fields: changes iff one of them does."""
+    fields = {key: meta.get(PREFIX + key) for key in VERDICT_FIELDS}
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def encode_metadata(meta: dict[str, Any]) -> dict[str, str]:
@@ -66,6 +75,9 @@ def validate_metadata(meta: dict[str, Any], path: str | Path) -> None:
     if not meta:
         raise ModelError("not a netorigin model (no netorigin.* metadata)", path)
     version = meta.get(PREFIX + "schema")
+    if version == 1:
+        raise ModelError("metadata schema 1 (float32 decisions, no verdict digest) is no longer read: re-export "
+                         "the model with this netorigin (`netorigin train` or `netorigin export`)", path)
     if version != SCHEMA_VERSION:
         raise ModelError(f"unknown metadata schema version {version!r} (this netorigin reads "
                          f"{SCHEMA_VERSION})", path)
@@ -86,7 +98,18 @@ class ModelContract:
 
     @property
     def sha256(self) -> str:
+        """Digest of the graph and weights."""
         return self.meta[PREFIX + "sha256"]
+
+    @property
+    def verdict_sha256(self) -> str:
+        """Digest of every metadata field that can change a verdict (bands, field of view, rules, ...)."""
+        return self.meta[PREFIX + "verdict_sha256"]
+
+    @property
+    def identity(self) -> dict[str, str]:
+        """What names this model in reports and batch resume: both digests."""
+        return {"graph_sha256": self.sha256, "verdict_sha256": self.verdict_sha256}
 
     @property
     def classes(self) -> dict[str, str]:
@@ -172,10 +195,17 @@ def load_contract(path: str | Path, verify_hash: bool = True) -> ModelContract:
         if actual != meta[PREFIX + "sha256"]:
             raise ModelError(f"content hash mismatch: the graph or weights were changed after export "
                              f"(stored {meta[PREFIX + 'sha256'][:12]}…, actual {actual[:12]}…)", path)
+        actual = verdict_sha256(meta)
+        if actual != meta[PREFIX + "verdict_sha256"]:
+            raise ModelError(f"verdict digest mismatch: bands, patch geometry or case rules were edited without "
+                             f"netorigin (stored {meta[PREFIX + 'verdict_sha256'][:12]}…, actual {actual[:12]}…)",
+                             path)
     return ModelContract(path=path, model_bytes=model_bytes, meta=meta)
 
 
 def with_metadata(model_bytes: bytes, meta: dict[str, Any]) -> bytes:
-    """Model bytes carrying `meta` (re-hashed) in place of their metadata; the graph is untouched."""
-    meta = dict(meta, **{PREFIX + "sha256": content_sha256(model_bytes)})
+    """Model bytes carrying `meta` (both digests recomputed) in place of their metadata; the graph is untouched.
+    A signature no longer matches what it signed, so it is dropped (sign again after any change)."""
+    meta = {k: v for k, v in meta.items() if k != PREFIX + "signature"}
+    meta |= {PREFIX + "sha256": content_sha256(model_bytes), PREFIX + "verdict_sha256": verdict_sha256(meta)}
     return replace_metadata(model_bytes, encode_metadata(meta))

@@ -21,6 +21,8 @@ from .slide import Slide
 from .verdict import PatientVerdict, patient_verdict
 
 CPU_BATCH = 32
+IN_SAMPLE_NOTE = ("RESEARCH ONLY: this model's bands were calibrated on patients that also fitted its head "
+                  "(in-sample, too narrow)")
 # Reading a one-level slide at more than this many times the needed resolution is refused (too slow).
 MAX_FLAT_OVERSAMPLING = 2.0
 
@@ -158,6 +160,8 @@ class Predictor:
         records = [{"slide": p.slide_index, "x": p.x, "y": p.y, "size_level0": p.size_level0, "level": p.level,
                     "decision": float(d)} for p, d in zip(patches, decisions)]
         notes = [n for s in summaries for n in s.notes]
+        if (self.contract.provenance.get("calibration") or {}).get("in_sample"):
+            notes.append(IN_SAMPLE_NOTE)
         return CaseResult(case_id=case_id, verdict=verdict, band=self.band, decisions=decisions,
                           patches=records, slides=summaries, seed=self.seed, provider=self.provider,
                           timings=timings, model=self.model_info(), notes=notes,
@@ -194,7 +198,7 @@ class Predictor:
 
     def model_info(self) -> dict[str, Any]:
         prov = self.contract.provenance
-        return {"path": str(self.contract.path), "sha256": self.contract.sha256,
+        return {"path": str(self.contract.path), **self.contract.identity,
                 "embedder": prov["embedder"]["name"], "head": prov["head"]["kind"],
                 "precision": self.contract.precision, "patches_per_case": self.contract.patches_per_case,
                 "field_of_view_um": self.geometry.field_of_view_um, "demo": self.contract.is_demo}

@@ -79,7 +79,7 @@ class ModelSession:
     device: str
 
     def run(self, patches: np.ndarray, with_embeddings: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
-        """Decision values (float32 [N]) and optionally embeddings for uint8 [N, P, P, 3] patches."""
+        """Decision values (float64 [N]) and optionally embeddings for uint8 [N, P, P, 3] patches."""
         n = len(patches)
         if self.provider == CUDA and n < CUDA_BATCH:
             pad = np.zeros((CUDA_BATCH - n, *patches.shape[1:]), dtype=np.uint8)

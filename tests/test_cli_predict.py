@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+from netorigin.runtime.contract import load_contract
+
 from .helpers import run_cli
 
 
@@ -22,7 +24,7 @@ def test_predict_prints_verdict_and_writes_reports(monkeypatch, capsys, tiny_mod
     report = json.loads((tmp_path / "svs20x.json").read_text())
     assert report["verdict"] in ("pancreas", "small_intestine", "uncertain")
     assert report["provider"] == "CPUExecutionProvider"
-    assert report["seed"] == 0 and len(report["model"]["sha256"]) == 64
+    assert report["seed"] == 0 and len(report["model"]["graph_sha256"]) == 64
     assert report["slides"][0]["fingerprint"]["quickhash"]
     assert len(report["patches"]) == report["votes"]["n_patches"] == 20
     s = 0.0
@@ -73,7 +75,10 @@ def test_predict_never_imports_the_training_stack(tiny_model, slides):
 
 def test_inspect_shows_contract(monkeypatch, capsys, tiny_model):
     code, out, _ = run_cli(monkeypatch, capsys, "inspect", tiny_model)
-    assert code == 0 and "hash verified" in out and "DEMO MODEL" in out and "c = 0.875" in out
+    contract = load_contract(tiny_model)
+    assert code == 0
+    assert f"graph sha256 {contract.sha256}" in out and f"verdict sha256 {contract.verdict_sha256}" in out
+    assert "DEMO MODEL" in out and "c = 0.875" in out
     code, out, _ = run_cli(monkeypatch, capsys, "inspect", tiny_model, "--json")
     meta = json.loads(out)
     assert meta["netorigin.classes"] == {"0": "pancreas", "1": "small_intestine"}

@@ -25,7 +25,8 @@ def test_small_demo_end_to_end(monkeypatch, capsys, tmp_path):
         report = json.loads((tmp_path / "reports" / f"{row['case']}.json").read_text())
         assert report["warning"] == "DEMO MODEL, NOT FOR DIAGNOSIS"
         assert report["verdict"] == row["verdict"] and report["patient_sum"] == row["patient_sum"]
-        assert report["model"]["sha256"] == contract.sha256
+        assert report["model"]["graph_sha256"] == contract.sha256
+        assert report["model"]["verdict_sha256"] == contract.verdict_sha256
     assert (tmp_path / "demo-sums.png").stat().st_size > 5_000
     # The synthetic origins are learnable: no labelled test case is called the wrong origin.
     assert summary["labelled_misclassified"] == 0

@@ -79,7 +79,7 @@ def test_bare_onnxruntime_and_json_recompute_the_verdict(exported):
     """What scanner software does without our code: onnxruntime + json only."""
     session = ort.InferenceSession(str(exported["path"]), providers=["CPUExecutionProvider"])
     meta = {k: json.loads(v) for k, v in session.get_modelmeta().custom_metadata_map.items()}
-    assert meta["netorigin.schema"] == 1
+    assert meta["netorigin.schema"] == 2
     n = meta["netorigin.case"]["patches_per_case"]
     decisions = session.run(["decision"], {"patches": exported["test"][:n]})[0]
     s = 0.0

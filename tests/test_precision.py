@@ -43,7 +43,7 @@ def test_variants_keep_contract_types_and_float64_head(variants):
         assert (contract.meta["netorigin.precision"]["calibration_set"] is not None) == (precision == "int8")
         model = onnx.load(str(path))
         assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
-        assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+        assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.DOUBLE  # decision, float64
         head_inits = [i for i in model.graph.initializer if i.name.startswith("head_") and i.data_type != 7]
         assert head_inits and all(i.data_type == onnx.TensorProto.DOUBLE for i in head_inits)
     ops = {n.op_type for n in onnx.load(str(paths["int8"])).graph.node}

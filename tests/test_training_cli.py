@@ -85,12 +85,22 @@ def test_embed_fit_calibrate_export_commands(monkeypatch, capsys, tmp_path):
         writer.writerows(rows)
     code, out, err = run_cli(monkeypatch, capsys, "embed", manifest, "-o", tmp_path / "emb.npz",
                              "--weights-kind", "random", "--patches-per-case", "3")
-    assert code == 0, err and "24 patches of 8 patients" in out
+    assert code == 0, err
+    assert "24 patches of 8 patients" in out
     code, out, err = run_cli(monkeypatch, capsys, "fit", tmp_path / "emb.npz", "-o", tmp_path / "head.joblib")
-    assert code == 0, err and "on 18 patches" in out
+    assert code == 0, err
+    assert "on 18 patches" in out
+    # The head was fitted on these very patients: in-sample bands are refused, naming them ...
     code, out, err = run_cli(monkeypatch, capsys, "calibrate", "--embeddings", tmp_path / "emb.npz", "--head",
                              tmp_path / "head.joblib", "-o", tmp_path / "bands.json")
+    assert code == 1
+    assert "6 calibration patient(s) also fitted the head: p0, p1, p2, p3, p4, p5" in err
+    assert not (tmp_path / "bands.json").exists()
+    # ... unless research use is explicit, which the output states.
+    code, out, err = run_cli(monkeypatch, capsys, "calibrate", "--embeddings", tmp_path / "emb.npz", "--head",
+                             tmp_path / "head.joblib", "-o", tmp_path / "bands.json", "--allow-in-sample")
     assert code == 0, err
+    assert "WARNING: in-sample bands" in out
     assert len(json.loads((tmp_path / "bands.json").read_text())["bands"]) == 3
     code, out, err = run_cli(monkeypatch, capsys, "export", "--head", tmp_path / "head.joblib",
                              "--weights-kind", "random", "-o", tmp_path / "m.onnx")
@@ -101,7 +111,8 @@ def test_embed_fit_calibrate_export_commands(monkeypatch, capsys, tmp_path):
     assert code != 0 and "different embedder weights" in err  # seed 5 is not the seed-0 embedder
     code, out, err = run_cli(monkeypatch, capsys, "export", "--head", tmp_path / "head.joblib", "--weights-kind",
                              "random", "--no-bands", "-o", tmp_path / "m.onnx")
-    assert code == 0, err and "no bands" in out
+    assert code == 0, err
+    assert "no bands" in out
     contract = load_contract(tmp_path / "m.onnx")
     assert contract.bands == [] and contract.default_confidence is None and contract.patches_per_case == 3
     assert contract.provenance["embedder"]["name"] == "resnet50-random(seed=0)"

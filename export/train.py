@@ -1,0 +1,206 @@
+"""The deployable recipe in one call: cohort -> fit / calibration split -> head -> models whose bands are fixed on
+held-out patients with each model's own decisions.
+
+Pass 1 embeds the fit patients only. Every model (fp32 and each requested variant) is then built without bands
+and opened with the runtime's own session; pass 2 samples each calibration patient once (exactly as the runtime
+samples) and runs the patches through every model, so each model's bands come from the decisions that model
+really produces. Embeddings input (no pixels) allows fp32 only, with bands from the head's decisions.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from netorigin.calibration.bands import calibrate_bands
+from netorigin.calibration.bands_io import PatientSum
+from netorigin.calibration.embeddings import Embeddings
+from netorigin.calibration.errors import InputDataError
+from netorigin.calibration.labels import label_code
+from netorigin.calibration.scoring import sums_by_patient
+from netorigin.calibration.splits import PatientSplit, patient_digests, read_split, stratified_split
+from netorigin.runtime.atomic import write_text_atomic
+from netorigin.runtime.bands import BandTable
+from netorigin.runtime.contract import load_contract, with_metadata
+from netorigin.runtime.manifest import read_csv_rows
+from netorigin.runtime.predictor import CPU_BATCH
+from netorigin.runtime.regions import RegionRules
+from netorigin.runtime.session import ModelSession, open_session
+from netorigin.runtime.verdict import patient_sum, verdict_from_sum
+
+from .build import write_model
+from .embedder import EmbedderInfo, PatchEmbedder
+from .embeddings import calibration_patches, embed_manifest, is_patch_manifest, iter_cohort
+from .engines import make_engine
+from .heads import fit_embeddings, head_arrays, save_head
+from .metadata import build_metadata
+from .onnx_graph import attach_head, export_embedder
+from .precision import PRECISIONS, convert
+
+
+@dataclass(frozen=True)
+class TrainPlan:
+    """Explicit parameters of one training run (scikit-learn style: nothing hidden)."""
+
+    head: str = "reference"
+    fit_fraction: float = 0.6
+    split_file: Path | None = None
+    seed: int = 0
+    patches_per_case: int = 100
+    precisions: tuple[str, ...] = ("fp32",)
+    int8_calibration_patches: int = 256
+    engine: str = "onnx"
+    rules: RegionRules = field(default_factory=RegionRules)
+    name: str = "netorigin"
+    demo: bool = False
+
+
+@dataclass
+class TrainResult:
+    models: dict[str, Path]
+    bands: dict[str, BandTable]
+    split: PatientSplit
+    sums: dict[str, list[PatientSum]]
+    head_path: Path
+    summary: dict
+
+
+def _split(patients: list[tuple[str, int]], plan: TrainPlan) -> PatientSplit:
+    if plan.split_file is not None:
+        return read_split(plan.split_file, patients)
+    return stratified_split(patients, plan.fit_fraction, plan.seed)
+
+
+def _bands(sums: list[PatientSum]) -> BandTable:
+    return calibrate_bands([s.s for s in sums if s.label < 2], [s.s for s in sums if s.label == 2])
+
+
+def _session_decisions(session: ModelSession, pixels: np.ndarray) -> np.ndarray:
+    """Decisions as the runtime computes them for a case: batches of its CPU batch size in sampling order."""
+    return np.concatenate([session.run(pixels[i:i + CPU_BATCH])[0] for i in range(0, len(pixels), CPU_BATCH)])
+
+
+def _patient_table(manifest: Path) -> list[tuple[str, int]]:
+    key = "patient" if is_patch_manifest(manifest) else "case"
+    table: dict[str, int] = {}
+    for row in read_csv_rows(manifest, (key, "label")):
+        table.setdefault(row[key], label_code(row["label"], manifest))
+    return list(table.items())
+
+
+def train(cohort: Path, out: Path, embedder: PatchEmbedder, info: EmbedderInfo, plan: TrainPlan = TrainPlan(),
+          echo: Callable[[str], None] = print) -> TrainResult:
+    """Run the recipe; writes models, head, split, calibration sums and a summary under `out`."""
+    unknown = set(plan.precisions) - set(PRECISIONS)
+    if unknown or "fp32" not in plan.precisions:
+        raise InputDataError(f"precisions must include fp32 and be among {', '.join(PRECISIONS)}")
+    from_embeddings = cohort.suffix == ".npz"
+    if from_embeddings and plan.precisions != ("fp32",):
+        raise InputDataError("fp16 / INT8 variants are calibrated on their own decisions and so need the "
+                             "cohort's pixels: give a slide or patch manifest instead of embeddings", cohort)
+    out.mkdir(parents=True, exist_ok=True)
+    stored = Embeddings.load(cohort) if from_embeddings else None
+    patients = stored.patient_table() if stored is not None else _patient_table(cohort)
+    split = _split(patients, plan)
+    echo(f"split: {len(split.fit)} fit patients, {len(split.calibration)} calibration patients ({split.source})")
+
+    proto = export_embedder(embedder)
+    if stored is None:
+        fit_emb = embed_manifest(cohort, make_engine(embedder, plan.engine, proto=proto), info,
+                                 patches_per_case=plan.patches_per_case, seed=plan.seed, rules=plan.rules,
+                                 patients=set(split.fit))
+    else:
+        fit_emb = stored.select(np.isin(stored.patients, split.fit))
+    pipeline = fit_embeddings(fit_emb, plan.head, plan.seed)
+    head_info = dict(fit_emb.fit_record(), head=plan.head, fit_seed=plan.seed,
+                     patches_per_case=plan.patches_per_case, split=split.to_json())
+    head_path = out / f"{plan.name}-head.joblib"
+    save_head(head_path, pipeline, kind=plan.head, info=head_info)
+    split.write(out / f"{plan.name}-split.json")
+    echo(f"fitted {plan.head} on {len(fit_emb.embeddings)} patches of {len(split.fit)} patients")
+
+    arrays = head_arrays(pipeline)
+    fp32 = attach_head(proto, arrays)
+    int8_patches = int8_set = None
+    if "int8" in plan.precisions:
+        int8_patches, int8_set = calibration_patches(cohort, plan.int8_calibration_patches, plan.seed,
+                                                     patients=set(split.fit))
+    training = {"fit_patients_sha256": patient_digests(split.fit), "split": split.source,
+                "fit_patients": len(split.fit), "calibration_patients": len(split.calibration)}
+    models: dict[str, Path] = {}
+    sessions: dict[str, ModelSession] = {}
+    graphs: dict[str, bytes] = {}
+    for precision in plan.precisions:
+        graph = convert(fp32, precision, int8_patches).SerializeToString()
+        meta = build_metadata(info, arrays, None, patches_per_case=plan.patches_per_case, cohort=head_info["cohort"],
+                              training=training, demo=plan.demo, precision=precision,
+                              calibration_set=int8_set if precision == "int8" else None)
+        path = out / (f"{plan.name}.onnx" if precision == "fp32" else f"{plan.name}-{precision}.onnx")
+        write_model(path, with_metadata(graph, meta))
+        models[precision], graphs[precision] = path, graph
+        if stored is None:
+            sessions[precision] = open_session(load_contract(path), "cpu")
+
+    sums, sklearn_sums = _calibration_sums(cohort, stored, split, pipeline, sessions, plan)
+    bands = {precision: _bands(patient_sums) for precision, patient_sums in sums.items()}
+    for precision, path in models.items():
+        fresh = build_metadata(info, arrays, bands[precision], patches_per_case=plan.patches_per_case,
+                               cohort=head_info["cohort"], training=training, demo=plan.demo, precision=precision,
+                               calibration_set=int8_set if precision == "int8" else None)
+        fresh["netorigin.provenance"]["calibration"] |= {
+            "in_sample": False, "split": split.source,
+            "decisions": "this model on ONNX Runtime (CPU)" if sessions else "the head on stored embeddings"}
+        write_model(path, with_metadata(graphs[precision], fresh))
+    summary = _summary(sums, sklearn_sums, bands, split, models)
+    write_text_atomic(out / f"{plan.name}-train.json", json.dumps(summary, indent=2))
+    echo(f"calibrated {len(bands['fp32'].bands)} bands per model on {len(split.calibration)} held-out patients")
+    return TrainResult(models, bands, split, sums, head_path, summary)
+
+
+def _calibration_sums(cohort: Path, stored: Embeddings | None, split: PatientSplit, pipeline,
+                      sessions: dict[str, ModelSession], plan: TrainPlan
+                      ) -> tuple[dict[str, list[PatientSum]], list[PatientSum]]:
+    """Per-model sums of the calibration patients, and scikit-learn's float64 sums on the fp32 embeddings."""
+    if stored is not None:
+        held = stored.select(np.isin(stored.patients, split.calibration))
+        decisions = pipeline.decision_function(held.embeddings.astype(np.float64))
+        reference = sums_by_patient(held.patients, held.labels, decisions)
+        return {"fp32": reference}, reference
+    sums: dict[str, list[PatientSum]] = {p: [] for p in sessions}
+    reference: list[PatientSum] = []
+    for case in iter_cohort(cohort, plan.patches_per_case, plan.seed, rules=plan.rules,
+                            patients=set(split.calibration)):
+        for precision, session in sessions.items():
+            d = _session_decisions(session, case.pixels)
+            sums[precision].append(PatientSum(case.patient, case.label, patient_sum(d), int(np.sum(d > 0)), d.size))
+        embeddings = sessions["fp32"].run(case.pixels, with_embeddings=True)[1]
+        d = pipeline.decision_function(embeddings.astype(np.float64))
+        reference.append(PatientSum(case.patient, case.label, patient_sum(d), int(np.sum(d > 0)), d.size))
+    return sums, reference
+
+
+def _summary(sums: dict[str, list[PatientSum]], sklearn_sums: list[PatientSum], bands: dict[str, BandTable],
+             split: PatientSplit, models: dict[str, Path]) -> dict:
+    """Per model: bands, and against fp32 on the calibration patients: verdict flips and max |dS| / band width."""
+    def verdicts(rows: list[PatientSum], table: BandTable) -> list[str]:
+        band = table.at(table.default_confidence)
+        return [verdict_from_sum(r.s, r.votes_small_intestine, r.n_patches, (band.lower, band.upper)) for r in rows]
+
+    fp32 = sums["fp32"]
+    fp32_band = bands["fp32"].at(bands["fp32"].default_confidence)
+    width = fp32_band.upper - fp32_band.lower
+    out = {"split": split.to_json(), "models": {}}
+    for precision, rows in sums.items():
+        delta = max(abs(a.s - b.s) for a, b in zip(rows, fp32))
+        flips = sum(a != b for a, b in zip(verdicts(rows, bands[precision]), verdicts(fp32, bands["fp32"])))
+        out["models"][precision] = {
+            "path": str(models[precision]), "default_confidence": bands[precision].default_confidence,
+            "bands": bands[precision].to_json(), "verdict_flips_vs_fp32": flips,
+            "max_abs_delta_s": delta, "max_abs_delta_s_over_band_width": delta / width if width > 0 else None,
+            "sums": [r.__dict__ for r in rows]}
+    out["fp32_vs_sklearn_float64_max_abs_delta_s"] = max(abs(a.s - b.s) for a, b in zip(fp32, sklearn_sums))
+    return out

@@ -1,0 +1,125 @@
+"""`netorigin train`: the paper's fit / calibration split, and bands from each model's own decisions."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from netorigin.calibration.bands import calibrate_bands
+from netorigin.calibration.bands_io import read_sums, table_from_sums, write_bands_into_model
+from netorigin.calibration.errors import InputDataError
+from netorigin.calibration.splits import patient_digests
+from netorigin.export.embeddings import iter_cohort
+from netorigin.export.heads import load_head
+from netorigin.export.smoke import tiny_embedder
+from netorigin.export.synthetic import make_cohort
+from netorigin.export.train import TrainPlan, train
+from netorigin.runtime.contract import load_contract
+from netorigin.runtime.session import open_session
+from netorigin.runtime.verdict import patient_sum
+
+from .helpers import run_cli
+
+PATCHES = 12
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train-cohort")
+    return make_cohort(root, {"pancreas": 5, "small_intestine": 5, "other": 3}, seed=3, mpps=(0.5,),
+                       size_um=(1600, 1400))
+
+
+@pytest.fixture(scope="module")
+def trained(cohort, tmp_path_factory):
+    embedder, info = tiny_embedder()
+    plan = TrainPlan(seed=1, patches_per_case=PATCHES, precisions=("fp32", "fp16", "int8"),
+                     int8_calibration_patches=32, name="t")
+    return train(cohort, tmp_path_factory.mktemp("trained"), embedder, info, plan, echo=lambda _: None)
+
+
+def test_split_is_stratified_and_disjoint(trained, cohort):
+    split = trained.split
+    assert not set(split.fit) & set(split.calibration)
+    assert not any(p.startswith("oth") for p in split.fit)  # other origins never train the head
+    assert {p for p in split.calibration if p.startswith("oth")} == {"oth010", "oth011", "oth012"}
+    assert sum(p.startswith("pan") for p in split.fit) == sum(p.startswith("sma") for p in split.fit) == 3
+    head = load_head(trained.head_path)
+    assert head["info"]["fit_patients"] == sorted(split.fit)
+    for path in trained.models.values():
+        training = load_contract(path).provenance["training"]
+        assert training["fit_patients_sha256"] == patient_digests(split.fit)
+
+
+def test_each_model_has_bands_from_its_own_runtime_decisions(trained, cohort):
+    """Recompute every model's calibration sums with the runtime's session; the stored bands must follow."""
+    cases = list(iter_cohort(cohort, PATCHES, 1, patients=set(trained.split.calibration)))
+    tables = {}
+    for precision, path in trained.models.items():
+        contract = load_contract(path)
+        session = open_session(contract, "cpu")
+        pi, others = [], []
+        for case in cases:
+            s = patient_sum(session.run(case.pixels)[0])
+            (others if case.label == 2 else pi).append(s)
+        expected = calibrate_bands(pi, others)
+        assert [b.__dict__ for b in contract.bands] == [b.__dict__ for b in expected.bands]
+        assert contract.provenance["calibration"]["in_sample"] is False
+        tables[precision] = expected
+    # the variants really are calibrated separately: INT8's sums differ from fp32's
+    assert tables["int8"].bands != tables["fp32"].bands
+
+
+def test_summary_reports_flips_and_sklearn_difference(trained):
+    summary = trained.summary
+    assert set(summary["models"]) == {"fp32", "fp16", "int8"}
+    assert summary["models"]["fp32"]["verdict_flips_vs_fp32"] == 0
+    assert summary["models"]["fp32"]["max_abs_delta_s"] == 0.0
+    assert 0 <= summary["fp32_vs_sklearn_float64_max_abs_delta_s"] < 1e-3
+
+
+def test_embeddings_input_refuses_variants(tmp_path, trained):
+    emb = tmp_path / "emb.npz"
+    from netorigin.calibration.embeddings import Embeddings
+
+    rng = np.random.default_rng(0)
+    n = 40
+    Embeddings(rng.normal(size=(n, 2048)).astype(np.float32), np.repeat([f"p{i}" for i in range(10)], 4),
+               np.repeat([0, 1] * 5, 4), np.array(["A"] * n), np.array(["s"] * n), np.arange(n).astype(str)).save(emb)
+    embedder, info = tiny_embedder()
+    with pytest.raises(InputDataError, match="need the cohort's pixels"):
+        train(emb, tmp_path / "out", embedder, info, TrainPlan(precisions=("fp32", "int8")), echo=lambda _: None)
+
+
+def test_split_file_with_an_other_origin_patient_in_fit_is_refused(tmp_path, cohort, monkeypatch, capsys):
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"fit": ["pan000", "sma005", "oth010"],
+                                 "calibration": ["pan001", "pan002", "pan003", "pan004", "sma006", "sma007",
+                                                 "sma008", "sma009", "oth011", "oth012"]}))
+    code, out, err = run_cli(monkeypatch, capsys, "train", cohort, "-o", tmp_path / "out", "--weights-kind",
+                             "random", "--split", split, "--patches-per-case", "4")
+    assert code == 1
+    assert err.strip() == f"error: {split}: other-origin patients in fit: oth010"
+    assert not (tmp_path / "out" / "netorigin.onnx").exists()
+
+
+def test_in_sample_calibration_is_stated_in_model_and_report(monkeypatch, capsys, tmp_path, tiny_model, slides):
+    """The research flag writes in_sample into the model's provenance and every report says so."""
+    sums = tmp_path / "sums.csv"
+    sums.write_text("patient,label,sum\n" + "\n".join(f"p{i},{['pancreas', 'small_intestine', 'other'][i % 3]},"
+                                                      f"{(i - 6) * 1.5}" for i in range(12)))
+    record = tmp_path / "head-info.json"
+    target = tmp_path / "in-sample.onnx"
+    from netorigin.calibration.bands import calibrate_bands as fit_bands
+
+    record.write_text("{}")
+    write_bands_into_model(tiny_model, fit_bands(*table_from_sums(read_sums(sums))), target,
+                           calibration={"in_sample": True})
+    s = slides["svs20x"]
+    code, out, err = run_cli(monkeypatch, capsys, "predict", s.slide, "-a", s.annotations, "-m", target, "--json")
+    assert code == 0, err
+    assert any("RESEARCH ONLY" in note for note in json.loads(out)["notes"])
+    code, out, err = run_cli(monkeypatch, capsys, "predict", s.slide, "-a", s.annotations, "-m", tiny_model, "--json")
+    assert not any("RESEARCH ONLY" in note for note in json.loads(out)["notes"])
