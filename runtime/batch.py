@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .atomic import write_text_atomic
-from .errors import InsufficientTissueError, ManifestError, NetoriginError
+from .errors import InsufficientTissueError, ManifestError, NetoriginError, OutputError
 from .manifest import read_csv_rows
 from .predictor import Predictor, SlideInput
 from .report import write_case_outputs, write_insufficient_report
+from .slide import Slide
 
 REQUIRED_COLUMNS = ("case", "slide")
 OPTIONAL_COLUMNS = ("annotations", "specimen", "mpp", "label")
@@ -61,17 +62,66 @@ def read_manifest(path: str | Path) -> list[BatchCase]:
     return [BatchCase(case_id=c, slides=tuple(s)) for c, s in cases.items()]
 
 
-def _finished(report: Path) -> bool:
+def _finished(report: Path) -> dict | None:
     try:
-        return json.loads(report.read_text()).get("status") in ("ok", "insufficient_tissue")
+        doc = json.loads(report.read_text())
     except (OSError, json.JSONDecodeError):
-        return False
+        return None
+    return doc if isinstance(doc, dict) and doc.get("status") in ("ok", "insufficient_tissue") else None
+
+
+# What must match for a finished report to stand for this run: a slide is the same file content, not the same path.
+SLIDE_IDENTITY = ("quickhash", "bytes", "dimensions", "mpp")
+
+
+def _difference(report: dict, predictor: Predictor, case: BatchCase) -> str | None:
+    """Why a finished report was not made by this run's model, confidence, seed and slides (None if it was)."""
+    model = report.get("model") or {}
+    if model.get("graph_sha256") != predictor.contract.sha256:
+        return "another model (graph)"
+    if model.get("verdict_sha256") != predictor.contract.verdict_sha256:
+        return "another model (bands or rules)"
+    if report.get("confidence") != (predictor.band.c if predictor.band else None):
+        return f"confidence {report.get('confidence')}"
+    if report.get("seed") != predictor.seed:
+        return f"seed {report.get('seed')}"
+    if report.get("status") == "ok":
+        recorded = [{k: s["fingerprint"].get(k) for k in SLIDE_IDENTITY} for s in report.get("slides", [])]
+        current = []
+        for item in case.slides:
+            try:
+                with Slide(item.path, item.mpp) as slide:
+                    current.append({k: v for k, v in slide.fingerprint().items() if k in SLIDE_IDENTITY})
+            except NetoriginError:
+                return "a slide that can no longer be read"
+        if recorded != current:
+            return "other slide files"
+    return None
+
+
+def plan_resume(predictor: Predictor, cases: list[BatchCase], out: Path, redo: bool = False) -> set[str]:
+    """Case ids whose finished report this run may keep; refuses (or, with `redo`, reruns) any other report."""
+    keep, stale = set(), []
+    for case in cases:
+        report = _finished(out / f"{case.case_id}.json")
+        if report is None:
+            continue
+        reason = _difference(report, predictor, case)
+        if reason is None:
+            keep.add(case.case_id)
+        else:
+            stale.append(f"{case.case_id} ({reason})")
+    if stale and not redo:
+        shown = ", ".join(stale[:3]) + (f" and {len(stale) - 3} more" if len(stale) > 3 else "")
+        raise OutputError(f"{len(stale)} finished report(s) here were made by another run: {shown}; rerun with "
+                          "--redo to replace them, or choose another output folder", out)
+    return keep
 
 
 def run_case(predictor: Predictor, case: BatchCase, out: Path, geojson: bool = False,
-             thumbnail: bool = False) -> CaseOutcome:
+             thumbnail: bool = False, keep: frozenset[str] = frozenset()) -> CaseOutcome:
     """Predict one case and write its report; never raises for input problems."""
-    if _finished(out / f"{case.case_id}.json"):
+    if case.case_id in keep:
         return CaseOutcome(case.case_id, "skipped")
     try:
         result = predictor.predict_case(case.slides, case_id=case.case_id)
@@ -95,11 +145,14 @@ def status_counts(outcomes: list[CaseOutcome]) -> dict[str, int]:
 
 def run_batch(predictor: Predictor, cases: list[BatchCase], out: Path, workers: int = 1,
               on_done: Callable[[CaseOutcome], None] | None = None, geojson: bool = False,
-              thumbnail: bool = False) -> list[CaseOutcome]:
-    """Run every case (in `workers` threads sharing one session) and write the summary."""
+              thumbnail: bool = False, redo: bool = False, keep: set[str] | None = None) -> list[CaseOutcome]:
+    """Run every case (in `workers` threads sharing one session) and write the summary. A finished case is
+    skipped only if this run would make the same report (model identity, confidence, seed, slide files);
+    `keep` is that plan when the caller made it already."""
+    keep = frozenset(plan_resume(predictor, cases, out, redo) if keep is None else keep)
 
     def one(case: BatchCase) -> CaseOutcome:
-        outcome = run_case(predictor, case, out, geojson, thumbnail)
+        outcome = run_case(predictor, case, out, geojson, thumbnail, keep)
         if on_done is not None:
             on_done(outcome)
         return outcome

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from .atomic import ensure_writable_dir
-from .batch import SUMMARY_NAME, read_manifest, run_batch, status_counts
+from .batch import SUMMARY_NAME, plan_resume, read_manifest, run_batch, status_counts
 from .cli_options import model_options, region_rules
 from .contract import DEMO_WARNING
 from .predictor import Predictor
@@ -21,23 +21,27 @@ from .predictor import Predictor
 @click.option("--workers", type=int, default=1, show_default=True, help="Cases processed in parallel.")
 @click.option("--geojson", is_flag=True, help="Also write each case's patches as QuPath detections.")
 @click.option("--thumbnail", is_flag=True, help="Also write a PNG per slide with its patches.")
+@click.option("--redo", is_flag=True, help="Replace finished reports made by another model, confidence, seed or "
+              "slide files (without it such a folder is refused).")
 def command(manifest, out, model, device, confidence, seed, threads, read_workers, include, exclude, workers,
-            geojson, thumbnail) -> None:
+            geojson, thumbnail, redo) -> None:
     """Predict every case of MANIFEST (CSV: case, slide[, annotations, specimen, mpp]; one row per slide).
 
-    Finished cases are skipped on a rerun; a failing case is recorded and the others go on. Exit code 1 if
-    any case failed or had insufficient tissue.
+    A finished case is skipped on a rerun only if its report was made by the same model identity, confidence,
+    seed and slide files; reports of another run are refused unless --redo. A failing case is recorded and the
+    others go on. Exit code 1 if any case failed or had insufficient tissue.
     """
     cases = read_manifest(manifest)
     ensure_writable_dir(out)
     predictor = Predictor(model, device=device, confidence=confidence, seed=seed, read_workers=read_workers,
                           threads=threads, rules=region_rules(include, exclude))
+    keep = plan_resume(predictor, cases, out, redo)
     if predictor.contract.is_demo:
         click.echo(f"*** {DEMO_WARNING} ***", err=True)
     with click.progressbar(length=len(cases), label=f"{len(cases)} cases", file=sys.stderr,
                            show_pos=True) as bar:
         outcomes = run_batch(predictor, cases, out, workers, on_done=lambda _: bar.update(1), geojson=geojson,
-                             thumbnail=thumbnail)
+                             thumbnail=thumbnail, keep=keep)
     counts = status_counts(outcomes)
     click.echo(f"{counts['ok']} ok, {counts['skipped']} skipped (already done), "
                f"{counts['insufficient_tissue']} insufficient tissue, {counts['failed']} failed "

@@ -72,7 +72,8 @@ def write_insufficient_report(out: Path, case_id: str, exc: InsufficientTissueEr
     """A report that says why there is no verdict: never one on fewer patches than the model was calibrated for."""
     report = {"report_version": REPORT_VERSION, "status": "insufficient_tissue", "case": case_id, "verdict": None,
               "problem": str(exc), "patches_possible": exc.possible, "patches_required": exc.required,
-              "seed": predictor.seed, "model": predictor.model_info(), "versions": dict(_versions()),
+              "seed": predictor.seed, "confidence": predictor.band.c if predictor.band else None,
+              "model": predictor.model_info(), "versions": dict(_versions()),
               "created": datetime.now(UTC).isoformat(timespec="seconds")}
     path = out / f"{case_id}.json"
     write_text_atomic(path, json.dumps(report, indent=2))
