@@ -10,7 +10,7 @@ from pathlib import Path
 
 from netorigin.runtime.atomic import write_bytes_atomic, write_text_atomic
 from netorigin.runtime.bands import Band, BandTable
-from netorigin.runtime.contract import PREFIX, load_contract, with_metadata
+from netorigin.runtime.contract import PREFIX, ModelContract, load_contract, with_metadata
 
 from .errors import InputDataError
 from .labels import label_code
@@ -94,11 +94,11 @@ def write_bands(table: BandTable, path: str | Path) -> None:
     write_text_atomic(path, json.dumps(doc, indent=2))
 
 
-def write_bands_into_model(model_path: str | Path, table: BandTable, out: str | Path | None = None, *,
+def write_bands_into_model(model: str | Path | ModelContract, table: BandTable, out: str | Path | None = None, *,
                            calibration: dict | None = None) -> Path:
     """Replace the model's bands and default confidence; the graph bytes stay identical (same graph digest), the
     verdict digest changes. `calibration` adds provenance (in-sample flag, what was checked)."""
-    contract = load_contract(model_path)
+    contract = model if isinstance(model, ModelContract) else load_contract(model)
     meta = dict(contract.meta)
     meta[PREFIX + "bands"] = table.to_json()
     meta[PREFIX + "default_confidence"] = table.default_confidence
@@ -106,6 +106,6 @@ def write_bands_into_model(model_path: str | Path, table: BandTable, out: str | 
     prov["calibration"] = {"n_pi": table.n_pi, "n_other": table.n_other, **(calibration or {})}
     prov["bands_note"] = None
     meta[PREFIX + "provenance"] = prov
-    target = Path(out or model_path)
+    target = Path(out or contract.path)
     write_bytes_atomic(target, with_metadata(contract.model_bytes, meta))
     return target

@@ -51,14 +51,14 @@ def command(sums, embeddings, head, model, out, allow_in_sample) -> None:
     else:
         rows = head_patient_sums(Embeddings.load(embeddings), fitted["pipeline"])
     fit_ids = fitted["info"].get("fit_patients") if fitted else None
-    fit_digests = (load_contract(model).provenance.get("training") or {}).get("fit_patients_sha256") \
-        if model is not None else None
+    contract = load_contract(model) if model is not None else None  # read once: checked, then rewritten
+    fit_digests = (contract.provenance.get("training") or {}).get("fit_patients_sha256") if contract else None
     overlap = in_sample([r.patient for r in rows], fit_ids, fit_digests)
     refuse_in_sample(overlap, allow_in_sample, sums or embeddings)
     checked = fit_ids is not None or fit_digests is not None
     table = calibrate_bands(*table_from_sums(rows))
     if model is not None:
-        target = write_bands_into_model(model, table, out, calibration={
+        target = write_bands_into_model(contract, table, out, calibration={
             "in_sample": bool(overlap), "in_sample_patients": len(overlap), "checked_against_fit": checked})
         click.echo(f"bands written into {target} (default c = {table.default_confidence:g})")
     else:

@@ -79,9 +79,12 @@ def _bands(sums: list[PatientSum]) -> BandTable:
     return calibrate_bands([s.s for s in sums if s.label < 2], [s.s for s in sums if s.label == 2])
 
 
-def _session_decisions(session: ModelSession, pixels: np.ndarray) -> np.ndarray:
-    """Decisions as the runtime computes them for a case: batches of its CPU batch size in sampling order."""
-    return np.concatenate([session.run(pixels[i:i + CPU_BATCH])[0] for i in range(0, len(pixels), CPU_BATCH)])
+def _session_outputs(session: ModelSession, pixels: np.ndarray, with_embeddings: bool = False
+                     ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Decisions (and embeddings) as the runtime computes them for a case: CPU-batch-sized runs in sampling order."""
+    runs = [session.run(pixels[i:i + CPU_BATCH], with_embeddings) for i in range(0, len(pixels), CPU_BATCH)]
+    embeddings = np.concatenate([r[1] for r in runs]) if with_embeddings else None
+    return np.concatenate([r[0] for r in runs]), embeddings
 
 
 def _patient_table(manifest: Path) -> list[tuple[str, int]]:
@@ -174,10 +177,11 @@ def _calibration_sums(cohort: Path, stored: Embeddings | None, split: PatientSpl
     reference: list[PatientSum] = []
     for case in iter_cohort(cohort, plan.patches_per_case, plan.seed, rules=plan.rules,
                             patients=set(split.calibration)):
+        embeddings = None
         for precision, session in sessions.items():
-            d = _session_decisions(session, case.pixels)
+            d, case_embeddings = _session_outputs(session, case.pixels, with_embeddings=precision == "fp32")
+            embeddings = case_embeddings if precision == "fp32" else embeddings
             sums[precision].append(PatientSum(case.patient, case.label, patient_sum(d), int(np.sum(d > 0)), d.size))
-        embeddings = sessions["fp32"].run(case.pixels, with_embeddings=True)[1]
         d = pipeline.decision_function(embeddings.astype(np.float64))
         reference.append(PatientSum(case.patient, case.label, patient_sum(d), int(np.sum(d > 0)), d.size))
     return sums, reference

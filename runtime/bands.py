@@ -42,12 +42,7 @@ class BandTable:
     @property
     def default_confidence(self) -> float:
         """The paper's operating point 0.875 when stored, else the stored c closest to it (larger on ties)."""
-        return default_confidence(self.bands)
+        return min((abs(b.c - PAPER_CONFIDENCE), -b.c, b.c) for b in self.bands)[2]
 
     def to_json(self) -> list[dict]:
         return [asdict(b) for b in self.bands]
-
-
-def default_confidence(bands: tuple[Band, ...] | list[Band]) -> float:
-    """0.875 when stored, else the stored c closest to it (the larger on ties)."""
-    return min((abs(b.c - PAPER_CONFIDENCE), -b.c, b.c) for b in bands)[2]

@@ -79,7 +79,8 @@ def test_evaluate_and_calibrate_commands(monkeypatch, capsys, tmp_path, tiny_mod
     emb = cohort(3)
     emb.save(tmp_path / "emb.npz")
     code, out, err = run_cli(monkeypatch, capsys, "evaluate", tmp_path / "emb.npz", "--out", tmp_path / "ev")
-    assert code == 0, err and "c = 0.75" in out and "sensitivity" in out
+    assert code == 0, err
+    assert "c = 0.75" in out and "sensitivity" in out
     result = json.loads((tmp_path / "ev" / "extended-loo.json").read_text())
     assert set(result["metrics"]) == {"0", "0.75", "1"}
     assert (tmp_path / "ev" / "extended-loo-curves.png").stat().st_size > 10_000
