@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from netorigin.runtime.cli_options import region_options, region_rules
+from netorigin.runtime.cli_options import mpp_rule, region_options, region_rules
 
 from .embedder import WEIGHT_KINDS, build_embedder
 from .embeddings import embed_manifest
@@ -38,13 +38,15 @@ def embedder_options(func):
               help="torch = PyTorch eager (reference); onnx = the exported embedder on ONNX Runtime (faster).")
 @region_options
 def command(manifest, out, weights_kind, weights, weights_seed, patches_per_case, seed, batch_size, engine, include,
-            exclude) -> None:
+            exclude, object_types, mpp, force_mpp) -> None:
     """Embed MANIFEST: patch images (patient,label,specimen,slide,path) or slides
     (case,label,specimen,slide,annotations), sampled exactly as the runtime samples."""
     start = time.perf_counter()
     embedder, info = build_embedder(weights_kind, weights, weights_seed)
     emb = embed_manifest(manifest, make_engine(embedder, engine, batch_size), info,
-                         patches_per_case=patches_per_case, seed=seed, rules=region_rules(include, exclude),
+                         patches_per_case=patches_per_case, seed=seed,
+                         rules=region_rules(include, exclude, object_types),
+                         mpp=mpp_rule(mpp, force_mpp),
                          progress=lambda line: click.echo(line, err=True))
     emb.save(out)
     click.echo(f"{len(emb.embeddings)} patches of {len(set(emb.patients.tolist()))} patients -> {out} "

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from netorigin.runtime.atomic import ensure_writable_dir
-from netorigin.runtime.cli_options import region_options, region_rules
+from netorigin.runtime.cli_options import mpp_rule, region_options, region_rules
 
 from .cli_embed import embedder_options
 from .embedder import build_embedder
@@ -42,7 +42,8 @@ from .train import TrainPlan, train
 @click.option("--demo", is_flag=True, help="Mark the models as DEMO models (not for diagnosis).")
 @region_options
 def command(cohort, out, weights_kind, weights, weights_seed, head, fit_fraction, split_file, precisions,
-            int8_calibration_patches, patches_per_case, engine, seed, name, demo, include, exclude) -> None:
+            int8_calibration_patches, patches_per_case, engine, seed, name, demo, include, exclude, object_types, mpp,
+            force_mpp) -> None:
     """Train on COHORT (slide manifest case,label,specimen,slide,annotations; patch manifest
     patient,label,specimen,slide,path; or an embeddings .npz for fp32 only)."""
     ensure_writable_dir(out)
@@ -51,7 +52,8 @@ def command(cohort, out, weights_kind, weights, weights_seed, head, fit_fraction
     plan = TrainPlan(head=head, fit_fraction=fit_fraction, split_file=split_file, seed=seed,
                      patches_per_case=patches_per_case, precisions=tuple(dict.fromkeys(("fp32", *precisions))),
                      int8_calibration_patches=int8_calibration_patches, engine=engine,
-                     rules=region_rules(include, exclude), name=name, demo=demo)
+                     rules=region_rules(include, exclude, object_types), mpp=mpp_rule(mpp, force_mpp), name=name,
+                     demo=demo)
     result = train(cohort, out, embedder, info, plan, echo=click.echo)
     for precision, row in result.summary["models"].items():
         click.echo(f"  {precision}: {result.models[precision]}  default c = {row['default_confidence']:g}, "

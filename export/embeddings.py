@@ -15,10 +15,10 @@ from PIL import Image, UnidentifiedImageError
 from netorigin.calibration.embeddings import Embeddings
 from netorigin.calibration.errors import InputDataError
 from netorigin.calibration.labels import label_code
-from netorigin.runtime.manifest import read_csv_rows
+from netorigin.runtime.manifest import read_csv_rows, row_mpp_rule
 from netorigin.runtime.regions import RegionRules, load_annotations
-from netorigin.runtime.sampling import PatchGeometry, allot_case, sample_slide
-from netorigin.runtime.slide import Slide
+from netorigin.runtime.sampling import PatchGeometry, allot_case, plan_reads, sample_slide
+from netorigin.runtime.slide import MppRule, Slide
 
 from .embedder import EmbedderInfo
 
@@ -70,11 +70,12 @@ class CasePatches:
 
 
 def _slide_cases(manifest: Path, patches_per_case: int, seed: int, geometry: PatchGeometry, rules: RegionRules,
-                 read_workers: int, wanted: set[str] | None) -> Iterator[CasePatches]:
+                 mpp: MppRule, read_workers: int, wanted: set[str] | None) -> Iterator[CasePatches]:
     rows = read_csv_rows(manifest, SLIDE_COLUMNS)
+    rules_by_row = [row_mpp_rule(row, mpp, line, manifest) for line, row in enumerate(rows, start=2)]
     cases: dict[str, list[dict]] = {}
-    for row in rows:
-        cases.setdefault(row["case"], []).append(row)
+    for row, rule in zip(rows, rules_by_row):
+        cases.setdefault(row["case"], []).append(row | {"mpp_rule": rule})
     with ThreadPoolExecutor(read_workers) as readers:
         for case, case_rows in cases.items():
             if wanted is not None and case not in wanted:
@@ -83,9 +84,10 @@ def _slide_cases(manifest: Path, patches_per_case: int, seed: int, geometry: Pat
             counts = allot_case(patches_per_case, [r["specimen"] for r in case_rows])
             pixels, specimens, slides, ids = [], [], [], []
             for index, (row, n) in enumerate(zip(case_rows, counts)):
-                with Slide(manifest.parent / row["slide"]) as slide:
+                with Slide(manifest.parent / row["slide"], row["mpp_rule"]) as slide:
+                    plan = plan_reads(slide, geometry)  # the runtime's resolution checks, before any read
                     regions = load_annotations(manifest.parent / row["annotations"], slide, rules)
-                    for k, patch in enumerate(sample_slide(slide, regions, n, geometry, seed, index, readers)):
+                    for k, patch in enumerate(sample_slide(slide, regions, n, geometry, seed, index, readers, plan)):
                         pixels.append(patch.pixels)
                         specimens.append(row["specimen"])
                         slides.append(row["slide"])
@@ -104,14 +106,14 @@ def _folder_cases(manifest: Path, wanted: set[str] | None) -> Iterator[CasePatch
 
 
 def iter_cohort(manifest: Path, patches_per_case: int, seed: int, *, geometry: PatchGeometry = PatchGeometry(),
-                rules: RegionRules = RegionRules(), read_workers: int = 4,
+                rules: RegionRules = RegionRules(), mpp: MppRule = MppRule(), read_workers: int = 4,
                 patients: set[str] | None = None) -> Iterator[CasePatches]:
     """Each patient's patches, one at a time: slides are sampled exactly as the runtime samples (so the same
     seed gives the same patches on every pass), patch folders are read as listed. `patients` restricts."""
     if is_patch_manifest(manifest):
         yield from _folder_cases(manifest, patients)
     else:
-        yield from _slide_cases(manifest, patches_per_case, seed, geometry, rules, read_workers, patients)
+        yield from _slide_cases(manifest, patches_per_case, seed, geometry, rules, mpp, read_workers, patients)
 
 
 def calibration_patches(manifest: Path, count: int, seed: int, patients: set[str] | None = None
@@ -130,11 +132,11 @@ def calibration_patches(manifest: Path, count: int, seed: int, patients: set[str
 
 
 def embed_manifest(manifest: Path, embed: Callable[[np.ndarray], np.ndarray], info: EmbedderInfo, *,
-                   patches_per_case: int, seed: int, rules: RegionRules = RegionRules(),
+                   patches_per_case: int, seed: int, rules: RegionRules = RegionRules(), mpp: MppRule = MppRule(),
                    patients: set[str] | None = None, progress: Callable[[str], None] | None = None) -> Embeddings:
     """Embed a patch-folder manifest (column `path`) or a slide manifest (columns `slide`, `annotations`)."""
     vectors, owners, labels, specimens, slides, ids = [], [], [], [], [], []
-    for case in iter_cohort(manifest, patches_per_case, seed, rules=rules, patients=patients):
+    for case in iter_cohort(manifest, patches_per_case, seed, rules=rules, mpp=mpp, patients=patients):
         vectors.append(embed(case.pixels))
         owners += [case.patient] * len(case.pixels)
         labels += [case.label] * len(case.pixels)

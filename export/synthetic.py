@@ -86,14 +86,15 @@ def tissue_image(width_um: int, height_um: int, texture: Texture, rng: np.random
     return image, [tumour]
 
 
-def write_pyramid(path: Path, level0: Image.Image, mpp: float, downsamples: tuple[int, ...] = (1, 4, 16),
+def write_pyramid(path: Path, level0: Image.Image, mpp: float | None, downsamples: tuple[float, ...] = (1, 4, 16),
                   svs: bool = True, quality: int = 85) -> None:
-    """A tiled JPEG pyramid: Aperio SVS style (MPP in the description) or generic TIFF (MPP in tags)."""
+    """A tiled JPEG pyramid: Aperio SVS style (MPP in the description) or generic TIFF (MPP in resolution tags;
+    none when `mpp` is None). Downsamples may be non-integer (as in NDPI or MRXS files)."""
     base = np.asarray(level0)
     h, w = base.shape[:2]
     with tifffile.TiffWriter(path, bigtiff=False) as tif:
         for i, ds in enumerate(downsamples):
-            data = base if ds == 1 else np.asarray(level0.resize((max(1, w // ds), max(1, h // ds)),
+            data = base if ds == 1 else np.asarray(level0.resize((max(1, round(w / ds)), max(1, round(h / ds))),
                                                                    Image.BILINEAR))
             kwargs = dict(tile=(TILE, TILE), compression="jpeg", compressionargs={"level": quality},
                           photometric="rgb", metadata=None, subfiletype=0 if i == 0 else 1)
@@ -102,7 +103,7 @@ def write_pyramid(path: Path, level0: Image.Image, mpp: float, downsamples: tupl
                     kwargs["description"] = (f"Aperio Image Library v12.0.0\r\n{w}x{h} [0,0 {w}x{h}] "
                                              f"({TILE}x{TILE}) JPEG Q={quality}|AppMag = {round(10 / mpp)}"
                                              f"|MPP = {mpp}")
-            else:
+            elif mpp is not None:
                 res = 1e4 / (mpp * ds)
                 kwargs.update(resolution=(res, res), resolutionunit="CENTIMETER")
             tif.write(data, **kwargs)

@@ -30,6 +30,7 @@ from netorigin.runtime.manifest import read_csv_rows
 from netorigin.runtime.predictor import CPU_BATCH
 from netorigin.runtime.regions import RegionRules
 from netorigin.runtime.session import ModelSession, open_session
+from netorigin.runtime.slide import MppRule
 from netorigin.runtime.verdict import patient_sum, verdict_from_sum
 
 from .build import write_model
@@ -55,6 +56,7 @@ class TrainPlan:
     int8_calibration_patches: int = 256
     engine: str = "onnx"
     rules: RegionRules = field(default_factory=RegionRules)
+    mpp: MppRule = field(default_factory=MppRule)
     name: str = "netorigin"
     demo: bool = False
 
@@ -115,7 +117,7 @@ def train(cohort: Path, out: Path, embedder: PatchEmbedder, info: EmbedderInfo, 
     if stored is None:
         fit_emb = embed_manifest(cohort, make_engine(embedder, plan.engine, proto=proto), info,
                                  patches_per_case=plan.patches_per_case, seed=plan.seed, rules=plan.rules,
-                                 patients=set(split.fit))
+                                 mpp=plan.mpp, patients=set(split.fit))
     else:
         fit_emb = stored.select(np.isin(stored.patients, split.fit))
     pipeline = fit_embeddings(fit_emb, plan.head, plan.seed)
@@ -175,7 +177,7 @@ def _calibration_sums(cohort: Path, stored: Embeddings | None, split: PatientSpl
         return {"fp32": reference}, reference
     sums: dict[str, list[PatientSum]] = {p: [] for p in sessions}
     reference: list[PatientSum] = []
-    for case in iter_cohort(cohort, plan.patches_per_case, plan.seed, rules=plan.rules,
+    for case in iter_cohort(cohort, plan.patches_per_case, plan.seed, rules=plan.rules, mpp=plan.mpp,
                             patients=set(split.calibration)):
         embeddings = None
         for precision, session in sessions.items():

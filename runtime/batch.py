@@ -11,13 +11,13 @@ from pathlib import Path
 
 from .atomic import write_text_atomic
 from .errors import InsufficientTissueError, ManifestError, NetoriginError, OutputError
-from .manifest import read_csv_rows
+from .manifest import read_csv_rows, row_mpp_rule
 from .predictor import Predictor, SlideInput
 from .report import write_case_outputs, write_insufficient_report
-from .slide import Slide
+from .slide import MppRule, Slide
 
 REQUIRED_COLUMNS = ("case", "slide")
-OPTIONAL_COLUMNS = ("annotations", "specimen", "mpp", "label")
+OPTIONAL_COLUMNS = ("annotations", "specimen", "mpp", "force_mpp", "label")
 SAFE_CASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 SUMMARY_NAME = "batch-summary.json"
 
@@ -36,8 +36,9 @@ class CaseOutcome:
     reason: str | None = None
 
 
-def read_manifest(path: str | Path) -> list[BatchCase]:
-    """One row per slide: case, slide[, annotations, specimen, mpp]; paths relative to the manifest."""
+def read_manifest(path: str | Path, mpp: MppRule = MppRule()) -> list[BatchCase]:
+    """One row per slide: case, slide[, annotations, specimen, mpp, force_mpp]; paths relative to the manifest.
+    `mpp` applies to rows that give neither MPP column."""
     path = Path(path)
     rows = read_csv_rows(path, REQUIRED_COLUMNS, OPTIONAL_COLUMNS)
     cases: dict[str, list[SlideInput]] = {}
@@ -51,14 +52,11 @@ def read_manifest(path: str | Path) -> list[BatchCase]:
         if (case, slide) in seen:
             raise ManifestError(f"line {line}: duplicate row for case {case!r} and slide {slide!r}", path)
         seen.add((case, slide))
-        try:
-            mpp = float(row["mpp"]) if row.get("mpp") else None
-        except ValueError:
-            raise ManifestError(f"line {line}: mpp {row['mpp']!r} is not a number", path) from None
         base = path.parent
         ann = row.get("annotations")
         cases.setdefault(case, []).append(SlideInput(path=base / slide, annotations=base / ann if ann else None,
-                                                     specimen=row.get("specimen") or "A", mpp=mpp))
+                                                     specimen=row.get("specimen") or "A",
+                                                     mpp=row_mpp_rule(row, mpp, line, path)))
     return [BatchCase(case_id=c, slides=tuple(s)) for c, s in cases.items()]
 
 

@@ -9,7 +9,7 @@ import click
 
 from .atomic import ensure_writable_dir
 from .batch import SUMMARY_NAME, plan_resume, read_manifest, run_batch, status_counts
-from .cli_options import model_options, region_rules
+from .cli_options import model_options, mpp_rule, region_rules
 from .contract import DEMO_WARNING
 from .predictor import Predictor
 
@@ -23,18 +23,20 @@ from .predictor import Predictor
 @click.option("--thumbnail", is_flag=True, help="Also write a PNG per slide with its patches.")
 @click.option("--redo", is_flag=True, help="Replace finished reports made by another model, confidence, seed or "
               "slide files (without it such a folder is refused).")
-def command(manifest, out, model, device, confidence, seed, threads, read_workers, include, exclude, workers,
-            geojson, thumbnail, redo) -> None:
-    """Predict every case of MANIFEST (CSV: case, slide[, annotations, specimen, mpp]; one row per slide).
+def command(manifest, out, model, device, confidence, seed, threads, read_workers, trusted_keys, include, exclude,
+            object_types, mpp, force_mpp, workers, geojson, thumbnail, redo) -> None:
+    """Predict every case of MANIFEST (CSV: case, slide[, annotations, specimen, mpp, force_mpp];
+    one row per slide; a row's mpp / force_mpp wins over --mpp / --force-mpp).
 
     A finished case is skipped on a rerun only if its report was made by the same model identity, confidence,
     seed and slide files; reports of another run are refused unless --redo. A failing case is recorded and the
     others go on. Exit code 1 if any case failed or had insufficient tissue.
     """
-    cases = read_manifest(manifest)
+    cases = read_manifest(manifest, mpp_rule(mpp, force_mpp))
     ensure_writable_dir(out)
     predictor = Predictor(model, device=device, confidence=confidence, seed=seed, read_workers=read_workers,
-                          threads=threads, rules=region_rules(include, exclude))
+                          threads=threads, rules=region_rules(include, exclude, object_types),
+                          trusted_keys=trusted_keys)
     keep = plan_resume(predictor, cases, out, redo)
     if predictor.contract.is_demo:
         click.echo(f"*** {DEMO_WARNING} ***", err=True)

@@ -7,14 +7,25 @@ import json
 import click
 
 from .contract import DEMO_WARNING, PREFIX, load_contract
+from .signing import load_public_key, verify_signature
+
+SIGNATURE_TEXT = {
+    "unsigned": "none",
+    "unchecked": "by key {key}, NOT checked (install netorigin[signing])",
+    "intact": "by key {key}, intact (give --trusted-key to check whose key it is)",
+    "trusted": "by key {key}, a trusted key",
+}
 
 
 @click.command("inspect")
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the decoded metadata as JSON.")
-def command(model: str, as_json: bool) -> None:
-    """Show MODEL's metadata; fails if the schema is unknown or the content hash does not match."""
+@click.option("--trusted-key", "trusted_keys", multiple=True, type=click.Path(dir_okay=False),
+              envvar="NETORIGIN_TRUSTED_KEY", help="Also check the signature is by this public key (repeatable).")
+def command(model: str, as_json: bool, trusted_keys: tuple[str, ...]) -> None:
+    """Show MODEL's metadata; fails if the schema is unknown, a digest or the signature does not match."""
     contract = load_contract(model)
+    signature = verify_signature(contract, [load_public_key(k) for k in trusted_keys])
     if as_json:
         click.echo(json.dumps(contract.meta, indent=2, sort_keys=True))
         return
@@ -28,6 +39,7 @@ def command(model: str, as_json: bool) -> None:
         f"identity    graph sha256 {contract.sha256}  (graph and weights)",
         f"            verdict sha256 {contract.verdict_sha256}  (bands, patch geometry, case rules, precision)",
         "            both digests verified",
+        f"signature   {SIGNATURE_TEXT[signature.state].format(key=signature.key_id)}",
         f"classes     {contract.classes}  (decision > 0 => class '1')",
         f"embedder    {prov['embedder']['name']}  weights sha256 {prov['embedder']['weights_sha256'][:16]}…",
         f"head        {json.dumps(prov['head'])}",

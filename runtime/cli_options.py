@@ -1,15 +1,16 @@
-"""Options shared by `predict` and `batch`."""
+"""Options shared by `predict` and `batch` (model), and by them with `embed` and `train` (regions, MPP)."""
 
 from __future__ import annotations
 
 import click
 
-from .regions import DEFAULT_EXCLUDE, DEFAULT_INCLUDE, RegionRules
+from .regions import DEFAULT_EXCLUDE, DEFAULT_INCLUDE, DEFAULT_OBJECT_TYPES, OBJECT_TYPES, RegionRules
 from .session import DEVICES
+from .slide import MppRule
 
 
 def model_options(func):
-    """--model, --device, --confidence, --seed, --threads, --read-workers, region classes."""
+    """--model, --device, --confidence, --seed, --threads, --read-workers, --trusted-key, region classes."""
     options = [
         click.option("--model", "-m", required=True, type=click.Path(dir_okay=False),
                      help="netorigin ONNX model (see `netorigin inspect`)."),
@@ -20,6 +21,10 @@ def model_options(func):
         click.option("--seed", type=int, default=0, show_default=True, help="Patch-sampling seed."),
         click.option("--threads", type=int, default=None, help="ONNX Runtime CPU threads (default: all)."),
         click.option("--read-workers", type=int, default=4, show_default=True, help="Slide-reading threads."),
+        click.option("--trusted-key", "trusted_keys", multiple=True, type=click.Path(dir_okay=False),
+                     envvar="NETORIGIN_TRUSTED_KEY",
+                     help="Accept only models signed by this Ed25519 public key (repeatable; env "
+                          "NETORIGIN_TRUSTED_KEY, paths separated by ':')."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -27,17 +32,32 @@ def model_options(func):
 
 
 def region_options(func):
-    """--include-class / --exclude-class: the same region rules for predict, batch, embed and train."""
+    """Region and MPP options, defined once for predict, batch, embed and train (slides sampled alike)."""
     options = [
         click.option("--include-class", "include", multiple=True, default=DEFAULT_INCLUDE, show_default=True,
                      help="QuPath class(es) that mark tumour (repeatable)."),
         click.option("--exclude-class", "exclude", multiple=True, default=DEFAULT_EXCLUDE, show_default=True,
                      help="QuPath class(es) cut out of the tumour (repeatable; 'Name*' = prefix)."),
+        click.option("--object-type", "object_types", multiple=True, type=click.Choice(OBJECT_TYPES),
+                     default=DEFAULT_OBJECT_TYPES, show_default=True,
+                     help="QuPath object types that can be regions (repeatable); detections and cells only "
+                          "when asked for."),
+        click.option("--mpp", type=click.FloatRange(0, min_open=True), default=None,
+                     help="Microns per pixel for slides that do not record it (a recorded value wins)."),
+        click.option("--force-mpp", type=click.FloatRange(0, min_open=True), default=None,
+                     help="Microns per pixel used instead of what the slides record (known mis-calibrated "
+                          "scanner); reports say it was forced."),
     ]
     for option in reversed(options):
         func = option(func)
     return func
 
 
-def region_rules(include: tuple[str, ...], exclude: tuple[str, ...]) -> RegionRules:
-    return RegionRules(include=tuple(include), exclude=tuple(exclude))
+def region_rules(include: tuple[str, ...], exclude: tuple[str, ...], object_types: tuple[str, ...]) -> RegionRules:
+    return RegionRules(include=tuple(include), exclude=tuple(exclude), object_types=tuple(object_types))
+
+
+def mpp_rule(mpp: float | None, force_mpp: float | None) -> MppRule:
+    if mpp is not None and force_mpp is not None:
+        raise click.UsageError("give --mpp (slides without MPP) or --force-mpp (every slide), not both")
+    return MppRule(fallback=mpp, forced=force_mpp)

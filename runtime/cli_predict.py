@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from .atomic import ensure_writable_dir
-from .cli_options import model_options, region_rules
+from .cli_options import model_options, mpp_rule, region_rules
 from .errors import InsufficientTissueError
 from .predictor import Predictor
 from .report import case_report, text_summary, write_case_outputs, write_insufficient_report
@@ -20,7 +20,6 @@ from .report import case_report, text_summary, write_case_outputs, write_insuffi
 @click.option("--annotations", "-a", multiple=True, type=click.Path(dir_okay=False),
               help="QuPath GeoJSON per slide, in slide order; none = tissue detection.")
 @click.option("--specimen", multiple=True, help="Specimen id per slide, in slide order (for the allotment).")
-@click.option("--mpp", type=float, default=None, help="Microns per pixel for slides that do not record it.")
 @click.option("--case-id", default=None, help="Case id (default: the first slide's name).")
 @model_options
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON report instead of the text summary.")
@@ -28,8 +27,9 @@ from .report import case_report, text_summary, write_case_outputs, write_insuffi
 @click.option("--geojson", is_flag=True, help="Also write the patches as QuPath detections (needs --out).")
 @click.option("--thumbnail", is_flag=True, help="Also write a PNG of each slide with its patches (needs --out).")
 @click.option("--level", type=int, default=None, help="Force this pyramid level (benchmarks only).")
-def command(slides, annotations, specimen, mpp, case_id, model, device, confidence, seed, threads,
-            read_workers, include, exclude, as_json, out, geojson, thumbnail, level) -> None:
+def command(slides, annotations, specimen, case_id, model, device, confidence, seed, threads, read_workers,
+            trusted_keys, include, exclude, object_types, mpp, force_mpp, as_json, out, geojson, thumbnail,
+            level) -> None:
     """Predict the primary site of one case from its slides (SLIDES of one patient)."""
     if (geojson or thumbnail) and out is None:
         raise click.UsageError("--geojson and --thumbnail need --out DIR")
@@ -37,10 +37,12 @@ def command(slides, annotations, specimen, mpp, case_id, model, device, confiden
     if out_dir is not None:
         ensure_writable_dir(out_dir)
     predictor = Predictor(model, device=device, confidence=confidence, seed=seed, read_workers=read_workers,
-                          threads=threads, rules=region_rules(include, exclude))
+                          threads=threads, rules=region_rules(include, exclude, object_types),
+                          trusted_keys=trusted_keys)
     case_id = case_id or Path(slides[0]).stem
     try:
-        result = predictor.predict_case(slides, annotations, case_id=case_id, specimens=specimen or None, mpp=mpp,
+        result = predictor.predict_case(slides, annotations, case_id=case_id, specimens=specimen or None,
+                                        mpp=mpp_rule(mpp, force_mpp),
                                         level=level)
     except InsufficientTissueError as exc:
         if out_dir is not None:

@@ -58,3 +58,7 @@ class OutputError(NetoriginError):
 
 class MissingDependencyError(ConfigurationError):
     """An optional package this feature needs is not installed; the message says what to install."""
+
+
+class SignatureError(ModelError):
+    """A model's signature is missing where one is required, invalid, or by a key that is not trusted."""

@@ -5,7 +5,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from .errors import ManifestError
+from .errors import ConfigurationError, ManifestError
+from .slide import MppRule
 
 
 def read_csv_rows(path: str | Path, required: tuple[str, ...], optional: tuple[str, ...] | None = None
@@ -33,3 +34,19 @@ def read_csv_rows(path: str | Path, required: tuple[str, ...], optional: tuple[s
     if not rows:
         raise ManifestError("manifest has no rows", path)
     return rows
+
+
+def row_mpp_rule(row: dict[str, str], default: MppRule, line: int, path: Path) -> MppRule:
+    """A slide row's MPP rule: its `mpp` / `force_mpp` columns win over the command line's."""
+    values = {}
+    for column in ("mpp", "force_mpp"):
+        try:
+            values[column] = float(row[column]) if row.get(column) else None
+        except ValueError:
+            raise ManifestError(f"line {line}: {column} {row[column]!r} is not a number", path) from None
+    if values["mpp"] is None and values["force_mpp"] is None:
+        return default
+    try:
+        return MppRule(fallback=values["mpp"], forced=values["force_mpp"])
+    except ConfigurationError as exc:
+        raise ManifestError(f"line {line}: {exc.problem}", path) from None

@@ -13,18 +13,17 @@ import numpy as np
 
 from .bands import Band
 from .contract import DEMO_WARNING, ModelContract, load_contract
-from .errors import ConfigurationError, SlideError
+from .errors import ConfigurationError
 from .regions import RegionRules, Regions, detect_tissue, load_annotations
 from .sampling import Patch, PatchGeometry, ReadPlan, allot_case, plan_reads, sample_slide
 from .session import CPU, CUDA_BATCH, ModelSession, open_session
-from .slide import Slide
+from .signing import load_public_key, verify_signature
+from .slide import MppRule, Slide
 from .verdict import PatientVerdict, patient_verdict
 
 CPU_BATCH = 32
 IN_SAMPLE_NOTE = ("RESEARCH ONLY: this model's bands were calibrated on patients that also fitted its head "
                   "(in-sample, too narrow)")
-# Reading a one-level slide at more than this many times the needed resolution is refused (too slow).
-MAX_FLAT_OVERSAMPLING = 2.0
 
 
 @dataclass(frozen=True)
@@ -34,7 +33,7 @@ class SlideInput:
     path: Path
     annotations: Path | None = None
     specimen: str = "A"
-    mpp: float | None = None
+    mpp: MppRule = MppRule()
 
 
 @dataclass
@@ -69,7 +68,7 @@ class CaseResult:
 
 
 def _as_inputs(slides: Sequence, annotations: Sequence | None, specimens: Sequence[str] | None,
-               mpp: float | None) -> list[SlideInput]:
+               mpp: MppRule) -> list[SlideInput]:
     items = []
     annotations = list(annotations or [])
     if annotations and len(annotations) != len(slides):
@@ -93,8 +92,10 @@ class Predictor:
 
     def __init__(self, model: str | Path | ModelContract, device: str = "auto",
                  confidence: float | str | None = None, seed: int = 0, read_workers: int = 4,
-                 threads: int | None = None, rules: RegionRules = RegionRules()) -> None:
+                 threads: int | None = None, rules: RegionRules = RegionRules(),
+                 trusted_keys: Sequence[str | Path] = ()) -> None:
         self.contract = model if isinstance(model, ModelContract) else load_contract(model)
+        self.signature = verify_signature(self.contract, [load_public_key(k) for k in trusted_keys])
         self.band = self.contract.band(confidence)
         self.session: ModelSession = open_session(self.contract, device, threads)
         self.geometry = PatchGeometry.from_metadata(self.contract.patch)
@@ -111,15 +112,8 @@ class Predictor:
             return load_annotations(item.annotations, slide, self.rules)
         return detect_tissue(slide)
 
-    def _check_pyramid(self, slide: Slide, plan: ReadPlan) -> None:
-        oversampling = plan.read_size / self.geometry.pixels
-        if len(slide.levels) == 1 and oversampling > MAX_FLAT_OVERSAMPLING:
-            raise SlideError(f"slide has a single level (no pyramid): each patch would be read at "
-                             f"{plan.read_size} px, {oversampling:.0f}x what is needed; convert it to a "
-                             "pyramidal file", slide.path)
-
     def predict_case(self, slides: Sequence, annotations: Sequence | None = None, *, case_id: str | None = None,
-                     specimens: Sequence[str] | None = None, mpp: float | None = None,
+                     specimens: Sequence[str] | None = None, mpp: MppRule = MppRule(),
                      level: int | None = None) -> CaseResult:
         """Sample the model's patches per case over the slides, run the model, and decide."""
         items = _as_inputs(slides, annotations, specimens, mpp)
@@ -130,14 +124,11 @@ class Predictor:
         try:
             for item in items:
                 opened.append(Slide(item.path, item.mpp))
+            plans = [plan_reads(slide, self.geometry, level) for slide in opened]  # before any pixel is read
             timings["open"] = time.perf_counter() - start
             t = time.perf_counter()
             regions = [self._regions(item, slide) for item, slide in zip(items, opened)]
             timings["regions"] = time.perf_counter() - t
-            plans = [plan_reads(slide, self.geometry, level) for slide in opened]
-            for slide, plan in zip(opened, plans):
-                if level is None:
-                    self._check_pyramid(slide, plan)
             counts = allot_case(self.contract.patches_per_case, [item.specimen for item in items])
             patches, decisions, resize_s, infer_s = self._sample_and_infer(opened, regions, plans, counts)
             timings["resize"] = resize_s
@@ -201,4 +192,5 @@ class Predictor:
         return {"path": str(self.contract.path), **self.contract.identity,
                 "embedder": prov["embedder"]["name"], "head": prov["head"]["kind"],
                 "precision": self.contract.precision, "patches_per_case": self.contract.patches_per_case,
-                "field_of_view_um": self.geometry.field_of_view_um, "demo": self.contract.is_demo}
+                "field_of_view_um": self.geometry.field_of_view_um, "demo": self.contract.is_demo,
+                "signature": self.signature.as_dict()}

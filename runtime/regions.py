@@ -6,12 +6,14 @@ Regions are shapely geometries in level-0 slide pixels (MRXS offset already adde
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import shapely
 import shapely.affinity
+import shapely.errors
 from shapely.geometry import shape
 from shapely.validation import explain_validity, make_valid
 
@@ -21,14 +23,25 @@ from .slide import Slide
 DEFAULT_INCLUDE = ("Tumor",)
 # Pen marks and large artefacts; the reference lab used German names for them.
 DEFAULT_EXCLUDE = ("Exclude", "Ignore*", "Artefact", "Artifact", "Stift", "Artefakt")
+# QuPath object types. Tumour regions are annotations; detections and cells (thousands of nuclei polygons
+# that may also be classified Tumor) are used only when asked for.
+OBJECT_TYPES = ("annotation", "detection", "cell", "tile", "tma_core")
+DEFAULT_OBJECT_TYPES = ("annotation",)
+# QuPath 0.2 wrote the type as the feature's id instead of properties.objectType.
+_LEGACY_IDS = {"PathAnnotationObject": "annotation", "PathDetectionObject": "detection", "PathCellObject": "cell",
+               "PathTileObject": "tile", "TMACoreObject": "tma_core"}
+# No scanner makes slides a billion pixels wide: larger coordinates are corrupt, not tissue.
+MAX_COORDINATE = 1e9
 
 
 @dataclass(frozen=True)
 class RegionRules:
-    """Which QuPath classes are tumour and which are cut out (case-insensitive; a trailing * is a prefix)."""
+    """Which QuPath objects are tumour and which are cut out: object types, then classes (case-insensitive;
+    a trailing * is a prefix)."""
 
     include: tuple[str, ...] = DEFAULT_INCLUDE
     exclude: tuple[str, ...] = DEFAULT_EXCLUDE
+    object_types: tuple[str, ...] = DEFAULT_OBJECT_TYPES
 
     @staticmethod
     def _matches(name: str | None, patterns: tuple[str, ...]) -> bool:
@@ -65,6 +78,13 @@ class Regions:
         return list(geom.geoms) if hasattr(geom, "geoms") else [geom]
 
 
+def printable(text: object, limit: int = 60) -> str:
+    """A name from a user's file, safe for a one-line message (no control characters, bounded length)."""
+    text = " ".join(str(text).split())
+    text = "".join(c if c.isprintable() else "?" for c in text)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 def _features(doc, path: Path) -> list[dict]:
     if isinstance(doc, dict) and doc.get("type") == "FeatureCollection":
         feats = doc.get("features")
@@ -82,27 +102,53 @@ def _features(doc, path: Path) -> list[dict]:
     return feats
 
 
+def _properties(feature: dict) -> dict:
+    props = feature.get("properties")
+    return props if isinstance(props, dict) else {}
+
+
 def _class_name(feature: dict) -> str | None:
-    props = feature.get("properties") or {}
-    cls = props.get("classification")
+    cls = _properties(feature).get("classification")
     if isinstance(cls, dict):
-        return cls.get("name")
-    if isinstance(cls, str):
-        return cls
-    return None
+        cls = cls.get("name")
+    return cls if isinstance(cls, str) else None
+
+
+def object_type(feature: dict) -> str:
+    """QuPath's object type (properties.objectType, or the 0.2 feature id); plain GeoJSON counts as annotation."""
+    kind = _properties(feature).get("objectType")
+    if isinstance(kind, str):
+        return kind.lower()
+    legacy = feature.get("id")
+    return _LEGACY_IDS.get(legacy, "annotation") if isinstance(legacy, str) else "annotation"
+
+
+def _polygons_in(geom: shapely.Geometry) -> list[shapely.Geometry]:
+    """The areal parts of any geometry, GeometryCollections included (points and lines carry no area)."""
+    if geom.geom_type in ("Polygon", "MultiPolygon"):
+        return [geom]
+    if geom.geom_type == "GeometryCollection":
+        return [p for part in geom.geoms for p in _polygons_in(part)]
+    return []
 
 
 def _area_geometry(feature: dict, path: Path, index: int) -> shapely.Geometry | None:
     try:
         geom = shape(feature["geometry"])
-    except Exception as exc:  # shapely raises several types for malformed coordinates
-        raise AnnotationError(f"object {index} has an invalid geometry ({exc})", path) from None
-    if geom.geom_type not in ("Polygon", "MultiPolygon"):
-        return None  # points and lines carry no area
+    except Exception as exc:  # shapely and its GeoJSON reader raise several types for malformed coordinates
+        raise AnnotationError(f"object {index} has an invalid geometry ({printable(exc, 120)})", path) from None
+    parts = _polygons_in(geom)
+    if not parts:
+        return None
+    coords = shapely.get_coordinates(parts)
+    if not np.isfinite(coords).all():
+        raise AnnotationError(f"object {index} has non-finite coordinates (NaN or infinity)", path)
+    if coords.size and np.abs(coords).max() > MAX_COORDINATE:
+        raise AnnotationError(f"object {index} has coordinates beyond {MAX_COORDINATE:.0e} px (corrupt file)", path)
+    geom = shapely.union_all(parts) if len(parts) > 1 else parts[0]
     if not geom.is_valid:
-        reason = explain_validity(geom)
-        geom = make_valid(geom)
-        polys = [g for g in getattr(geom, "geoms", [geom]) if g.geom_type in ("Polygon", "MultiPolygon")]
+        reason = printable(explain_validity(geom))
+        polys = _polygons_in(make_valid(geom))
         if not polys or shapely.union_all(polys).area <= 0:
             raise AnnotationError(f"object {index} is an invalid polygon that cannot be repaired ({reason})",
                                   path)
@@ -110,29 +156,59 @@ def _area_geometry(feature: dict, path: Path, index: int) -> shapely.Geometry | 
     return geom
 
 
-def load_annotations(path: str | Path, slide: Slide, rules: RegionRules = RegionRules()) -> Regions:
-    """Union of tumour-class objects minus exclusion-class objects, offset for MRXS, checked against the slide."""
-    path = Path(path)
+def _read_geojson(path: Path):
     try:
         text = path.read_text(encoding="utf-8")
         if not text.strip():
             raise AnnotationError("annotation file is empty", path)
-        doc = json.loads(text)
+        return json.loads(text, parse_constant=_refuse_constant)
     except FileNotFoundError:
         raise AnnotationError("annotation file not found", path) from None
+    except IsADirectoryError:
+        raise AnnotationError("is a directory, not an annotation file", path) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise AnnotationError(f"not valid JSON ({getattr(exc, 'msg', exc)})", path) from None
-    feats = _features(doc, path)
+        raise AnnotationError(f"not valid JSON ({printable(getattr(exc, 'msg', exc))})", path) from None
+    except RecursionError:
+        raise AnnotationError("not valid JSON (nested too deeply)", path) from None
+    except ValueError as exc:  # e.g. an integer literal of thousands of digits, NaN
+        raise AnnotationError(f"not valid JSON ({printable(exc)})", path) from None
+    except OSError as exc:
+        raise AnnotationError(f"cannot read annotation file ({exc.strerror})", path) from None
+
+
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def load_annotations(path: str | Path, slide: Slide, rules: RegionRules = RegionRules()) -> Regions:
+    """Union of tumour-class objects minus exclusion-class objects, offset for MRXS, checked against the slide."""
+    path = Path(path)
+    feats = _features(_read_geojson(path), path)
+    try:
+        return _regions(feats, path, slide, rules)
+    except shapely.errors.GEOSException as exc:
+        raise AnnotationError(f"geometry cannot be processed ({printable(exc, 120)})", path) from None
+
+
+def _regions(feats: list[dict], path: Path, slide: Slide, rules: RegionRules) -> Regions:
     notes = []
-    areas = [(_class_name(f), _area_geometry(f, path, i)) for i, f in enumerate(feats)]
+    kinds = [object_type(f) for f in feats]
+    ignored = Counter(k for k in kinds if k not in rules.object_types)
+    if ignored:
+        notes.append("ignored " + ", ".join(f"{n} {k} object(s)" for k, n in sorted(ignored.items())) +
+                     f" (only {'/'.join(rules.object_types)} objects are used)")
+    areas = [(_class_name(f), _area_geometry(f, path, i)) for i, (f, k) in enumerate(zip(feats, kinds))
+             if k in rules.object_types]
     areas = [(name, geom) for name, geom in areas if geom is not None and not geom.is_empty]
     include = [g for name, g in areas if rules.included(name)]
     if not include and len(areas) == 1 and areas[0][0] is None:
         include = [areas[0][1]]
         notes.append("single unclassified object used as the tumour region")
     if not include:
-        found = sorted({name or "unclassified" for name, _ in areas}) or ["no area objects"]
-        raise AnnotationError(f"no object of class {'/'.join(rules.include)} (found: {', '.join(found)})", path)
+        found = sorted({printable(name or "unclassified", 40) for name, _ in areas}) or ["no area objects"]
+        types = "/".join(rules.object_types)
+        raise AnnotationError(f"no {types} object of class {'/'.join(rules.include)} (found: "
+                              f"{', '.join(found[:10])}{', …' if len(found) > 10 else ''})", path)
     region = shapely.union_all(include)
     exclude = [g for name, g in areas if rules.excluded(name)]
     if exclude:

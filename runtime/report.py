@@ -18,7 +18,7 @@ from .atomic import write_bytes_atomic, write_text_atomic
 from .errors import InsufficientTissueError
 from .predictor import CaseResult, Predictor
 from .session import installed_runtime, onnxruntime
-from .slide import Slide
+from .slide import MppRule, Slide
 
 REPORT_VERSION = 1
 VERDICT_TEXT = {"pancreas": "PANCREAS", "small_intestine": "SMALL INTESTINE", "uncertain": "UNCERTAIN"}
@@ -138,7 +138,7 @@ def write_case_outputs(result: CaseResult, out: Path, geojson: bool = False, thu
     written = []
     for index, summary in enumerate(result.slides if (geojson or thumbnail) else []):
         stem = out / f"{result.case_id}.slide{index}"
-        with Slide(summary.fingerprint["path"], summary.fingerprint["mpp"]) as slide:
+        with Slide(summary.fingerprint["path"], MppRule(forced=summary.fingerprint["mpp"])) as slide:
             if geojson:
                 target = stem.with_name(stem.name + ".patches.geojson")
                 write_text_atomic(target, json.dumps(patches_geojson(result, index, slide.offset)))

@@ -15,12 +15,16 @@ import numpy as np
 import shapely
 from PIL import Image
 
-from .errors import InsufficientTissueError
+from .errors import InsufficientTissueError, SlideError
 from .regions import Regions
 from .slide import Level, Slide
 
 ATTEMPTS_PER_PATCH = 10
 MIN_ATTEMPTS = 200
+# A read may see the model's field of view give or take this much (README: patch geometry).
+FOV_TOLERANCE = 0.005
+# Reading a one-level slide at more than this many times the needed resolution is refused (too slow).
+MAX_FLAT_OVERSAMPLING = 2.0
 
 
 @dataclass(frozen=True)
@@ -56,12 +60,35 @@ class ReadPlan:
 
 
 def plan_reads(slide: Slide, geometry: PatchGeometry, level_index: int | None = None) -> ReadPlan:
-    """Read at the level closest to, not coarser than, what `pixels` over the field of view needs."""
-    level = slide.levels[level_index] if level_index is not None else slide.level_for(geometry.target_mpp)
+    """Read at the level closest to, not coarser than, what `pixels` over the field of view needs.
+
+    Checked before any pixel is read: the slide can supply the model's pixels and holds one field of view,
+    and the planned read sees the model's field of view within FOV_TOLERANCE.
+    """
+    fov, needed = geometry.field_of_view_um, geometry.target_mpp
+    if slide.mpp > needed * (1 + FOV_TOLERANCE):
+        raise SlideError(f"slide is {slide.mpp:g} um per pixel ({slide.mpp_source}) at its finest level; the model "
+                         f"needs {needed:.4g} um per pixel or finer ({fov:g} um over {geometry.pixels} px): "
+                         "scan at a higher magnification, or check --mpp", slide.path)
+    width_um, height_um = (n * slide.mpp for n in slide.dimensions)
+    if min(width_um, height_um) < fov:
+        raise SlideError(f"slide is {width_um:.0f} x {height_um:.0f} um ({slide.dimensions[0]} x "
+                         f"{slide.dimensions[1]} px at {slide.mpp:g} um/px), smaller than one {fov:g} um field "
+                         "of view", slide.path)
+    level = slide.levels[level_index] if level_index is not None else slide.level_for(needed)
     level_mpp = slide.mpp * level.downsample
-    read_size = max(1, int(round(geometry.field_of_view_um / level_mpp)))
-    return ReadPlan(level=level, read_size=read_size, size_level0=read_size * level.downsample,
+    read_size = max(1, int(round(fov / level_mpp)))
+    plan = ReadPlan(level=level, read_size=read_size, size_level0=read_size * level.downsample,
                     field_of_view_um=read_size * level_mpp)
+    if abs(plan.field_of_view_um - fov) > FOV_TOLERANCE * fov:
+        raise SlideError(f"level {level.index} ({level_mpp:.4g} um/px) reads {read_size} px = "
+                         f"{plan.field_of_view_um:.1f} um, not the model's {fov:g} um (tolerance "
+                         f"{100 * FOV_TOLERANCE:g} %)", slide.path)
+    if level_index is None and len(slide.levels) == 1 and read_size > MAX_FLAT_OVERSAMPLING * geometry.pixels:
+        raise SlideError(f"slide has a single level (no pyramid): each patch would be read at {read_size} px, "
+                         f"{read_size / geometry.pixels:.0f}x what is needed; convert it to a pyramidal file",
+                         slide.path)
+    return plan
 
 
 def allot(total: int, parts: int) -> list[int]:

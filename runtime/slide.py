@@ -7,6 +7,7 @@ turned into `SlideError`s that name the file; a handle that failed a read is reo
 from __future__ import annotations
 
 import hashlib
+import math
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,10 +16,26 @@ import numpy as np
 import openslide
 from PIL import Image
 
-from .errors import SlideError
+from .errors import ConfigurationError, SlideError
 
 # Bounded per-handle tile cache so long batch runs stay flat in memory.
 TILE_CACHE_BYTES = 32 * 1024 * 1024
+# Microns per pixel that whole-slide scanners record (about 100x to 1.25x objectives). A value outside is a
+# file that is not a scan (an image editor's 72 dpi is 352.8 um/px) or a broken header: only forced MPP is used.
+SCANNER_MPP_RANGE = (0.05, 16.0)
+
+
+@dataclass(frozen=True)
+class MppRule:
+    """Where microns per pixel come from: the slide; `fallback` only where it records none; `forced` always."""
+
+    fallback: float | None = None
+    forced: float | None = None
+
+    def __post_init__(self) -> None:
+        for name, value in (("mpp", self.fallback), ("force-mpp", self.forced)):
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ConfigurationError(f"--{name} must be a positive number of microns per pixel (got {value})")
 
 
 @dataclass(frozen=True)
@@ -32,7 +49,7 @@ class Level:
 class Slide:
     """One slide: microns per pixel, pyramid levels, MRXS offset and thread-safe region reads."""
 
-    def __init__(self, path: str | Path, mpp_override: float | None = None) -> None:
+    def __init__(self, path: str | Path, mpp: MppRule = MppRule()) -> None:
         self.path = Path(path)
         if not self.path.exists():
             raise SlideError("slide file not found", self.path)
@@ -40,10 +57,13 @@ class Slide:
             raise SlideError("slide file is empty (0 bytes)", self.path)
         self._lock = threading.Lock()
         self._handle = self._open()
-        props = self._handle.properties
-        self.vendor = props.get(openslide.PROPERTY_NAME_VENDOR, "unknown")
-        self.mpp = self._microns_per_pixel(props, mpp_override)
-        self.mpp_source = "override" if mpp_override is not None else "slide"
+        try:
+            props = self._handle.properties
+            self.vendor = props.get(openslide.PROPERTY_NAME_VENDOR, "unknown")
+            self.mpp, self.mpp_source = self._microns_per_pixel(props, mpp)
+        except BaseException:
+            self._handle.close()  # a refused slide must not leak its handle (batch runs open thousands)
+            raise
         self.levels = tuple(Level(i, float(ds), *dims) for i, (ds, dims) in
                             enumerate(zip(self._handle.level_downsamples, self._handle.level_dimensions)))
         self.dimensions = self._handle.dimensions
@@ -67,23 +87,26 @@ class Slide:
         handle.set_cache(openslide.OpenSlideCache(TILE_CACHE_BYTES))
         return handle
 
-    def _microns_per_pixel(self, props, override: float | None) -> float:
-        if override is not None:
-            if not override > 0:
-                raise SlideError(f"--mpp must be positive (got {override})", self.path)
-            return float(override)
+    def _microns_per_pixel(self, props, rule: MppRule) -> tuple[float, str]:
+        """(MPP, source): source is "slide", "fallback" (--mpp, slide records none) or "forced" (--force-mpp)."""
+        if rule.forced is not None:
+            return float(rule.forced), "forced"
         try:
             mpp_x = float(props[openslide.PROPERTY_NAME_MPP_X])
             mpp_y = float(props[openslide.PROPERTY_NAME_MPP_Y])
         except (KeyError, ValueError):
+            if rule.fallback is not None:
+                return float(rule.fallback), "fallback"
             raise SlideError("slide does not record microns per pixel; give it with --mpp (e.g. --mpp 0.25 "
                              "for a 40x scan)", self.path) from None
-        if not (mpp_x > 0 and mpp_y > 0):
-            raise SlideError(f"slide records invalid microns per pixel ({mpp_x}, {mpp_y}); give --mpp",
-                             self.path)
+        low, high = SCANNER_MPP_RANGE
+        if not (low <= mpp_x <= high and low <= mpp_y <= high):
+            raise SlideError(f"slide records {mpp_x:g} x {mpp_y:g} um per pixel, outside what slide scanners "
+                             f"produce ({low:g}-{high:g}); not a scan, or a broken header: if the true value is "
+                             "known, give it with --force-mpp", self.path)
         if abs(mpp_x - mpp_y) > 0.01 * mpp_x:
-            raise SlideError(f"non-square pixels ({mpp_x} x {mpp_y} um) are not supported", self.path)
-        return (mpp_x + mpp_y) / 2
+            raise SlideError(f"non-square pixels ({mpp_x:g} x {mpp_y:g} um) are not supported", self.path)
+        return (mpp_x + mpp_y) / 2, "slide"
 
     def fingerprint(self) -> dict:
         """Identifies the slide in reports without hashing gigabytes: OpenSlide's quickhash + size + name."""

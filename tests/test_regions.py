@@ -90,7 +90,67 @@ def test_malformed_files(tmp_path, content, message):
 def test_region_outside_slide_or_without_tumour_class(tmp_path):
     with pytest.raises(AnnotationError, match="outside the slide"):
         load_annotations(write(tmp_path, [square(20_000, 20_000, 100)]), SLIDE)
-    with pytest.raises(AnnotationError, match=r"no object of class Tumor \(found: Stroma\)"):
+    with pytest.raises(AnnotationError, match=r"no annotation object of class Tumor \(found: Stroma\)"):
         load_annotations(write(tmp_path, [square(0, 0, 100, cls="Stroma")]), SLIDE)
     with pytest.raises(AnnotationError, match="selects no area"):
         load_annotations(write(tmp_path, [square(0, 0, 100), square(0, 0, 100, cls="Exclude")]), SLIDE)
+
+
+def as_type(feature, object_type=None, legacy_id=None):
+    feature = json.loads(json.dumps(feature))
+    if object_type is None:
+        feature["properties"].pop("objectType")
+    else:
+        feature["properties"]["objectType"] = object_type
+    if legacy_id is not None:
+        feature["id"] = legacy_id
+    return feature
+
+
+def test_detections_and_cells_are_ignored_unless_asked_for(tmp_path):
+    nuclei = [as_type(square(5000 + 20 * i, 5000, 10), "cell") for i in range(50)]
+    tiles = [as_type(square(7000, 7000, 300), "detection")]
+    path = write(tmp_path, [square(0, 0, 100)] + nuclei + tiles)
+    default = load_annotations(path, SLIDE)
+    assert default.geometry.area == pytest.approx(100 ** 2)
+    assert "ignored 50 cell object(s), 1 detection object(s)" in " ".join(default.notes)
+    cells = load_annotations(path, SLIDE, RegionRules(object_types=("annotation", "cell")))
+    assert cells.geometry.area == pytest.approx(100 ** 2 + 50 * 10 ** 2)
+    only_detections = load_annotations(path, SLIDE, RegionRules(object_types=("detection",)))
+    assert only_detections.geometry.area == pytest.approx(300 ** 2)
+
+
+def test_qupath_02_ids_and_plain_geojson_object_types(tmp_path):
+    legacy_cell = as_type(square(2000, 2000, 100), legacy_id="PathCellObject")
+    legacy_annotation = as_type(square(0, 0, 100), legacy_id="PathAnnotationObject")
+    plain = as_type(square(4000, 4000, 100))  # no objectType, no id: another tool's GeoJSON is an annotation
+    regions = load_annotations(write(tmp_path, [legacy_cell, legacy_annotation, plain]), SLIDE)
+    assert regions.geometry.area == pytest.approx(2 * 100 ** 2)
+    assert not shapely.contains_xy(regions.geometry, 2050, 2050)
+
+
+def test_only_detections_of_the_class_is_a_clear_error(tmp_path):
+    path = write(tmp_path, [as_type(square(0, 0, 100), "detection")])
+    with pytest.raises(AnnotationError, match=r"no annotation object of class Tumor \(found: no area objects\)"):
+        load_annotations(path, SLIDE)
+
+
+def test_geometry_collection_contributes_its_polygons(tmp_path):
+    feature = square(0, 0, 100)
+    polygon = feature["geometry"]
+    feature["geometry"] = {"type": "GeometryCollection", "geometries": [
+        polygon, {"type": "LineString", "coordinates": [[0, 0], [900, 900]]},
+        {"type": "GeometryCollection", "geometries": [
+            {"type": "Polygon", "coordinates": [[[500, 500], [700, 500], [700, 700], [500, 700], [500, 500]]]}]}]}
+    regions = load_annotations(write(tmp_path, [feature]), SLIDE)
+    assert regions.geometry.area == pytest.approx(100 ** 2 + 200 ** 2)
+
+
+@pytest.mark.parametrize("coordinate, message", [
+    (float("nan"), "not valid JSON"), (1e300, "beyond 1e\\+09 px"), (2e9, "beyond 1e\\+09 px")])
+def test_corrupt_coordinates_are_refused(tmp_path, coordinate, message):
+    feature = square(0, 0, 100)
+    feature["geometry"]["coordinates"][0][2] = [coordinate, coordinate]
+    with pytest.raises(AnnotationError, match=message) as exc:
+        load_annotations(write(tmp_path, json.dumps([feature])), SLIDE)
+    assert "\n" not in str(exc.value) and "a.geojson" in str(exc.value)

@@ -1,0 +1,198 @@
+"""Ed25519 signatures over a model's metadata: proof that the model on a scanner is the one that was validated.
+
+The signed payload is every `netorigin.*` metadata field except the signature itself, as canonical JSON. It
+contains both digests, and `load_contract` checks those against the graph and against the verdict-deciding
+fields, so one signature covers the weights, the bands and everything else in the metadata. A signature on its
+own proves only that nothing changed since someone signed; trust comes from the public keys the runtime is
+given (`--trusted-key`), never from the key the model carries.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import importlib
+import importlib.util
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from .contract import PREFIX, ModelContract, encode_metadata
+from .errors import ConfigurationError, MissingDependencyError, SignatureError
+from .protobuf_fields import replace_metadata
+
+ALGORITHM = "Ed25519"
+SIGNATURE_KEY = PREFIX + "signature"
+# Domain separation: these bytes can never be mistaken for a signature over anything else.
+DOMAIN = b"netorigin model metadata signature v1\n"
+INSTALL_HINT = "pip install 'netorigin[signing]'"
+
+
+def _ed25519() -> ModuleType:
+    try:
+        return importlib.import_module("cryptography.hazmat.primitives.asymmetric.ed25519")
+    except ModuleNotFoundError:
+        raise MissingDependencyError(f"model signatures need the `cryptography` package: {INSTALL_HINT}") from None
+
+
+def _serialization() -> ModuleType:
+    _ed25519()
+    return importlib.import_module("cryptography.hazmat.primitives.serialization")
+
+
+def signed_payload(meta: dict[str, Any]) -> bytes:
+    """The bytes a signature covers: canonical JSON of all netorigin.* fields but the signature."""
+    fields = {k: v for k, v in meta.items() if k.startswith(PREFIX) and k != SIGNATURE_KEY}
+    return DOMAIN + json.dumps(fields, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+
+
+def key_id(raw_public_key: bytes) -> str:
+    """A short, stable name for a public key: the first 16 hex digits of its SHA-256."""
+    return hashlib.sha256(raw_public_key).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class PublicKey:
+    """A trusted Ed25519 public key, read from a PEM file."""
+
+    raw: bytes
+    path: Path
+
+    @property
+    def key_id(self) -> str:
+        return key_id(self.raw)
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigurationError(f"{what} file not found", path) from None
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read {what} file ({exc.strerror})", path) from None
+
+
+def load_public_key(path: str | Path) -> PublicKey:
+    """Read a PEM SubjectPublicKeyInfo Ed25519 key (as `netorigin keygen` or `openssl pkey -pubout` write)."""
+    path = Path(path)
+    serialization, ed25519 = _serialization(), _ed25519()
+    try:
+        key = serialization.load_pem_public_key(_read(path, "public key"))
+    except ValueError:
+        raise ConfigurationError("not a PEM public key", path) from None
+    if not isinstance(key, ed25519.Ed25519PublicKey):
+        raise ConfigurationError(f"not an {ALGORITHM} public key", path)
+    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return PublicKey(raw=raw, path=path)
+
+
+def _load_private_key(path: Path, passphrase: str | None) -> Any:
+    serialization, ed25519 = _serialization(), _ed25519()
+    try:
+        key = serialization.load_pem_private_key(_read(path, "private key"),
+                                                 passphrase.encode() if passphrase else None)
+    except TypeError:
+        raise ConfigurationError("the private key is encrypted: give its passphrase" if not passphrase else
+                                 "the private key is not encrypted: give no passphrase", path) from None
+    except ValueError:
+        raise ConfigurationError("not a PEM private key, or wrong passphrase", path) from None
+    if not isinstance(key, ed25519.Ed25519PrivateKey):
+        raise ConfigurationError(f"not an {ALGORITHM} private key", path)
+    return key
+
+
+def generate_keypair(private_path: str | Path, public_path: str | Path, passphrase: str | None = None) -> str:
+    """Write a new Ed25519 private key (PKCS#8 PEM, mode 0600) and its public key (PEM); return the key id."""
+    serialization, ed25519 = _serialization(), _ed25519()
+    private_path, public_path = Path(private_path), Path(public_path)
+    for path in (private_path, public_path):
+        if path.exists():
+            raise ConfigurationError("already exists; refusing to overwrite a key", path)
+    key = ed25519.Ed25519PrivateKey.generate()
+    encryption = (serialization.BestAvailableEncryption(passphrase.encode()) if passphrase
+                  else serialization.NoEncryption())
+    private_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
+    public = key.public_key()
+    public_pem = public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    _write_new(private_path, private_pem, 0o600)
+    _write_new(public_path, public_pem, 0o644)
+    return key_id(public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))
+
+
+def _write_new(path: Path, data: bytes, mode: int) -> None:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot create key file ({exc.strerror})", path) from None
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+
+
+def sign_model(contract: ModelContract, private_key_path: str | Path, passphrase: str | None = None) -> bytes:
+    """The model's bytes with a signature over its (verified) metadata added; the graph is untouched."""
+    serialization = _serialization()
+    key = _load_private_key(Path(private_key_path), passphrase)
+    raw_public = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    signature = key.sign(signed_payload(contract.meta))
+    meta = dict(contract.meta) | {SIGNATURE_KEY: {
+        "algorithm": ALGORITHM, "public_key": base64.b64encode(raw_public).decode(), "key_id": key_id(raw_public),
+        "signature": base64.b64encode(signature).decode()}}
+    return replace_metadata(contract.model_bytes, encode_metadata(meta))
+
+
+@dataclass(frozen=True)
+class SignatureStatus:
+    """What a report says about the signature: unsigned; unchecked (no `cryptography` here); intact (verified,
+    but no trusted key was given to say whose); trusted (verified and by one of the trusted keys)."""
+
+    state: str
+    key_id: str | None = None
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {"state": self.state, "key_id": self.key_id}
+
+
+def _decode(value: str, size: int, what: str, path: Path) -> bytes:
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except ValueError:
+        raise SignatureError(f"signature field {what} is not base64", path) from None
+    if len(raw) != size:
+        raise SignatureError(f"signature field {what} has {len(raw)} bytes, not {size}", path)
+    return raw
+
+
+def verify_signature(contract: ModelContract, trusted: list[PublicKey] | None = None) -> SignatureStatus:
+    """Check the model's signature; with trusted keys, refuse a model not signed by one of them.
+
+    Without trusted keys an unsigned model is accepted, and a signed one must still verify where `cryptography`
+    is installed (an edit after signing is refused) — but only the trusted keys say *who* signed it.
+    """
+    record = contract.meta.get(SIGNATURE_KEY)
+    if record is None:
+        if trusted:
+            raise SignatureError("model is unsigned, but only models signed by a trusted key are accepted "
+                                 f"(trusted: {', '.join(k.key_id for k in trusted)})", contract.path)
+        return SignatureStatus("unsigned")
+    if not trusted and importlib.util.find_spec("cryptography") is None:
+        return SignatureStatus("unchecked", record["key_id"])
+    ed25519 = _ed25519()
+    raw_public = _decode(record["public_key"], 32, "public_key", contract.path)
+    signature = _decode(record["signature"], 64, "signature", contract.path)
+    if record["key_id"] != key_id(raw_public):
+        raise SignatureError("signature key_id does not match its public key", contract.path)
+    invalid = importlib.import_module("cryptography.exceptions").InvalidSignature
+    try:
+        ed25519.Ed25519PublicKey.from_public_bytes(raw_public).verify(signature, signed_payload(contract.meta))
+    except invalid:
+        raise SignatureError(f"signature by key {record['key_id']} does not match the model: its metadata was "
+                             "changed after signing", contract.path) from None
+    if not trusted:
+        return SignatureStatus("intact", record["key_id"])
+    if all(k.raw != raw_public for k in trusted):
+        raise SignatureError(f"signed by key {record['key_id']}, which is not a trusted key (trusted: "
+                             f"{', '.join(k.key_id for k in trusted)})", contract.path)
+    return SignatureStatus("trusted", record["key_id"])
