@@ -16,7 +16,7 @@ from .demo import FULL, SMALL, run_demo
 @click.command("demo")
 @click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), default=Path("netorigin-demo"),
               show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
 @click.option("--small", is_flag=True, help="A tiny cohort and 16 patches per case (for tests; under a minute).")
 def command(out: Path, seed: int, small: bool) -> None:
     """Generate a synthetic cohort, embed, fit, calibrate, export, then predict held-out cases."""

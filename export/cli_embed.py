@@ -20,7 +20,8 @@ def embedder_options(func):
                      help="How to read --weights (random = seeded random init, for tests and demos)."),
         click.option("--weights", type=click.Path(dir_okay=False), default=None,
                      help="Local checkpoint file (nothing is downloaded)."),
-        click.option("--weights-seed", type=int, default=0, show_default=True, help="Seed for --weights-kind random."),
+        click.option("--weights-seed", type=click.IntRange(0), default=0, show_default=True,
+                     help="Seed for --weights-kind random."),
     ]):
         func = option(func)
     return func
@@ -31,9 +32,10 @@ def embedder_options(func):
 @click.option("--out", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Embeddings file to write (.npz).")
 @embedder_options
-@click.option("--patches-per-case", type=int, default=100, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True, help="Patch-sampling seed (slide manifests).")
-@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--patches-per-case", type=click.IntRange(1), default=100, show_default=True)
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
+              help="Patch-sampling seed (slide manifests).")
+@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
 @click.option("--engine", type=click.Choice(ENGINES), default="torch", show_default=True,
               help="torch = PyTorch eager (reference); onnx = the exported embedder on ONNX Runtime (faster).")
 @region_options

@@ -37,7 +37,7 @@ def _nearest_column(result: dict, confidence: float) -> str:
 @click.option("--external", "external_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Embeddings of the external cohort (protocol external).")
 @click.option("--head", type=click.Choice(HEAD_KINDS), default="reference", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
 @click.option("--confidence", "-c", multiple=True, default=("0", "0.875", "1"), show_default=True,
               help="Confidence levels to report in detail (nearest column).")
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False, path_type=Path))

@@ -30,9 +30,10 @@ from .precision import PRECISIONS
               help="fp16: for GPUs; int8: static QDQ for CPUs (needs --calibration-manifest).")
 @click.option("--calibration-manifest", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Training manifest (patch folder or slides) whose patches calibrate INT8.")
-@click.option("--calibration-patches", type=int, default=256, show_default=True,
+@click.option("--calibration-patches", type=click.IntRange(1), default=256, show_default=True,
               help="Training patches for INT8 calibration (MinMax; 128+ measured clearly better than 64).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for choosing calibration patches.")
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
+              help="Seed for choosing calibration patches.")
 @click.option("--out", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path))
 def command(head_path, weights_kind, weights, weights_seed, bands, no_bands, demo, precision, calibration_manifest,
             calibration_patches, seed, out) -> None:

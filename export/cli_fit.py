@@ -19,7 +19,7 @@ from .heads import HEAD_KINDS, fit_embeddings, save_head
               help="Fitted head file to write (.joblib).")
 @click.option("--head", "kind", type=click.Choice(HEAD_KINDS), default="reference", show_default=True,
               help="reference = PCA(0.95) + SVC(rbf, gamma='scale'); paper-text = SVC(rbf, gamma='auto'), no PCA.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
 def command(embeddings, out, kind, seed) -> None:
     """Fit the patch classifier on EMBEDDINGS (labels 0 pancreas, 1 small intestine; others are skipped)."""
     start = time.perf_counter()

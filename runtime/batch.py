@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 import json
-import re
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from .atomic import write_text_atomic
-from .errors import InsufficientTissueError, ManifestError, NetoriginError, OutputError
+from .errors import ConfigurationError, InsufficientTissueError, ManifestError, NetoriginError, OutputError
 from .manifest import read_csv_rows, row_mpp_rule
+from .names import case_file, check_case_id
 from .predictor import Predictor, SlideInput
 from .report import write_case_outputs, write_insufficient_report
 from .slide import MppRule, Slide
 
 REQUIRED_COLUMNS = ("case", "slide")
 OPTIONAL_COLUMNS = ("annotations", "specimen", "mpp", "force_mpp", "label")
-SAFE_CASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 SUMMARY_NAME = "batch-summary.json"
 
 
@@ -45,8 +45,10 @@ def read_manifest(path: str | Path, mpp: MppRule = MppRule()) -> list[BatchCase]
     seen: set[tuple[str, str]] = set()
     for line, row in enumerate(rows, start=2):
         case, slide = row.get("case", ""), row.get("slide", "")
-        if not SAFE_CASE_ID.match(case):
-            raise ManifestError(f"line {line}: case id {case!r} must be letters, digits, '.', '_' or '-'", path)
+        try:
+            check_case_id(case)
+        except ConfigurationError as exc:
+            raise ManifestError(f"line {line}: {exc.problem}", path) from None
         if not slide:
             raise ManifestError(f"line {line}: empty slide path", path)
         if (case, slide) in seen:
@@ -101,7 +103,7 @@ def plan_resume(predictor: Predictor, cases: list[BatchCase], out: Path, redo: b
     """Case ids whose finished report this run may keep; refuses (or, with `redo`, reruns) any other report."""
     keep, stale = set(), []
     for case in cases:
-        report = _finished(out / f"{case.case_id}.json")
+        report = _finished(case_file(out, case.case_id, ".json"))
         if report is None:
             continue
         reason = _difference(report, predictor, case)
@@ -146,13 +148,16 @@ def run_batch(predictor: Predictor, cases: list[BatchCase], out: Path, workers: 
               thumbnail: bool = False, redo: bool = False, keep: set[str] | None = None) -> list[CaseOutcome]:
     """Run every case (in `workers` threads sharing one session) and write the summary. A finished case is
     skipped only if this run would make the same report (model identity, confidence, seed, slide files);
-    `keep` is that plan when the caller made it already."""
+    `keep` is that plan when the caller made it already. `on_done` is called under a lock (progress bars are
+    not thread-safe)."""
     keep = frozenset(plan_resume(predictor, cases, out, redo) if keep is None else keep)
+    done_lock = threading.Lock()
 
     def one(case: BatchCase) -> CaseOutcome:
         outcome = run_case(predictor, case, out, geojson, thumbnail, keep)
         if on_done is not None:
-            on_done(outcome)
+            with done_lock:
+                on_done(outcome)
         return outcome
 
     with ThreadPoolExecutor(max(1, workers)) as pool:

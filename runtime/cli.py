@@ -88,10 +88,14 @@ def cli() -> None:
 def main() -> None:
     """Entry point: typed errors become one line on stderr and a non-zero exit code."""
     try:
-        code = cli.main(standalone_mode=False)
+        code = cli.main(standalone_mode=False, prog_name="netorigin")
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
+    except click.UsageError as exc:  # one line, like every other error: the problem, then where help is
+        verb = exc.ctx.command_path if exc.ctx is not None else "netorigin"
+        click.echo(f"error: {' '.join(exc.format_message().split())} (see '{verb} --help')", err=True)
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)

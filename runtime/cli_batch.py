@@ -18,7 +18,7 @@ from .predictor import Predictor
 @click.argument("manifest", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False, path_type=Path))
 @model_options
-@click.option("--workers", type=int, default=1, show_default=True, help="Cases processed in parallel.")
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True, help="Cases processed in parallel.")
 @click.option("--geojson", is_flag=True, help="Also write each case's patches as QuPath detections.")
 @click.option("--thumbnail", is_flag=True, help="Also write a PNG per slide with its patches.")
 @click.option("--redo", is_flag=True, help="Replace finished reports made by another model, confidence, seed or "

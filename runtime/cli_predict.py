@@ -11,6 +11,7 @@ import click
 from .atomic import ensure_writable_dir
 from .cli_options import model_options, mpp_rule, region_rules
 from .errors import InsufficientTissueError
+from .names import case_id_from_path, check_case_id
 from .predictor import Predictor
 from .report import case_report, text_summary, write_case_outputs, write_insufficient_report
 
@@ -26,20 +27,20 @@ from .report import case_report, text_summary, write_case_outputs, write_insuffi
 @click.option("--out", "-o", type=click.Path(file_okay=False), default=None, help="Folder for the report files.")
 @click.option("--geojson", is_flag=True, help="Also write the patches as QuPath detections (needs --out).")
 @click.option("--thumbnail", is_flag=True, help="Also write a PNG of each slide with its patches (needs --out).")
-@click.option("--level", type=int, default=None, help="Force this pyramid level (benchmarks only).")
+@click.option("--level", type=click.IntRange(0), default=None, help="Force this pyramid level (benchmarks only).")
 def command(slides, annotations, specimen, case_id, model, device, confidence, seed, threads, read_workers,
             trusted_keys, include, exclude, object_types, mpp, force_mpp, as_json, out, geojson, thumbnail,
             level) -> None:
     """Predict the primary site of one case from its slides (SLIDES of one patient)."""
     if (geojson or thumbnail) and out is None:
         raise click.UsageError("--geojson and --thumbnail need --out DIR")
+    case_id = check_case_id(case_id) if case_id is not None else case_id_from_path(Path(slides[0]))
     out_dir = Path(out) if out else None
     if out_dir is not None:
         ensure_writable_dir(out_dir)
     predictor = Predictor(model, device=device, confidence=confidence, seed=seed, read_workers=read_workers,
                           threads=threads, rules=region_rules(include, exclude, object_types),
                           trusted_keys=trusted_keys)
-    case_id = case_id or Path(slides[0]).stem
     try:
         result = predictor.predict_case(slides, annotations, case_id=case_id, specimens=specimen or None,
                                         mpp=mpp_rule(mpp, force_mpp),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -64,10 +65,19 @@ def decode_metadata(props: dict[str, str], path: str | Path) -> dict[str, Any]:
     for key, value in props.items():
         if key.startswith(PREFIX):
             try:
-                meta[key] = json.loads(value)
+                meta[key] = json.loads(value, parse_constant=_refuse_constant)
             except json.JSONDecodeError as exc:
-                raise ModelError(f"metadata key {key} is not valid JSON ({exc.msg})", path) from None
+                raise ModelError(f"metadata key {key!r} is not valid JSON ({exc.msg})", path) from None
+            except RecursionError:
+                raise ModelError(f"metadata key {key!r} is nested too deeply", path) from None
+            except ValueError as exc:  # NaN / Infinity, or an integer literal of thousands of digits
+                raise ModelError(f"metadata key {key!r} is not valid JSON ({str(exc).splitlines()[0][:120]})",
+                                 path) from None
     return meta
+
+
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def validate_metadata(meta: dict[str, Any], path: str | Path) -> None:
@@ -85,7 +95,26 @@ def validate_metadata(meta: dict[str, Any], path: str | Path) -> None:
     error = jsonschema.exceptions.best_match(validator.iter_errors(meta))
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "metadata"
-        raise ModelError(f"metadata does not match the contract at {where}: {error.message}", path)
+        message = " ".join(error.message.split())[:200]
+        raise ModelError(f"metadata does not match the contract at {where!r}: {message}", path)
+    where = _non_finite(meta)
+    if where is not None:
+        raise ModelError(f"metadata holds a non-finite number at {where!r}", path)
+    stored, default = [b["c"] for b in meta[PREFIX + "bands"]], meta[PREFIX + "default_confidence"]
+    if stored and (default is None or not any(abs(c - default) < 1e-9 for c in stored)):
+        raise ModelError(f"metadata default_confidence {default!r} is not one of the stored band levels", path)
+
+
+def _non_finite(value: Any, where: str = "metadata") -> str | None:
+    """Where the first NaN or infinity sits (JSON Schema's `number` accepts them), or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return where
+    children = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, child in children:
+        found = _non_finite(child, f"{where}/{key}")
+        if found is not None:
+            return found
+    return None
 
 
 @dataclass(frozen=True)
@@ -156,19 +185,23 @@ class ModelContract:
             if abs(band.c - wanted) < 1e-9:
                 return band
         levels = ", ".join(f"{b.c:g}" for b in bands)
-        raise ConfigurationError(f"confidence {confidence} is not a stored level (stored: {levels})", self.path)
+        raise ConfigurationError(f"confidence {confidence!r} is not a stored level (stored: {levels})", self.path)
 
 
 def parse_confidence(value: float | str) -> float:
-    """Accept 0.875 or '7/8'."""
+    """Accept 0.875 or '7/8': a finite number from 0 to 1."""
     text = str(value).strip()
     try:
         if "/" in text:
             num, den = text.split("/", 1)
-            return int(num) / int(den)
-        return float(text)
-    except (ValueError, ZeroDivisionError):
+            number = int(num) / int(den)
+        else:
+            number = float(text)
+    except (ValueError, ZeroDivisionError, OverflowError):
         raise ConfigurationError(f"confidence {value!r} is not a number or a fraction k/o") from None
+    if not 0 <= number <= 1:  # also refuses NaN
+        raise ConfigurationError(f"confidence {value!r} is not between 0 and 1")
+    return number
 
 
 def load_contract(path: str | Path, verify_hash: bool = True) -> ModelContract:

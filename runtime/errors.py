@@ -52,6 +52,10 @@ class InsufficientTissueError(NetoriginError):
         super().__init__(problem, path)
 
 
+class InferenceError(NetoriginError):
+    """ONNX Runtime failed while running a verified model (out of memory, a provider fault)."""
+
+
 class OutputError(NetoriginError):
     """An output location cannot be written."""
 

@@ -14,6 +14,7 @@ import numpy as np
 from .bands import Band
 from .contract import DEMO_WARNING, ModelContract, load_contract
 from .errors import ConfigurationError
+from .names import case_id_from_path, check_case_id
 from .regions import RegionRules, Regions, detect_tissue, load_annotations
 from .sampling import Patch, PatchGeometry, ReadPlan, allot_case, plan_reads, sample_slide
 from .session import CPU, CUDA_BATCH, ModelSession, open_session
@@ -117,7 +118,7 @@ class Predictor:
                      level: int | None = None) -> CaseResult:
         """Sample the model's patches per case over the slides, run the model, and decide."""
         items = _as_inputs(slides, annotations, specimens, mpp)
-        case_id = case_id or items[0].path.stem
+        case_id = check_case_id(case_id) if case_id is not None else case_id_from_path(items[0].path)
         timings = dict.fromkeys(("open", "regions", "read_and_sample", "resize", "inference", "verdict"), 0.0)
         start = time.perf_counter()
         opened: list[Slide] = []

@@ -71,6 +71,7 @@ class Regions:
     geometry: shapely.Geometry
     source: str  # "annotations" or "tissue-detection"
     notes: list[str] = field(default_factory=list)
+    origin: Path | None = None  # the annotation file, named in errors about its polygons
 
     @property
     def polygons(self) -> list[shapely.Polygon]:
@@ -227,7 +228,7 @@ def _regions(feats: list[dict], path: Path, slide: Slide, rules: RegionRules) ->
     polys = [g for g in getattr(inside, "geoms", [inside]) if g.geom_type == "Polygon" and g.area > 0]
     if not polys:
         raise AnnotationError("tumour region selects no area (empty after exclusions)", path)
-    return Regions(geometry=shapely.MultiPolygon(polys), source="annotations", notes=notes)
+    return Regions(geometry=shapely.MultiPolygon(polys), source="annotations", notes=notes, origin=path)
 
 
 def detect_tissue(slide: Slide, thumbnail_size: int = 1024, cell_um: float = 64.0) -> Regions:

@@ -16,6 +16,7 @@ from PIL import ImageDraw
 
 from .atomic import write_bytes_atomic, write_text_atomic
 from .errors import InsufficientTissueError
+from .names import case_file
 from .predictor import CaseResult, Predictor
 from .session import installed_runtime, onnxruntime
 from .slide import MppRule, Slide
@@ -75,7 +76,7 @@ def write_insufficient_report(out: Path, case_id: str, exc: InsufficientTissueEr
               "seed": predictor.seed, "confidence": predictor.band.c if predictor.band else None,
               "model": predictor.model_info(), "versions": dict(_versions()),
               "created": datetime.now(UTC).isoformat(timespec="seconds")}
-    path = out / f"{case_id}.json"
+    path = case_file(out, case_id, ".json")
     write_text_atomic(path, json.dumps(report, indent=2))
     return path
 
@@ -137,7 +138,7 @@ def write_case_outputs(result: CaseResult, out: Path, geojson: bool = False, thu
     """Write the extras, then the report last (its presence marks a finished case); all atomic."""
     written = []
     for index, summary in enumerate(result.slides if (geojson or thumbnail) else []):
-        stem = out / f"{result.case_id}.slide{index}"
+        stem = case_file(out, result.case_id, f".slide{index}")
         with Slide(summary.fingerprint["path"], MppRule(forced=summary.fingerprint["mpp"])) as slide:
             if geojson:
                 target = stem.with_name(stem.name + ".patches.geojson")
@@ -147,7 +148,7 @@ def write_case_outputs(result: CaseResult, out: Path, geojson: bool = False, thu
                 target = stem.with_name(stem.name + ".thumbnail.png")
                 write_bytes_atomic(target, thumbnail_png(result, index, slide))
                 written.append(target)
-    report_path = out / f"{result.case_id}.json"
+    report_path = case_file(out, result.case_id, ".json")
     write_text_atomic(report_path, json.dumps(case_report(result), indent=2))
     written.append(report_path)
     return written

@@ -15,7 +15,7 @@ import numpy as np
 import shapely
 from PIL import Image
 
-from .errors import InsufficientTissueError, SlideError
+from .errors import AnnotationError, InsufficientTissueError, SlideError
 from .regions import Regions
 from .slide import Level, Slide
 
@@ -25,6 +25,8 @@ MIN_ATTEMPTS = 200
 FOV_TOLERANCE = 0.005
 # Reading a one-level slide at more than this many times the needed resolution is refused (too slow).
 MAX_FLAT_OVERSAMPLING = 2.0
+# Rejection sampling gives up (a sliver polygon) after this many rounds of 16 points in the bounding box.
+MAX_REJECTION_ROUNDS = 4096
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,7 @@ class RegionPointSampler:
     """Uniform points in a region: polygon chosen with probability proportional to area, then rejection."""
 
     def __init__(self, regions: Regions, rng: np.random.Generator) -> None:
+        self.origin = regions.origin
         self.polygons = regions.polygons
         areas = np.array([p.area for p in self.polygons])
         self.weights = areas / areas.sum()
@@ -139,12 +142,15 @@ class RegionPointSampler:
     def draw(self) -> tuple[float, float]:
         poly = self.polygons[self.rng.choice(len(self.polygons), p=self.weights)]
         minx, miny, maxx, maxy = poly.bounds
-        while True:
+        for _ in range(MAX_REJECTION_ROUNDS):
             xs = self.rng.uniform(minx, maxx, 16)
             ys = self.rng.uniform(miny, maxy, 16)
             hits = np.flatnonzero(shapely.contains_xy(poly, xs, ys))
             if hits.size:
                 return float(xs[hits[0]]), float(ys[hits[0]])
+        raise AnnotationError(f"a tumour polygon of {poly.area:.0f} px2 is too thin to sample in "
+                              f"(under 1 in {16 * MAX_REJECTION_ROUNDS} points of its bounding box fall inside)",
+                              self.origin)
 
 
 def sample_slide(slide: Slide, regions: Regions, count: int, geometry: PatchGeometry, seed: int,

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .contract import DECISION_OUTPUT, EMBEDDING_OUTPUT, INPUT_NAME, ModelContract
-from .errors import DeviceError, MissingDependencyError, ModelError
+from .errors import DeviceError, InferenceError, MissingDependencyError, ModelError
 
 DEVICES = ("auto", "cpu", "cuda")
 CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
@@ -77,6 +77,7 @@ class ModelSession:
     session: Any  # onnxruntime.InferenceSession
     provider: str
     device: str
+    path: str | None = None  # the model file, named in errors
 
     def run(self, patches: np.ndarray, with_embeddings: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
         """Decision values (float64 [N]) and optionally embeddings for uint8 [N, P, P, 3] patches."""
@@ -85,7 +86,12 @@ class ModelSession:
             pad = np.zeros((CUDA_BATCH - n, *patches.shape[1:]), dtype=np.uint8)
             patches = np.concatenate([patches, pad])
         outputs = [DECISION_OUTPUT] + ([EMBEDDING_OUTPUT] if with_embeddings else [])
-        result = self.session.run(outputs, {INPUT_NAME: np.ascontiguousarray(patches, dtype=np.uint8)})
+        try:
+            result = self.session.run(outputs, {INPUT_NAME: np.ascontiguousarray(patches, dtype=np.uint8)})
+        except Exception as exc:  # onnxruntime's exceptions share no base class; out of memory is one of them
+            first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+            raise InferenceError(f"ONNX Runtime failed on a batch of {n} patches on {self.provider} ({first})",
+                                 self.path) from None
         return result[0][:n], (result[1][:n] if with_embeddings else None)
 
 
@@ -112,4 +118,4 @@ def open_session(contract: ModelContract, device: str = "auto", threads: int | N
     outputs = {o.name for o in session.get_outputs()}
     if INPUT_NAME not in names or DECISION_OUTPUT not in outputs:
         raise ModelError(f"model lacks input '{INPUT_NAME}' or output '{DECISION_OUTPUT}'", contract.path)
-    return ModelSession(session=session, provider=actual, device=device)
+    return ModelSession(session=session, provider=actual, device=device, path=str(contract.path))

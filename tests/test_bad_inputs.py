@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import tifffile
 
-from netorigin.runtime.contract import PREFIX, encode_metadata, load_contract
+from netorigin.runtime.contract import PREFIX, encode_metadata, load_contract, with_metadata
 from netorigin.runtime.protobuf_fields import read_metadata, replace_metadata
+from netorigin.runtime.signing import generate_keypair, sign_model
 
 from .helpers import run_cli
 
@@ -84,14 +85,92 @@ def bad(tmp_path_factory, slides, tiny_model):
     for name in ("truncated", "notonnx", "nometa", "schema99", "tampered"):
         files[f"model_{name}"] = d / f"{name}.onnx"
     files.update(missing_slide=d / "nope.svs", missing_ann=d / "nope.geojson", missing_model=d / "nope.onnx")
+    files.update(_worse_slides(d), **_worse_annotations(d), **_worse_models(d, tiny_model))
     return files
 
 
-def _predict_args(files, slide="good_slide", ann="good_ann", model="model", *extra):
+def _tissue_tiff(path, size, mpp):
+    """A one-level tiled TIFF of pink tissue, `size` px square, at `mpp` (72 dpi = 352.8 um/px)."""
+    rng = np.random.default_rng(1)
+    pixels = np.clip(np.array([200, 120, 170]) + rng.integers(-30, 30, (size, size, 1)), 0, 255).astype(np.uint8)
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(pixels, tile=(16, 16), photometric="rgb", metadata=None,
+                  resolution=(1e4 / mpp,) * 2, resolutionunit="CENTIMETER")
+    return path
+
+
+def _worse_slides(d):
+    (d / "folder.svs").mkdir()
+    return {"editor_72dpi": _tissue_tiff(d / "editor.tif", 304, 25_400 / 72),
+            "smaller_than_fov": _tissue_tiff(d / "speck.tif", 16, 0.5), "folder_slide": d / "folder.svs"}
+
+
+def _feature(coordinates, object_type="annotation", geometry_type="Polygon"):
+    return {"type": "Feature", "properties": {"objectType": object_type, "classification": {"name": "Tumor"}},
+            "geometry": {"type": geometry_type, "coordinates": coordinates}}
+
+
+def _worse_annotations(d):
+    ring = SQUARE["geometry"]["coordinates"][0]
+    texts = {
+        "ann_nan": json.dumps([_feature([[[800, 800], [float("nan"), 800], [2400, 2400], [800, 800]]])]),
+        "ann_huge": json.dumps([_feature([[[0, 0], [1e300, 0], [1e300, 1e300], [0, 0]]])]),
+        "ann_deep": "[" * 50_000 + "]" * 50_000,
+        "ann_bigint": '{"type": "FeatureCollection", "n": ' + "7" * 5_000 + ', "features": []}',
+        "ann_cells_only": json.dumps([_feature([ring], object_type="cell")] * 3),
+        "ann_lines_only": json.dumps([_feature(ring, geometry_type="LineString")]),
+        "ann_sliver": json.dumps([_feature([[[0, 0], [3000, 3000.0001], [3000, 3000], [0, 0]]])]),
+        "ann_newline_class": json.dumps([{"type": "Feature", "properties": {"classification": {"name": "Str\noma"}},
+                                          "geometry": SQUARE["geometry"]}]),
+    }
+    files = {}
+    for name, text in texts.items():
+        (d / f"{name}.geojson").write_text(text)
+        files[name] = d / f"{name}.geojson"
+    (d / "latin1.geojson").write_bytes(json.dumps([SQUARE]).replace("Tumor", "Tum\xf6r").encode("latin-1"))
+    files["ann_latin1"] = d / "latin1.geojson"
+    (d / "folder.geojson").mkdir()
+    files["ann_folder"] = d / "folder.geojson"
+    return files
+
+
+def _worse_models(d, tiny_model):
+    model_bytes = tiny_model.read_bytes()
+    meta = read_metadata(model_bytes)
+    contract = load_contract(tiny_model)
+    edits = {
+        # bands moved without netorigin: the graph digest still matches, the verdict digest does not
+        "bands_edited": meta | {PREFIX + "bands": json.dumps([dict(b, upper=b["upper"] + 5) for b in
+                                                              contract.meta[PREFIX + "bands"]])},
+        "schema1": meta | {PREFIX + "schema": "1"},
+        "nan_meta": meta | {PREFIX + "default_confidence": "NaN"},
+    }
+    files = {}
+    for name, props in edits.items():
+        (d / f"{name}.onnx").write_bytes(replace_metadata(model_bytes, props))
+        files[f"model_{name}"] = d / f"{name}.onnx"
+    unstored = with_metadata(model_bytes, contract.meta | {PREFIX + "default_confidence": 0.3})
+    (d / "unstored.onnx").write_bytes(unstored)
+    files["model_unstored_default"] = d / "unstored.onnx"
+    generate_keypair(d / "lab.key", d / "lab.pub")
+    files.update(private_key=d / "lab.key", public_key=d / "lab.pub")
+    signed = load_contract(tiny_model)
+    signed_bytes = sign_model(signed, d / "lab.key")
+    signature = read_metadata(signed_bytes)[PREFIX + "signature"]
+    edited = with_metadata(model_bytes, contract.meta | {PREFIX + "provenance": dict(contract.provenance, demo=False)})
+    (d / "signed_edited.onnx").write_bytes(replace_metadata(edited, read_metadata(edited) |
+                                                            {PREFIX + "signature": signature}))
+    files["model_signed_edited"] = d / "signed_edited.onnx"
+    (d / "folder.onnx").mkdir()
+    files["model_folder"] = d / "folder.onnx"
+    return files
+
+
+def _predict_args(files, slide="good_slide", ann="good_ann", model="model", extra=()):
     args = ["predict", files[slide], "-m", files[model], "--device", "cpu"]
     if ann:
         args += ["-a", files[ann]]
-    return args + list(extra)
+    return args + [files.get(a, a) for a in extra]  # an extra naming a fixture file is replaced by its path
 
 
 CASES = {
@@ -117,6 +196,40 @@ CASES = {
     "slide file missing": (dict(slide="missing_slide"), "missing_slide", "slide file not found"),
     "annotation file missing": (dict(ann="missing_ann"), "missing_ann", "annotation file not found"),
     "model file missing": (dict(model="missing_model"), "missing_model", "model file not found"),
+    "image at 72 dpi (not a scan)": (dict(slide="editor_72dpi", ann=None), "editor_72dpi",
+                                     "outside what slide scanners produce"),
+    "slide coarser than the model needs": (dict(slide="good_slide", extra=("--force-mpp", "3.0")), "good_slide",
+                                           "the model needs 2.219 um per pixel or finer"),
+    "slide smaller than one field of view": (dict(slide="smaller_than_fov", ann=None), "smaller_than_fov",
+                                             "smaller than one 497 um field of view"),
+    "slide path is a folder": (dict(slide="folder_slide", ann=None), "folder_slide", "is a directory"),
+    "annotations with NaN coordinates": (dict(ann="ann_nan"), "ann_nan", "not valid JSON (NaN is not a JSON"),
+    "annotations with 1e300 coordinates": (dict(ann="ann_huge"), "ann_huge", "coordinates beyond 1e+09 px"),
+    "annotations nested 50000 deep": (dict(ann="ann_deep"), "ann_deep", "nested too deeply"),
+    "annotations with a 5000-digit number": (dict(ann="ann_bigint"), "ann_bigint", "not valid JSON"),
+    "annotations holding only cells": (dict(ann="ann_cells_only"), "ann_cells_only",
+                                       "no annotation object of class Tumor"),
+    "annotations holding only lines": (dict(ann="ann_lines_only"), "ann_lines_only", "found: no area objects"),
+    "annotations with a sliver polygon": (dict(ann="ann_sliver"), "ann_sliver", "too thin to sample"),
+    "annotations with a newline in a class name": (dict(ann="ann_newline_class"), "ann_newline_class",
+                                                   "(found: Str oma)"),
+    "annotations not UTF-8": (dict(ann="ann_latin1"), "ann_latin1", "not valid JSON"),
+    "annotation path is a folder": (dict(ann="ann_folder"), "ann_folder", "is a directory"),
+    "model bands edited without netorigin": (dict(model="model_bands_edited"), "model_bands_edited",
+                                             "verdict digest mismatch"),
+    "model of schema 1": (dict(model="model_schema1"), "model_schema1", "re-export"),
+    "model metadata with NaN": (dict(model="model_nan_meta"), "model_nan_meta", "NaN is not a JSON number"),
+    "model default confidence not stored": (dict(model="model_unstored_default"), "model_unstored_default",
+                                            "not one of the stored band levels"),
+    "model changed after signing": (dict(model="model_signed_edited"), "model_signed_edited",
+                                    "changed after signing"),
+    "unsigned model where a key is trusted": (dict(extra=("--trusted-key", "public_key")), "model",
+                                              "model is unsigned"),
+    "trusted key file is not a key": (dict(extra=("--trusted-key", "good_ann")), "good_ann", "not a PEM public key"),
+    "model path is a folder": (dict(model="model_folder"), "model_folder", "is a directory"),
+    "case id that climbs out of the folder": (dict(extra=("--case-id", "../../x")), "../../x",
+                                              "is not usable as a file name"),
+    "confidence outside 0..1": (dict(extra=("--confidence", "1.5")), "1.5", "is not between 0 and 1"),
 }
 
 
@@ -127,8 +240,9 @@ def test_bad_input_one_line_error(monkeypatch, capsys, bad, kind, tmp_path):
     code, stdout, err = run_cli(monkeypatch, capsys, *_predict_args(bad, **kwargs), "--out", out)
     lines = err.strip().splitlines()
     assert code != 0, stdout
+    assert stdout == ""  # never a verdict
     assert len(lines) == 1 and lines[0].startswith("error: "), err
-    assert str(bad[key]) in lines[0] and fragment in lines[0]
+    assert str(bad.get(key, key)) in lines[0] and fragment in lines[0]
     assert not list(out.glob("*")) if out.exists() else True  # nothing partial
 
 
@@ -150,7 +264,7 @@ def test_insufficient_tissue_is_reported_never_verdicted(monkeypatch, capsys, ba
 
 
 @pytest.mark.parametrize("extra, fragment", [
-    (("--confidence", "0.3"), "confidence 0.3 is not a stored level"),
+    (("--confidence", "0.3"), "confidence '0.3' is not a stored level"),
     (("--confidence", "abc"), "not a number"),
 ])
 def test_bad_options(monkeypatch, capsys, bad, extra, fragment):
