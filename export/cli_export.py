@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from netorigin.calibration.bands_io import read_bands
+from netorigin.runtime.cli_options import mpp_rule, region_options, region_rules
 
 from .build import build_model_bytes, write_model
 from .cli_embed import embedder_options
@@ -35,8 +36,9 @@ from .precision import PRECISIONS
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
               help="Seed for choosing calibration patches.")
 @click.option("--out", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@region_options
 def command(head_path, weights_kind, weights, weights_seed, bands, no_bands, demo, precision, calibration_manifest,
-            calibration_patches, seed, out) -> None:
+            calibration_patches, seed, out, include, exclude, object_types, mpp, force_mpp) -> None:
     """Export the model; the embedder weights must be those the head was fitted on."""
     if (bands is None) == (not no_bands):
         raise click.UsageError("give --bands FILE, or --no-bands to export an uncalibrated model explicitly")
@@ -45,7 +47,9 @@ def command(head_path, weights_kind, weights, weights_seed, bands, no_bands, dem
     start = time.perf_counter()
     patches, calibration_set = (None, None)
     if precision == "int8":
-        patches, calibration_set = calibration_patches_from(calibration_manifest, calibration_patches, seed)
+        patches, calibration_set = calibration_patches_from(
+            calibration_manifest, calibration_patches, seed, rules=region_rules(include, exclude, object_types),
+            mpp=mpp_rule(mpp, force_mpp))
     head = load_head(head_path)
     table = read_bands(bands) if bands else None
     embedder, info = build_embedder(weights_kind, weights, weights_seed)

@@ -116,14 +116,15 @@ def iter_cohort(manifest: Path, patches_per_case: int, seed: int, *, geometry: P
         yield from _slide_cases(manifest, patches_per_case, seed, geometry, rules, mpp, read_workers, patients)
 
 
-def calibration_patches(manifest: Path, count: int, seed: int, patients: set[str] | None = None
-                        ) -> tuple[np.ndarray, dict]:
-    """A seeded subset of training patches (patch folder or slides) for INT8 calibration, and its description."""
+def calibration_patches(manifest: Path, count: int, seed: int, patients: set[str] | None = None, *,
+                        rules: RegionRules = RegionRules(), mpp: MppRule = MppRule()) -> tuple[np.ndarray, dict]:
+    """A seeded subset of training patches (patch folder or slides, sampled with the same region and MPP rules
+    as the embeddings) for INT8 calibration, and its description."""
     rows = read_csv_rows(manifest, ())
     key = "patient" if is_patch_manifest(manifest) else "case"
     n_cases = len(patients) if patients is not None else len({row[key] for row in rows})
     images = np.concatenate([case.pixels for case in iter_cohort(manifest, -(-count // n_cases), seed,
-                                                                 patients=patients)])
+                                                                 rules=rules, mpp=mpp, patients=patients)])
     pick = np.sort(np.random.default_rng(seed).permutation(len(images))[:count])
     description = {"manifest": str(manifest), "manifest_sha256": hashlib.sha256(manifest.read_bytes()).hexdigest(),
                    "patches": int(len(pick)), "seed": seed, "patients": n_cases,

@@ -133,9 +133,12 @@ def train(cohort: Path, out: Path, embedder: PatchEmbedder, info: EmbedderInfo, 
     int8_patches = int8_set = None
     if "int8" in plan.precisions:
         int8_patches, int8_set = calibration_patches(cohort, plan.int8_calibration_patches, plan.seed,
-                                                     patients=set(split.fit))
+                                                     patients=set(split.fit), rules=plan.rules, mpp=plan.mpp)
+    sampling = {"seed": plan.seed, "patches_per_case": plan.patches_per_case, "region_rules": plan.rules.as_dict(),
+                "mpp": {"fallback": plan.mpp.fallback, "forced": plan.mpp.forced},
+                "sampled_from_slides": stored is None and not is_patch_manifest(cohort)}  # else these did not apply
     training = {"fit_patients_sha256": patient_digests(split.fit), "split": split.source,
-                "fit_patients": len(split.fit), "calibration_patients": len(split.calibration)}
+                "fit_patients": len(split.fit), "calibration_patients": len(split.calibration), "sampling": sampling}
     models: dict[str, Path] = {}
     sessions: dict[str, ModelSession] = {}
     graphs: dict[str, bytes] = {}
@@ -160,7 +163,7 @@ def train(cohort: Path, out: Path, embedder: PatchEmbedder, info: EmbedderInfo, 
             "in_sample": False, "split": split.source,
             "decisions": "this model on ONNX Runtime (CPU)" if sessions else "the head on stored embeddings"}
         write_model(path, with_metadata(graphs[precision], fresh))
-    summary = _summary(sums, sklearn_sums, bands, split, models)
+    summary = _summary(sums, sklearn_sums, bands, split, models) | {"sampling": sampling}
     write_text_atomic(out / f"{plan.name}-train.json", json.dumps(summary, indent=2))
     echo(f"calibrated {len(bands['fp32'].bands)} bands per model on {len(split.calibration)} held-out patients")
     return TrainResult(models, bands, split, sums, head_path, summary)

@@ -11,16 +11,21 @@ from .errors import (
                      AnnotationError,
                      ConfigurationError,
                      DeviceError,
+                     InferenceError,
                      InsufficientTissueError,
                      ManifestError,
                      MissingDependencyError,
                      ModelError,
                      NetoriginError,
                      OutputError,
+                     SignatureError,
                      SlideError,
 )
 from .predictor import CaseResult, Predictor, SlideInput
+from .regions import RegionRules
+from .slide import MppRule
 
 __all__ = ["Band", "BandTable", "ModelContract", "load_contract", "Predictor", "CaseResult", "SlideInput",
-           "NetoriginError", "SlideError", "AnnotationError", "ModelError", "ConfigurationError", "DeviceError",
-           "ManifestError", "InsufficientTissueError", "OutputError", "MissingDependencyError"]
+           "RegionRules", "MppRule", "NetoriginError", "SlideError", "AnnotationError", "ModelError",
+           "ConfigurationError", "DeviceError", "ManifestError", "InsufficientTissueError", "InferenceError",
+           "OutputError", "MissingDependencyError", "SignatureError"]

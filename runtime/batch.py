@@ -85,6 +85,8 @@ def _difference(report: dict, predictor: Predictor, case: BatchCase) -> str | No
         return f"confidence {report.get('confidence')}"
     if report.get("seed") != predictor.seed:
         return f"seed {report.get('seed')}"
+    if report.get("region_rules") != predictor.rules.as_dict():
+        return "other region rules (classes or object types)"
     if report.get("status") == "ok":
         recorded = [{k: s["fingerprint"].get(k) for k in SLIDE_IDENTITY} for s in report.get("slides", [])]
         current = []

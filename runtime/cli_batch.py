@@ -36,7 +36,7 @@ def command(manifest, out, model, device, confidence, seed, threads, read_worker
     ensure_writable_dir(out)
     predictor = Predictor(model, device=device, confidence=confidence, seed=seed, read_workers=read_workers,
                           threads=threads, rules=region_rules(include, exclude, object_types),
-                          trusted_keys=trusted_keys)
+                          trusted_keys=trusted_keys or None)
     keep = plan_resume(predictor, cases, out, redo)
     if predictor.contract.is_demo:
         click.echo(f"*** {DEMO_WARNING} ***", err=True)

@@ -7,7 +7,7 @@ import json
 import click
 
 from .contract import DEMO_WARNING, PREFIX, load_contract
-from .signing import load_public_key, verify_signature
+from .signing import load_public_key, trusted_keys_from_env, verify_signature
 
 SIGNATURE_TEXT = {
     "unsigned": "none",
@@ -21,11 +21,12 @@ SIGNATURE_TEXT = {
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the decoded metadata as JSON.")
 @click.option("--trusted-key", "trusted_keys", multiple=True, type=click.Path(dir_okay=False),
-              envvar="NETORIGIN_TRUSTED_KEY", help="Also check the signature is by this public key (repeatable).")
+              help="Check the signature is by this public key (repeatable; default: NETORIGIN_TRUSTED_KEY).")
 def command(model: str, as_json: bool, trusted_keys: tuple[str, ...]) -> None:
     """Show MODEL's metadata; fails if the schema is unknown, a digest or the signature does not match."""
     contract = load_contract(model)
-    signature = verify_signature(contract, [load_public_key(k) for k in trusted_keys])
+    keys = trusted_keys or trusted_keys_from_env()
+    signature = verify_signature(contract, [load_public_key(k) for k in keys])
     if as_json:
         click.echo(json.dumps(contract.meta, indent=2, sort_keys=True))
         return

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
-from .signing import generate_keypair
+from .signing import PASSPHRASE_ENV, generate_keypair
 
 
 @click.command("keygen")
@@ -12,9 +14,13 @@ from .signing import generate_keypair
               help="Private key file to create (PKCS#8 PEM, mode 0600); never overwritten.")
 @click.option("--public", "public_path", required=True, type=click.Path(dir_okay=False),
               help="Public key file to create (PEM): give it to every runtime as --trusted-key.")
-@click.option("--passphrase", envvar="NETORIGIN_KEY_PASSPHRASE", default=None,
-              help="Encrypt the private key with this passphrase (or set NETORIGIN_KEY_PASSPHRASE).")
-def command(private_path: str, public_path: str, passphrase: str | None) -> None:
+@click.option("--encrypt", is_flag=True,
+              help="Encrypt the private key: passphrase from NETORIGIN_KEY_PASSPHRASE, else a hidden prompt.")
+def command(private_path: str, public_path: str, encrypt: bool) -> None:
     """Create a key pair for `netorigin sign` and `--trusted-key`."""
-    key = generate_keypair(private_path, public_path, passphrase)
+    secret = None
+    if encrypt:
+        secret = os.environ.get(PASSPHRASE_ENV) or click.prompt("passphrase", hide_input=True,
+                                                                confirmation_prompt=True)
+    key = generate_keypair(private_path, public_path, secret)
     click.echo(f"key id {key}: private {private_path}, public {public_path}")

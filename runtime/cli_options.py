@@ -10,7 +10,7 @@ from .slide import MppRule
 
 
 def model_options(func):
-    """--model, --device, --confidence, --seed, --threads, --read-workers, --trusted-key, region classes."""
+    """--model, --device, --confidence, --seed, --threads, --read-workers, --trusted-key, then region_options."""
     options = [
         click.option("--model", "-m", required=True, type=click.Path(dir_okay=False),
                      help="netorigin ONNX model (see `netorigin inspect`)."),
@@ -24,7 +24,6 @@ def model_options(func):
         click.option("--read-workers", type=click.IntRange(1), default=4, show_default=True,
                      help="Slide-reading threads."),
         click.option("--trusted-key", "trusted_keys", multiple=True, type=click.Path(dir_okay=False),
-                     envvar="NETORIGIN_TRUSTED_KEY",
                      help="Accept only models signed by this Ed25519 public key (repeatable; env "
                           "NETORIGIN_TRUSTED_KEY, paths separated by ':')."),
     ]
@@ -56,10 +55,12 @@ def region_options(func):
 
 
 def region_rules(include: tuple[str, ...], exclude: tuple[str, ...], object_types: tuple[str, ...]) -> RegionRules:
+    """The region options as the library's rules."""
     return RegionRules(include=tuple(include), exclude=tuple(exclude), object_types=tuple(object_types))
 
 
 def mpp_rule(mpp: float | None, force_mpp: float | None) -> MppRule:
+    """The MPP options as the library's rule; both at once is a usage error."""
     if mpp is not None and force_mpp is not None:
         raise click.UsageError("give --mpp (slides without MPP) or --force-mpp (every slide), not both")
     return MppRule(fallback=mpp, forced=force_mpp)

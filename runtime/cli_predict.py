@@ -35,16 +35,16 @@ def command(slides, annotations, specimen, case_id, model, device, confidence, s
     if (geojson or thumbnail) and out is None:
         raise click.UsageError("--geojson and --thumbnail need --out DIR")
     case_id = check_case_id(case_id) if case_id is not None else case_id_from_path(Path(slides[0]))
+    slide_mpp = mpp_rule(mpp, force_mpp)
     out_dir = Path(out) if out else None
     if out_dir is not None:
         ensure_writable_dir(out_dir)
     predictor = Predictor(model, device=device, confidence=confidence, seed=seed, read_workers=read_workers,
                           threads=threads, rules=region_rules(include, exclude, object_types),
-                          trusted_keys=trusted_keys)
+                          trusted_keys=trusted_keys or None)
     try:
         result = predictor.predict_case(slides, annotations, case_id=case_id, specimens=specimen or None,
-                                        mpp=mpp_rule(mpp, force_mpp),
-                                        level=level)
+                                        mpp=slide_mpp, level=level)
     except InsufficientTissueError as exc:
         if out_dir is not None:
             write_insufficient_report(out_dir, case_id, exc, predictor)

@@ -2,28 +2,43 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import click
 
 from .atomic import write_bytes_atomic
 from .contract import load_contract
-from .signing import sign_model
+from .signing import PASSPHRASE_ENV, is_encrypted, sign_model, verify_signature
+
+
+def passphrase(private_key: str) -> str | None:
+    """The passphrase of an encrypted key: the environment, else a hidden prompt on a terminal, else none."""
+    if not is_encrypted(private_key):
+        return None
+    if os.environ.get(PASSPHRASE_ENV):
+        return os.environ[PASSPHRASE_ENV]
+    if sys.stdin.isatty():
+        return click.prompt("passphrase", hide_input=True)
+    return None
 
 
 @click.command("sign")
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--key", "private_key", required=True, type=click.Path(dir_okay=False),
               help="Private key from `netorigin keygen`.")
-@click.option("--passphrase", envvar="NETORIGIN_KEY_PASSPHRASE", default=None,
-              help="The private key's passphrase (or set NETORIGIN_KEY_PASSPHRASE).")
 @click.option("--out", "-o", type=click.Path(dir_okay=False), default=None,
               help="Signed model to write (default: replace MODEL).")
-def command(model: str, private_key: str, passphrase: str | None, out: str | None) -> None:
-    """Sign MODEL; any later change to its metadata or graph makes every runtime refuse it."""
+def command(model: str, private_key: str, out: str | None) -> None:
+    """Sign MODEL; any later change to its metadata or graph makes every runtime refuse it.
+
+    An encrypted key's passphrase comes from NETORIGIN_KEY_PASSPHRASE or, on a terminal, a hidden prompt
+    (never from the command line, where `ps` and shell history would show it).
+    """
     contract = load_contract(model)
-    signed = sign_model(contract, private_key, passphrase)
+    signed = sign_model(contract, private_key, passphrase(private_key))
     target = Path(out) if out else contract.path
     write_bytes_atomic(target, signed)
-    key_id = load_contract(target).meta["netorigin.signature"]["key_id"]
-    click.echo(f"signed {target} with key {key_id}")
+    status = verify_signature(load_contract(target))  # what was written verifies, or this fails loudly
+    click.echo(f"signed {target} with key {status.key_id}")

@@ -65,7 +65,7 @@ def decode_metadata(props: dict[str, str], path: str | Path) -> dict[str, Any]:
     for key, value in props.items():
         if key.startswith(PREFIX):
             try:
-                meta[key] = json.loads(value, parse_constant=_refuse_constant)
+                meta[key] = json.loads(value, parse_constant=_refuse_constant, object_pairs_hook=_unique_keys)
             except json.JSONDecodeError as exc:
                 raise ModelError(f"metadata key {key!r} is not valid JSON ({exc.msg})", path) from None
             except RecursionError:
@@ -78,6 +78,14 @@ def decode_metadata(props: dict[str, str], path: str | Path) -> dict[str, Any]:
 
 def _refuse_constant(name: str) -> float:
     raise ValueError(f"{name} is not a JSON number")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """JSON objects with a key given twice are refused: parsers disagree on which value counts."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise ValueError("an object gives the same key twice")
+    return obj
 
 
 def validate_metadata(meta: dict[str, Any], path: str | Path) -> None:
@@ -220,7 +228,7 @@ def load_contract(path: str | Path, verify_hash: bool = True) -> ModelContract:
     try:
         props = read_metadata(model_bytes)
     except (WireFormatError, UnicodeDecodeError) as exc:
-        raise ModelError(f"not an ONNX model or truncated ({exc})", path) from None
+        raise ModelError(f"not an ONNX model, or truncated or damaged ({exc})", path) from None
     meta = decode_metadata(props, path)
     validate_metadata(meta, path)
     if verify_hash:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
-from .errors import ConfigurationError, ManifestError
+from .errors import ManifestError
 from .slide import MppRule
 
 
@@ -37,16 +38,19 @@ def read_csv_rows(path: str | Path, required: tuple[str, ...], optional: tuple[s
 
 
 def row_mpp_rule(row: dict[str, str], default: MppRule, line: int, path: Path) -> MppRule:
-    """A slide row's MPP rule: its `mpp` / `force_mpp` columns win over the command line's."""
+    """A slide row's MPP rule: a row's `mpp` / `force_mpp` column replaces the command line's value of the same
+    kind, the other kind still applies (a forced value wins over a fallback); a row may not give both."""
     values = {}
     for column in ("mpp", "force_mpp"):
+        text = row.get(column) or ""
         try:
-            values[column] = float(row[column]) if row.get(column) else None
+            values[column] = float(text) if text else None
         except ValueError:
-            raise ManifestError(f"line {line}: {column} {row[column]!r} is not a number", path) from None
-    if values["mpp"] is None and values["force_mpp"] is None:
-        return default
-    try:
-        return MppRule(fallback=values["mpp"], forced=values["force_mpp"])
-    except ConfigurationError as exc:
-        raise ManifestError(f"line {line}: {exc.problem}", path) from None
+            raise ManifestError(f"line {line}: {column} {text!r} is not a number", path) from None
+        if values[column] is not None and not (math.isfinite(values[column]) and values[column] > 0):
+            raise ManifestError(f"line {line}: {column} {text!r} is not a positive number of microns per pixel",
+                                path)
+    if values["mpp"] is not None and values["force_mpp"] is not None:
+        raise ManifestError(f"line {line}: give mpp (slide without MPP) or force_mpp, not both", path)
+    return MppRule(fallback=values["mpp"] if values["mpp"] is not None else default.fallback,
+                   forced=values["force_mpp"] if values["force_mpp"] is not None else default.forced)

@@ -18,8 +18,8 @@ from .names import case_id_from_path, check_case_id
 from .regions import RegionRules, Regions, detect_tissue, load_annotations
 from .sampling import Patch, PatchGeometry, ReadPlan, allot_case, plan_reads, sample_slide
 from .session import CPU, CUDA_BATCH, ModelSession, open_session
-from .signing import load_public_key, verify_signature
-from .slide import MppRule, Slide
+from .signing import load_public_key, trusted_keys_from_env, verify_signature
+from .slide import MppRule, Slide, as_mpp_rule
 from .verdict import PatientVerdict, patient_verdict
 
 CPU_BATCH = 32
@@ -34,7 +34,13 @@ class SlideInput:
     path: Path
     annotations: Path | None = None
     specimen: str = "A"
-    mpp: MppRule = MppRule()
+    mpp: MppRule | float | None = MppRule()  # a number is a fallback MPP (for slides that record none)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+        if self.annotations is not None:
+            object.__setattr__(self, "annotations", Path(self.annotations))
+        object.__setattr__(self, "mpp", as_mpp_rule(self.mpp))
 
 
 @dataclass
@@ -66,10 +72,11 @@ class CaseResult:
     model: dict[str, Any]
     notes: list[str] = field(default_factory=list)
     warning: str | None = None
+    region_rules: dict[str, list[str]] = field(default_factory=dict)
 
 
 def _as_inputs(slides: Sequence, annotations: Sequence | None, specimens: Sequence[str] | None,
-               mpp: MppRule) -> list[SlideInput]:
+               mpp: MppRule | float | None) -> list[SlideInput]:
     items = []
     annotations = list(annotations or [])
     if annotations and len(annotations) != len(slides):
@@ -94,9 +101,10 @@ class Predictor:
     def __init__(self, model: str | Path | ModelContract, device: str = "auto",
                  confidence: float | str | None = None, seed: int = 0, read_workers: int = 4,
                  threads: int | None = None, rules: RegionRules = RegionRules(),
-                 trusted_keys: Sequence[str | Path] = ()) -> None:
+                 trusted_keys: Sequence[str | Path] | None = None) -> None:
         self.contract = model if isinstance(model, ModelContract) else load_contract(model)
-        self.signature = verify_signature(self.contract, [load_public_key(k) for k in trusted_keys])
+        keys = trusted_keys_from_env() if trusted_keys is None else trusted_keys
+        self.signature = verify_signature(self.contract, [load_public_key(k) for k in keys])
         self.band = self.contract.band(confidence)
         self.session: ModelSession = open_session(self.contract, device, threads)
         self.geometry = PatchGeometry.from_metadata(self.contract.patch)
@@ -114,7 +122,7 @@ class Predictor:
         return detect_tissue(slide)
 
     def predict_case(self, slides: Sequence, annotations: Sequence | None = None, *, case_id: str | None = None,
-                     specimens: Sequence[str] | None = None, mpp: MppRule = MppRule(),
+                     specimens: Sequence[str] | None = None, mpp: MppRule | float | None = None,
                      level: int | None = None) -> CaseResult:
         """Sample the model's patches per case over the slides, run the model, and decide."""
         items = _as_inputs(slides, annotations, specimens, mpp)
@@ -157,7 +165,8 @@ class Predictor:
         return CaseResult(case_id=case_id, verdict=verdict, band=self.band, decisions=decisions,
                           patches=records, slides=summaries, seed=self.seed, provider=self.provider,
                           timings=timings, model=self.model_info(), notes=notes,
-                          warning=DEMO_WARNING if self.contract.is_demo else None)
+                          warning=DEMO_WARNING if self.contract.is_demo else None,
+                          region_rules=self.rules.as_dict())
 
     def _sample_and_infer(self, slides: list[Slide], regions: list[Regions], plans: list[ReadPlan],
                           counts: list[int]) -> tuple[list[Patch], np.ndarray, float, float]:

@@ -76,7 +76,7 @@ def _length_delimited(field: int, payload: bytes) -> bytes:
 
 
 def read_metadata(model_bytes: bytes) -> dict[str, str]:
-    """The model's metadata_props as a dict (last value wins, as in ONNX Runtime)."""
+    """The model's metadata_props as a dict; a key stored twice is refused (readers disagree on which wins)."""
     view = memoryview(model_bytes)
     props: dict[str, str] = {}
     for field, _, value_start, value_end in iter_fields(view):
@@ -86,6 +86,8 @@ def read_metadata(model_bytes: bytes) -> dict[str, str]:
         for sub, _, sub_start, sub_end in iter_fields(view[value_start:value_end]):
             if sub in entry:
                 entry[sub] = bytes(view[value_start + sub_start:value_start + sub_end]).decode("utf-8")
+        if entry[1] in props:
+            raise WireFormatError(f"metadata key {entry[1]!r} is stored twice")
         props[entry[1]] = entry[2]
     return props
 

@@ -27,9 +27,12 @@ DEFAULT_EXCLUDE = ("Exclude", "Ignore*", "Artefact", "Artifact", "Stift", "Artef
 # that may also be classified Tumor) are used only when asked for.
 OBJECT_TYPES = ("annotation", "detection", "cell", "tile", "tma_core")
 DEFAULT_OBJECT_TYPES = ("annotation",)
-# QuPath 0.2 wrote the type as the feature's id instead of properties.objectType.
-_LEGACY_IDS = {"PathAnnotationObject": "annotation", "PathDetectionObject": "detection", "PathCellObject": "cell",
-               "PathTileObject": "tile", "TMACoreObject": "tma_core"}
+# Where QuPath wrote the type: properties.objectType (0.4+), properties.object_type (0.3), properties.type; QuPath
+# 0.2 wrote it as the feature's id. Spellings vary ("tmaCore", "tma_core"): compared lower-case without "_".
+_TYPE_PROPERTIES = ("objectType", "object_type", "type")
+_TYPE_NAMES = {"annotation": "annotation", "detection": "detection", "cell": "cell", "tile": "tile",
+               "tmacore": "tma_core", "pathannotationobject": "annotation", "pathdetectionobject": "detection",
+               "pathcellobject": "cell", "pathtileobject": "tile", "tmacoreobject": "tma_core"}
 # No scanner makes slides a billion pixels wide: larger coordinates are corrupt, not tissue.
 MAX_COORDINATE = 1e9
 
@@ -56,6 +59,10 @@ class RegionRules:
             if name == pattern or base == pattern:
                 return True
         return False
+
+    def as_dict(self) -> dict[str, list[str]]:
+        """As reports record it (and batch resume compares it)."""
+        return {"include": list(self.include), "exclude": list(self.exclude), "object_types": list(self.object_types)}
 
     def included(self, name: str | None) -> bool:
         return self._matches(name, self.include)
@@ -116,12 +123,16 @@ def _class_name(feature: dict) -> str | None:
 
 
 def object_type(feature: dict) -> str:
-    """QuPath's object type (properties.objectType, or the 0.2 feature id); plain GeoJSON counts as annotation."""
-    kind = _properties(feature).get("objectType")
-    if isinstance(kind, str):
-        return kind.lower()
-    legacy = feature.get("id")
-    return _LEGACY_IDS.get(legacy, "annotation") if isinstance(legacy, str) else "annotation"
+    """QuPath's object type, wherever its version wrote it; GeoJSON of other tools counts as an annotation.
+    An unknown type is returned as written (printable), so it is never mistaken for an annotation."""
+    props = _properties(feature)
+    for raw in (props.get(key) for key in _TYPE_PROPERTIES):
+        if isinstance(raw, str) and raw:
+            return _TYPE_NAMES.get(raw.replace("_", "").lower(), printable(raw, 30))
+    legacy = feature.get("id")  # QuPath 0.2's type name; later versions put a UUID here
+    if isinstance(legacy, str):
+        return _TYPE_NAMES.get(legacy.lower(), "annotation")
+    return "annotation"
 
 
 def _polygons_in(geom: shapely.Geometry) -> list[shapely.Geometry]:
@@ -157,7 +168,7 @@ def _area_geometry(feature: dict, path: Path, index: int) -> shapely.Geometry | 
     return geom
 
 
-def _read_geojson(path: Path):
+def _read_geojson(path: Path) -> object:
     try:
         text = path.read_text(encoding="utf-8")
         if not text.strip():
@@ -197,10 +208,14 @@ def _regions(feats: list[dict], path: Path, slide: Slide, rules: RegionRules) ->
     ignored = Counter(k for k in kinds if k not in rules.object_types)
     if ignored:
         notes.append("ignored " + ", ".join(f"{n} {k} object(s)" for k, n in sorted(ignored.items())) +
-                     f" (only {'/'.join(rules.object_types)} objects are used)")
-    areas = [(_class_name(f), _area_geometry(f, path, i)) for i, (f, k) in enumerate(zip(feats, kinds))
-             if k in rules.object_types]
-    areas = [(name, geom) for name, geom in areas if geom is not None and not geom.is_empty]
+                     f" as tumour (only {'/'.join(rules.object_types)} objects are)")
+    # Exclusion classes cut out of the region whatever their object type (pen marks are annotations even when
+    # cells are the tumour objects); only tumour objects are restricted to the chosen types.
+    classified = [(_class_name(f), k) for f, k in zip(feats, kinds)]
+    areas = [(name, k, _area_geometry(f, path, i)) for i, (f, (name, k)) in enumerate(zip(feats, classified))
+             if k in rules.object_types or rules.excluded(name)]
+    exclude = [g for name, _, g in areas if g is not None and not g.is_empty and rules.excluded(name)]
+    areas = [(name, g) for name, k, g in areas if k in rules.object_types and g is not None and not g.is_empty]
     include = [g for name, g in areas if rules.included(name)]
     if not include and len(areas) == 1 and areas[0][0] is None:
         include = [areas[0][1]]
@@ -211,7 +226,6 @@ def _regions(feats: list[dict], path: Path, slide: Slide, rules: RegionRules) ->
         raise AnnotationError(f"no {types} object of class {'/'.join(rules.include)} (found: "
                               f"{', '.join(found[:10])}{', …' if len(found) > 10 else ''})", path)
     region = shapely.union_all(include)
-    exclude = [g for name, g in areas if rules.excluded(name)]
     if exclude:
         region = region.difference(shapely.union_all(exclude))
     if slide.offset != (0, 0):

@@ -57,6 +57,7 @@ def case_report(result: CaseResult) -> dict[str, Any]:
         "confidence": None if result.band is None else result.band.c,
         "in_band": v.in_band,
         "seed": result.seed,
+        "region_rules": result.region_rules,
         "provider": result.provider,
         "model": result.model,
         "slides": [asdict(s) for s in result.slides],
@@ -74,6 +75,7 @@ def write_insufficient_report(out: Path, case_id: str, exc: InsufficientTissueEr
     report = {"report_version": REPORT_VERSION, "status": "insufficient_tissue", "case": case_id, "verdict": None,
               "problem": str(exc), "patches_possible": exc.possible, "patches_required": exc.required,
               "seed": predictor.seed, "confidence": predictor.band.c if predictor.band else None,
+              "region_rules": predictor.rules.as_dict(),
               "model": predictor.model_info(), "versions": dict(_versions()),
               "created": datetime.now(UTC).isoformat(timespec="seconds")}
     path = case_file(out, case_id, ".json")

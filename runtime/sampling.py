@@ -69,9 +69,11 @@ def plan_reads(slide: Slide, geometry: PatchGeometry, level_index: int | None = 
     """
     fov, needed = geometry.field_of_view_um, geometry.target_mpp
     if slide.mpp > needed * (1 + FOV_TOLERANCE):
+        option = {"slide": "--force-mpp if the recorded value is wrong", "fallback": "check --mpp",
+                  "forced": "check --force-mpp"}[slide.mpp_source]
         raise SlideError(f"slide is {slide.mpp:g} um per pixel ({slide.mpp_source}) at its finest level; the model "
                          f"needs {needed:.4g} um per pixel or finer ({fov:g} um over {geometry.pixels} px): "
-                         "scan at a higher magnification, or check --mpp", slide.path)
+                         f"scan at a higher magnification, or {option}", slide.path)
     width_um, height_um = (n * slide.mpp for n in slide.dimensions)
     if min(width_um, height_um) < fov:
         raise SlideError(f"slide is {width_um:.0f} x {height_um:.0f} um ({slide.dimensions[0]} x "

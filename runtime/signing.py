@@ -1,10 +1,11 @@
 """Ed25519 signatures over a model's metadata: proof that the model on a scanner is the one that was validated.
 
-The signed payload is every `netorigin.*` metadata field except the signature itself, as canonical JSON. It
-contains both digests, and `load_contract` checks those against the graph and against the verdict-deciding
-fields, so one signature covers the weights, the bands and everything else in the metadata. A signature on its
-own proves only that nothing changed since someone signed; trust comes from the public keys the runtime is
-given (`--trusted-key`), never from the key the model carries.
+The signed payload is every `netorigin.*` metadata string exactly as stored in the file (not a re-encoding of
+what one JSON parser made of it), except the signature itself. Those strings hold both digests, and
+`verify_signature` recomputes both from the graph and the verdict-deciding fields, so one signature covers the
+weights, the bands and everything else in the metadata. A signature on its own proves only that nothing changed
+since someone signed; trust comes from the public keys the runtime is given (`--trusted-key`), never from the
+key the model carries.
 """
 
 from __future__ import annotations
@@ -20,15 +21,24 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from .contract import PREFIX, ModelContract, encode_metadata
+from .contract import PREFIX, ModelContract, content_sha256, encode_metadata, verdict_sha256
 from .errors import ConfigurationError, MissingDependencyError, SignatureError
-from .protobuf_fields import replace_metadata
+from .protobuf_fields import read_metadata, replace_metadata
 
 ALGORITHM = "Ed25519"
 SIGNATURE_KEY = PREFIX + "signature"
 # Domain separation: these bytes can never be mistaken for a signature over anything else.
 DOMAIN = b"netorigin model metadata signature v1\n"
 INSTALL_HINT = "pip install 'netorigin[signing]'"
+# Where an encrypted private key's passphrase comes from (never the command line: `ps` would show it).
+PASSPHRASE_ENV = "NETORIGIN_KEY_PASSPHRASE"
+# Public keys a runtime trusts when none are given explicitly (paths separated by os.pathsep), CLI and API alike.
+TRUSTED_KEYS_ENV = "NETORIGIN_TRUSTED_KEY"
+
+
+def trusted_keys_from_env() -> list[str]:
+    """The trusted public-key paths named by NETORIGIN_TRUSTED_KEY (empty when unset)."""
+    return [p for p in os.environ.get(TRUSTED_KEYS_ENV, "").split(os.pathsep) if p]
 
 
 def _ed25519() -> ModuleType:
@@ -43,15 +53,16 @@ def _serialization() -> ModuleType:
     return importlib.import_module("cryptography.hazmat.primitives.serialization")
 
 
-def signed_payload(meta: dict[str, Any]) -> bytes:
-    """The bytes a signature covers: canonical JSON of all netorigin.* fields but the signature."""
-    fields = {k: v for k, v in meta.items() if k.startswith(PREFIX) and k != SIGNATURE_KEY}
-    return DOMAIN + json.dumps(fields, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+def signed_payload(props: dict[str, str]) -> bytes:
+    """The bytes a signature covers: the stored netorigin.* key/value strings but the signature, sorted by key,
+    as a JSON object of strings (unambiguous: every string is escaped and delimited)."""
+    fields = {k: v for k, v in props.items() if k.startswith(PREFIX) and k != SIGNATURE_KEY}
+    return DOMAIN + json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 
 
 def key_id(raw_public_key: bytes) -> str:
-    """A short, stable name for a public key: the first 16 hex digits of its SHA-256."""
-    return hashlib.sha256(raw_public_key).hexdigest()[:16]
+    """The name of a public key: the SHA-256 of its 32 raw bytes, in full (a prefix could be forged)."""
+    return hashlib.sha256(raw_public_key).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -63,6 +74,7 @@ class PublicKey:
 
     @property
     def key_id(self) -> str:
+        """The key's SHA-256 fingerprint, as reports and `inspect` show it."""
         return key_id(self.raw)
 
 
@@ -131,16 +143,21 @@ def _write_new(path: Path, data: bytes, mode: int) -> None:
         handle.write(data)
 
 
+def is_encrypted(private_key_path: str | Path) -> bool:
+    """Whether a PEM private key needs a passphrase (so a CLI knows to ask for one)."""
+    return b"ENCRYPTED" in _read(Path(private_key_path), "private key")
+
+
 def sign_model(contract: ModelContract, private_key_path: str | Path, passphrase: str | None = None) -> bytes:
-    """The model's bytes with a signature over its (verified) metadata added; the graph is untouched."""
+    """The model's bytes with a signature over its stored metadata added (an earlier signature is replaced);
+    the graph and every other metadata string stay byte for byte as they were."""
     serialization = _serialization()
     key = _load_private_key(Path(private_key_path), passphrase)
     raw_public = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    signature = key.sign(signed_payload(contract.meta))
-    meta = dict(contract.meta) | {SIGNATURE_KEY: {
-        "algorithm": ALGORITHM, "public_key": base64.b64encode(raw_public).decode(), "key_id": key_id(raw_public),
-        "signature": base64.b64encode(signature).decode()}}
-    return replace_metadata(contract.model_bytes, encode_metadata(meta))
+    props = read_metadata(contract.model_bytes)
+    record = {"algorithm": ALGORITHM, "public_key": base64.b64encode(raw_public).decode(),
+              "key_id": key_id(raw_public), "signature": base64.b64encode(key.sign(signed_payload(props))).decode()}
+    return replace_metadata(contract.model_bytes, props | encode_metadata({SIGNATURE_KEY: record}))
 
 
 @dataclass(frozen=True)
@@ -165,12 +182,21 @@ def _decode(value: str, size: int, what: str, path: Path) -> bytes:
     return raw
 
 
+def _check_digests(contract: ModelContract) -> None:
+    """A signature vouches for the stored digests; make sure they are the graph's and the metadata's own, even
+    for a contract built by hand rather than by `load_contract`."""
+    stored = contract.meta.get(PREFIX + "sha256"), contract.meta.get(PREFIX + "verdict_sha256")
+    if stored != (content_sha256(contract.model_bytes), verdict_sha256(contract.meta)):
+        raise SignatureError("the stored digests do not match the model's graph and metadata", contract.path)
+
+
 def verify_signature(contract: ModelContract, trusted: list[PublicKey] | None = None) -> SignatureStatus:
     """Check the model's signature; with trusted keys, refuse a model not signed by one of them.
 
     Without trusted keys an unsigned model is accepted, and a signed one must still verify where `cryptography`
     is installed (an edit after signing is refused) — but only the trusted keys say *who* signed it.
     """
+    _check_digests(contract)
     record = contract.meta.get(SIGNATURE_KEY)
     if record is None:
         if trusted:
@@ -186,7 +212,8 @@ def verify_signature(contract: ModelContract, trusted: list[PublicKey] | None = 
         raise SignatureError("signature key_id does not match its public key", contract.path)
     invalid = importlib.import_module("cryptography.exceptions").InvalidSignature
     try:
-        ed25519.Ed25519PublicKey.from_public_bytes(raw_public).verify(signature, signed_payload(contract.meta))
+        ed25519.Ed25519PublicKey.from_public_bytes(raw_public).verify(
+            signature, signed_payload(read_metadata(contract.model_bytes)))
     except invalid:
         raise SignatureError(f"signature by key {record['key_id']} does not match the model: its metadata was "
                              "changed after signing", contract.path) from None
@@ -194,5 +221,5 @@ def verify_signature(contract: ModelContract, trusted: list[PublicKey] | None = 
         return SignatureStatus("intact", record["key_id"])
     if all(k.raw != raw_public for k in trusted):
         raise SignatureError(f"signed by key {record['key_id']}, which is not a trusted key (trusted: "
-                             f"{', '.join(k.key_id for k in trusted)})", contract.path)
+                             f"{', '.join(f'{k.key_id} from {k.path}' for k in trusted)})", contract.path)
     return SignatureStatus("trusted", record["key_id"])

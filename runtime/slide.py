@@ -46,6 +46,17 @@ class Level:
     height: int
 
 
+def as_mpp_rule(value: MppRule | float | None) -> MppRule:
+    """The API's shorthand: a number is a fallback MPP, None is "what the slide records"."""
+    if isinstance(value, MppRule):
+        return value
+    if value is None:
+        return MppRule()
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return MppRule(fallback=float(value))
+    raise ConfigurationError(f"mpp must be a number or an MppRule (got {type(value).__name__})")
+
+
 class Slide:
     """One slide: microns per pixel, pyramid levels, MRXS offset and thread-safe region reads."""
 
@@ -61,6 +72,7 @@ class Slide:
             props = self._handle.properties
             self.vendor = props.get(openslide.PROPERTY_NAME_VENDOR, "unknown")
             self.mpp, self.mpp_source = self._microns_per_pixel(props, mpp)
+            self.mpp_recorded = self._recorded_mpp(props)
         except BaseException:
             self._handle.close()  # a refused slide must not leak its handle (batch runs open thousands)
             raise
@@ -86,6 +98,14 @@ class Slide:
             raise SlideError(f"slide cannot be opened ({exc.strerror or exc})", self.path) from None
         handle.set_cache(openslide.OpenSlideCache(TILE_CACHE_BYTES))
         return handle
+
+    def _recorded_mpp(self, props) -> float | None:
+        """What the slide records (for reports when MPP is forced over it); None if nothing usable."""
+        try:
+            value = (float(props[openslide.PROPERTY_NAME_MPP_X]) + float(props[openslide.PROPERTY_NAME_MPP_Y])) / 2
+        except (KeyError, ValueError):
+            return None
+        return value if math.isfinite(value) else None
 
     def _microns_per_pixel(self, props, rule: MppRule) -> tuple[float, str]:
         """(MPP, source): source is "slide", "fallback" (--mpp, slide records none) or "forced" (--force-mpp)."""
@@ -117,6 +137,7 @@ class Slide:
                 digest = hashlib.sha256(handle.read(4 * 1024 * 1024)).hexdigest()
         return {"path": str(self.path), "name": self.path.name, "bytes": stat.st_size,
                 "quickhash": digest, "vendor": self.vendor, "mpp": self.mpp, "mpp_source": self.mpp_source,
+                "mpp_recorded": self.mpp_recorded,
                 "dimensions": list(self.dimensions)}
 
     def level_for(self, target_mpp: float) -> Level:

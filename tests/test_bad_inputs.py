@@ -188,7 +188,7 @@ CASES = {
     "annotations without tumour class": (dict(ann="ann_no_tumour"), "ann_no_tumour",
                                          "no annotation object of class Tumor"),
     "annotations self-intersecting, no area": (dict(ann="ann_bowtie"), "ann_bowtie", "cannot be repaired"),
-    "model truncated": (dict(model="model_truncated"), "model_truncated", "not an ONNX model or truncated"),
+    "model truncated": (dict(model="model_truncated"), "model_truncated", "truncated or damaged"),
     "model not ONNX": (dict(model="model_notonnx"), "model_notonnx", "not an ONNX model"),
     "model without netorigin metadata": (dict(model="model_nometa"), "model_nometa", "not a netorigin model"),
     "model unknown schema": (dict(model="model_schema99"), "model_schema99", "unknown metadata schema"),

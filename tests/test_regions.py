@@ -154,3 +154,35 @@ def test_corrupt_coordinates_are_refused(tmp_path, coordinate, message):
     with pytest.raises(AnnotationError, match=message) as exc:
         load_annotations(write(tmp_path, json.dumps([feature])), SLIDE)
     assert "\n" not in str(exc.value) and "a.geojson" in str(exc.value)
+
+
+@pytest.mark.parametrize("where, spelling", [
+    ("objectType", "cell"),          # QuPath 0.4+
+    ("object_type", "cell"),         # QuPath 0.3
+    ("objectType", "tmaCore"),       # QuPath 0.4+ TMA cores
+    ("object_type", "tma_core"),
+])
+def test_object_type_in_every_qupath_spelling(tmp_path, where, spelling):
+    other = square(2000, 2000, 100)
+    other["properties"].pop("objectType")
+    other["properties"][where] = spelling
+    path = write(tmp_path, [square(0, 0, 100), other])
+    assert load_annotations(path, SLIDE).geometry.area == pytest.approx(100 ** 2)
+    wanted = "cell" if spelling == "cell" else "tma_core"
+    both = load_annotations(path, SLIDE, RegionRules(object_types=("annotation", wanted)))
+    assert both.geometry.area == pytest.approx(2 * 100 ** 2)
+
+
+def test_exclusions_apply_whatever_object_types_are_chosen(tmp_path):
+    tumour_cell = as_type(square(0, 0, 1000), "cell")
+    pen_mark = square(0, 0, 500, cls="Exclude")  # an annotation
+    path = write(tmp_path, [tumour_cell, pen_mark])
+    regions = load_annotations(path, SLIDE, RegionRules(object_types=("cell",)))
+    assert regions.geometry.area == pytest.approx(1000 ** 2 - 500 ** 2)
+
+
+def test_non_finite_coordinates_that_json_accepts_are_refused(tmp_path):
+    feature = square(0, 0, 100)
+    text = json.dumps([feature]).replace("[100, 100]", "[1e999, 100]")  # json reads 1e999 as infinity
+    with pytest.raises(AnnotationError, match="non-finite coordinates"):
+        load_annotations(write(tmp_path, text), SLIDE)

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from netorigin.export.synthetic import write_pyramid
-from netorigin.runtime.errors import ConfigurationError, SlideError
+from netorigin.runtime.errors import ConfigurationError, ManifestError, SlideError
 from netorigin.runtime.sampling import PatchGeometry, plan_reads
 from netorigin.runtime.slide import MppRule, Slide
 
@@ -162,7 +162,16 @@ def test_batch_rows_and_training_cohorts_take_the_same_mpp_rule(tmp_path):
                         f"b,{bare.name},{bare_ann.name},,0.25\n"
                         f"c,{bare.name},{bare_ann.name},,\n")
     rules = [case.slides[0].mpp for case in read_manifest(manifest, MppRule(fallback=0.4))]
-    assert rules == [MppRule(fallback=0.5), MppRule(forced=0.25), MppRule(fallback=0.4)]
+    assert rules == [MppRule(fallback=0.5), MppRule(fallback=0.4, forced=0.25), MppRule(fallback=0.4)]
+    forced = [case.slides[0].mpp for case in read_manifest(manifest, MppRule(forced=0.3))]
+    assert forced == [MppRule(fallback=0.5, forced=0.3), MppRule(forced=0.25), MppRule(forced=0.3)]
+    both = tmp_path / "both.csv"
+    both.write_text(f"case,slide,mpp,force_mpp\na,{bare.name},0.5,0.25\n")
+    with pytest.raises(ManifestError, match="line 2: give mpp .* or force_mpp, not both"):
+        read_manifest(both)
+    both.write_text(f"case,slide,force_mpp\na,{bare.name},-2\n")
+    with pytest.raises(ManifestError, match="line 2: force_mpp '-2' is not a positive number"):
+        read_manifest(both)
 
     cohort = tmp_path / "cohort.csv"
     cohort.write_text(f"case,label,specimen,slide,annotations\np1,pancreas,A,{bare.name},{bare_ann.name}\n")
@@ -170,3 +179,42 @@ def test_batch_rows_and_training_cohorts_take_the_same_mpp_rule(tmp_path):
         next(iter_cohort(cohort, 4, seed=0))
     case = next(iter_cohort(cohort, 4, seed=0, mpp=MppRule(fallback=0.5)))
     assert case.pixels.shape == (4, 224, 224, 3)
+
+
+def test_batch_force_mpp_reaches_every_slide_and_reports_the_recorded_value(monkeypatch, capsys, tiny_model,
+                                                                             tmp_path):
+    slide, ann = slide_file(tmp_path, "s", 2400, 2000, 0.5)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"case,slide,annotations\nc1,{slide.name},{ann.name}\n")
+    code, out, err = run_cli(monkeypatch, capsys, "batch", manifest, "-m", tiny_model, "--device", "cpu",
+                             "-o", tmp_path / "out", "--force-mpp", "0.4")
+    assert code == 0, err
+    fingerprint = json.loads((tmp_path / "out" / "c1.json").read_text())["slides"][0]["fingerprint"]
+    assert (fingerprint["mpp"], fingerprint["mpp_source"], fingerprint["mpp_recorded"]) == (0.4, "forced", 0.5)
+
+
+def test_the_python_api_takes_a_number_as_fallback_mpp(tiny_model, tmp_path):
+    from netorigin.runtime import Predictor, SlideInput
+
+    bare, ann = slide_file(tmp_path, "bare", 2400, 2000, None)
+    predictor = Predictor(tiny_model, device="cpu")
+    result = predictor.predict_case([SlideInput(bare, ann, mpp=0.5)], case_id="c")
+    assert result.slides[0].fingerprint["mpp_source"] == "fallback"
+    assert predictor.predict_case([bare], [ann], case_id="c", mpp=0.5).verdict == result.verdict
+    with pytest.raises(ConfigurationError, match="mpp must be a number"):
+        SlideInput(bare, ann, mpp="0.5")
+
+
+def test_embed_takes_the_region_and_mpp_options(monkeypatch, capsys, tmp_path):
+    bare, ann = slide_file(tmp_path, "bare", 2400, 2000, None)
+    cohort = tmp_path / "cohort.csv"
+    cohort.write_text(f"case,label,specimen,slide,annotations\np1,pancreas,A,{bare.name},{ann.name}\n")
+    args = ("embed", cohort, "-o", tmp_path / "e.npz", "--weights-kind", "random", "--patches-per-case", "2")
+    code, out, err = run_cli(monkeypatch, capsys, *args)
+    assert code == 1 and "does not record microns per pixel" in err
+    code, out, err = run_cli(monkeypatch, capsys, *args, "--mpp", "0.5", "--object-type", "annotation",
+                             "--include-class", "Tumor")
+    assert code == 0, err
+    assert "2 patches of 1 patients" in out
+    code, out, err = run_cli(monkeypatch, capsys, *args, "--mpp", "0.5", "--include-class", "Stroma")
+    assert code == 1 and "no annotation object of class Stroma" in err

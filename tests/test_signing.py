@@ -9,8 +9,8 @@ import stat
 
 import pytest
 
-from netorigin.runtime.contract import PREFIX, load_contract, with_metadata
-from netorigin.runtime.errors import ConfigurationError, SignatureError
+from netorigin.runtime.contract import PREFIX, ModelContract, load_contract, with_metadata
+from netorigin.runtime.errors import ConfigurationError, ModelError, SignatureError
 from netorigin.runtime.protobuf_fields import read_metadata, replace_metadata
 from netorigin.runtime.signing import (
     SIGNATURE_KEY,
@@ -44,7 +44,7 @@ def signed_model(tiny_model, keys, tmp_path_factory):
 def test_keygen_writes_a_private_key_only_its_owner_reads_and_never_overwrites(keys, tmp_path):
     private, public, key_id = keys["hospital"]
     assert stat.S_IMODE(os.stat(private).st_mode) == 0o600
-    assert load_public_key(public).key_id == key_id and len(key_id) == 16
+    assert load_public_key(public).key_id == key_id and len(key_id) == 64
     assert keys["stranger"][2] != key_id
     with pytest.raises(ConfigurationError, match="refusing to overwrite"):
         generate_keypair(private, tmp_path / "new.pub")
@@ -108,11 +108,13 @@ def test_resaving_through_netorigin_drops_the_signature(signed_model):
 
 def test_cli_keygen_sign_and_trusted_key_predict(monkeypatch, capsys, tiny_model, slides, tmp_path):
     private, public = tmp_path / "lab.key", tmp_path / "lab.pub"
-    code, out, err = run_cli(monkeypatch, capsys, "keygen", "--private", private, "--public", public,
-                             "--passphrase", "s3cret")
+    monkeypatch.setenv("NETORIGIN_KEY_PASSPHRASE", "s3cret")
+    code, out, err = run_cli(monkeypatch, capsys, "keygen", "--private", private, "--public", public, "--encrypt")
     assert code == 0, err
     key_id = out.split()[2].rstrip(":")
+    assert b"ENCRYPTED" in private.read_bytes()
     signed = tmp_path / "signed.onnx"
+    monkeypatch.delenv("NETORIGIN_KEY_PASSPHRASE")
     code, out, err = run_cli(monkeypatch, capsys, "sign", tiny_model, "--key", private, "--out", signed)
     assert code == 1 and "the private key is encrypted: give its passphrase" in err and not signed.exists()
     monkeypatch.setenv("NETORIGIN_KEY_PASSPHRASE", "s3cret")
@@ -135,8 +137,9 @@ def test_cli_keygen_sign_and_trusted_key_predict(monkeypatch, capsys, tiny_model
 
 def test_bad_key_files_are_one_line_errors(tmp_path, keys):
     (tmp_path / "junk.pub").write_text("not a key")
-    with pytest.raises(ConfigurationError, match="not a PEM public key"):
+    with pytest.raises(ConfigurationError, match="not a PEM public key") as exc:
         load_public_key(tmp_path / "junk.pub")
+    assert str(exc.value) == f"{tmp_path / 'junk.pub'}: not a PEM public key"
     with pytest.raises(ConfigurationError, match="public key file not found"):
         load_public_key(tmp_path / "missing.pub")
     with pytest.raises(ConfigurationError, match="not a PEM public key"):
@@ -152,3 +155,60 @@ def test_inspect_names_the_signature_and_checks_trusted_keys(monkeypatch, capsys
     assert code == 0 and f"signature   by key {keys['hospital'][2]}, a trusted key" in out
     code, out, err = run_cli(monkeypatch, capsys, "inspect", signed_model, "--trusted-key", keys["stranger"][1])
     assert code == 1 and "which is not a trusted key" in err and out == ""
+
+
+def test_a_new_graph_with_a_recomputed_digest_under_the_old_signature_is_refused(signed_model, keys, tmp_path):
+    """Swap the weights, recompute netorigin.sha256 as an attacker could, keep the signature: refused."""
+    from netorigin.runtime.contract import content_sha256, encode_metadata
+
+    contract = load_contract(signed_model)
+    tampered = bytearray(contract.model_bytes)
+    at = len(tampered) // 2
+    tampered[at] = (tampered[at] + 1) % 256
+    props = read_metadata(bytes(tampered))
+    props |= encode_metadata({PREFIX + "sha256": content_sha256(bytes(tampered))})
+    path = tmp_path / "swapped.onnx"
+    path.write_bytes(replace_metadata(bytes(tampered), props))
+    swapped = load_contract(path)  # both digests consistent: only the signature can tell
+    with pytest.raises(SignatureError, match="changed after signing"):
+        verify_signature(swapped, [load_public_key(keys["hospital"][1])])
+
+
+def test_a_duplicate_json_key_in_a_signed_model_is_refused(signed_model, tmp_path):
+    """Parsers disagree on which of two equal keys wins, so the stored text must never hold one."""
+    props = read_metadata(signed_model.read_bytes())
+    props[PREFIX + "bands"] = props[PREFIX + "bands"].replace('{"c": ', '{"c": 12345, "c": ', 1)
+    path = tmp_path / "duplicate.onnx"
+    path.write_bytes(replace_metadata(signed_model.read_bytes(), props))
+    with pytest.raises(ModelError, match="same key twice"):
+        load_contract(path)
+
+
+def test_a_signature_whose_key_id_does_not_match_its_key_is_refused(signed_model, keys, tmp_path):
+    other = keys["stranger"][2]
+    path = _edit_signed(signed_model, tmp_path, lambda m: m | {SIGNATURE_KEY: dict(m[SIGNATURE_KEY], key_id=other)})
+    with pytest.raises(SignatureError, match="key_id does not match its public key"):
+        verify_signature(load_contract(path))
+
+
+def test_digests_are_rechecked_for_a_contract_built_by_hand(signed_model):
+    contract = load_contract(signed_model)
+    bands = [dict(b, upper=b["upper"] + 1) for b in contract.meta[PREFIX + "bands"]]
+    forged = ModelContract(path=contract.path, model_bytes=contract.model_bytes,
+                           meta=contract.meta | {PREFIX + "bands": bands})
+    with pytest.raises(SignatureError, match="stored digests do not match"):
+        verify_signature(forged)
+
+
+def test_signing_keeps_other_metadata_and_replaces_an_older_signature(signed_model, keys, tmp_path):
+    props = read_metadata(signed_model.read_bytes()) | {"scanner.site": "north"}
+    path = tmp_path / "extra.onnx"
+    path.write_bytes(replace_metadata(signed_model.read_bytes(), props))
+    resigned = sign_model(load_contract(path), keys["stranger"][0])
+    stored = read_metadata(resigned)
+    assert stored["scanner.site"] == "north"
+    assert {k: v for k, v in stored.items() if k != SIGNATURE_KEY} == {k: v for k, v in props.items()
+                                                                       if k != SIGNATURE_KEY}
+    path.write_bytes(resigned)
+    status = verify_signature(load_contract(path), [load_public_key(keys["stranger"][1])])
+    assert status.key_id == keys["stranger"][2]
