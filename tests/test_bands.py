@@ -15,12 +15,12 @@ from netorigin.calibration.bands_io import read_sums
 from netorigin.calibration.errors import InputDataError
 from netorigin.runtime.verdict import patient_verdict, verdict_from_sum
 
-FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "reference_cohort_imagenet.json"
+# The reference implementation's published per-patient sums and band table (a copy lives in the repository, so a
+# plain clone runs the golden test).
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "reference_cohort_imagenet.json"
 
 
 def _fixture() -> dict:
-    if not FIXTURE.exists():
-        pytest.skip(f"reference fixture not present at {FIXTURE}")
     return json.loads(FIXTURE.read_text())
 
 
