@@ -13,7 +13,7 @@ from netorigin.runtime.bands import Band, BandTable
 from netorigin.runtime.contract import PREFIX, ModelContract, load_contract, with_metadata
 
 from .errors import InputDataError
-from .labels import label_code
+from .labels import LABEL_NAMES, label_code
 
 
 @dataclass(frozen=True)
@@ -94,16 +94,24 @@ def write_bands(table: BandTable, path: str | Path) -> None:
     write_text_atomic(path, json.dumps(doc, indent=2))
 
 
+def calibration_record(sums: list[PatientSum]) -> list[dict]:
+    """The calibration patients' sums and labels, without patient ids, sorted: what a case page plots the band
+    against (provenance, not verdict-deciding)."""
+    return sorted(({"label": LABEL_NAMES[p.label], "s": float(p.s)} for p in sums), key=lambda r: r["s"])
+
+
 def write_bands_into_model(model: str | Path | ModelContract, table: BandTable, out: str | Path | None = None, *,
-                           calibration: dict | None = None) -> Path:
+                           calibration: dict | None = None, sums: list[PatientSum] | None = None) -> Path:
     """Replace the model's bands and default confidence; the graph bytes stay identical (same graph digest), the
-    verdict digest changes. `calibration` adds provenance (in-sample flag, what was checked)."""
+    verdict digest changes. `calibration` adds provenance (in-sample flag, what was checked), `sums` the
+    calibration patients' sums."""
     contract = model if isinstance(model, ModelContract) else load_contract(model)
     meta = dict(contract.meta)
     meta[PREFIX + "bands"] = table.to_json()
     meta[PREFIX + "default_confidence"] = table.default_confidence
     prov = dict(meta[PREFIX + "provenance"])
-    prov["calibration"] = {"n_pi": table.n_pi, "n_other": table.n_other, **(calibration or {})}
+    prov["calibration"] = {"n_pi": table.n_pi, "n_other": table.n_other, **(calibration or {}),
+                           "sums": calibration_record(sums or [])}
     prov["bands_note"] = None
     meta[PREFIX + "provenance"] = prov
     target = Path(out or contract.path)

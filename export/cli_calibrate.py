@@ -59,7 +59,8 @@ def command(sums, embeddings, head, model, out, allow_in_sample) -> None:
     table = calibrate_bands(*table_from_sums(rows))
     if model is not None:
         target = write_bands_into_model(contract, table, out, calibration={
-            "in_sample": bool(overlap), "in_sample_patients": len(overlap), "checked_against_fit": checked})
+            "in_sample": bool(overlap), "in_sample_patients": len(overlap), "checked_against_fit": checked},
+            sums=rows)
         click.echo(f"bands written into {target} (default c = {table.default_confidence:g})")
     else:
         write_bands(table, out)

@@ -11,13 +11,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from netorigin.calibration.errors import InputDataError
 from netorigin.calibration.labels import LABEL_NAMES
 from netorigin.runtime.atomic import write_text_atomic
-from netorigin.runtime.batch import read_manifest
+from netorigin.runtime.batch import read_manifest, run_batch
 from netorigin.runtime.contract import DEMO_WARNING
 from netorigin.runtime.manifest import read_csv_rows
 from netorigin.runtime.predictor import Predictor
-from netorigin.runtime.report import write_case_outputs
 
 from .embedder import build_embedder
 from .synthetic import make_cohort
@@ -69,14 +69,17 @@ def run_demo(out: Path, plan: DemoPlan = FULL, seed: int = 0, echo=print) -> dic
     predictor = Predictor(model_path, device="cpu", seed=seed)
     labels = {row["case"]: row["label"] for row in read_csv_rows(manifests["test"], ("case", "label"))}
     rows = []
-    for case in read_manifest(manifests["test"]):
-        result = predictor.predict_case(case.slides, case_id=case.case_id)
-        write_case_outputs(result, out / "reports", geojson=True, thumbnail=True)
-        v = result.verdict
-        rows.append({"case": case.case_id, "truth": labels[case.case_id], "verdict": v.verdict,
-                     "patient_sum": v.patient_sum, "votes_small_intestine": v.votes_small_intestine,
-                     "n_patches": v.n_patches, "band": [result.band.lower, result.band.upper],
-                     "seconds": result.timings["total"]})
+    reports = out / "reports"  # a batch: case pages, index.html, QuPath detections, thumbnails
+    for outcome in run_batch(predictor, read_manifest(manifests["test"]), reports, geojson=True, thumbnail=True,
+                             redo=True):
+        if outcome.status != "ok":
+            raise InputDataError(f"demo case {outcome.case_id} gave no verdict ({outcome.reason})")
+        report = json.loads((reports / f"{outcome.case_id}.json").read_text())
+        rows.append({"case": outcome.case_id, "truth": labels[outcome.case_id], "verdict": report["verdict"],
+                     "patient_sum": report["patient_sum"], "votes_small_intestine": report["votes"]["small_intestine"],
+                     "n_patches": report["votes"]["n_patches"], "band": [report["band"]["lower"],
+                                                                         report["band"]["upper"]],
+                     "seconds": report["timings_s"]["total"]})
     timings["predict"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - start
 

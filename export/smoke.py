@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from netorigin.calibration.bands import calibrate_bands
+from netorigin.calibration.bands_io import PatientSum, table_from_sums, write_bands_into_model
 
 from .build import build_model_bytes, write_model
 from .embedder import EmbedderInfo, PatchEmbedder
@@ -45,10 +46,14 @@ def build_smoke_model(path: Path, embedder: PatchEmbedder, info: EmbedderInfo, *
             emb = embedder(torch.from_numpy(patches)).numpy()
         labels = np.repeat([1, 0], 60)
         pipeline = fit_head("reference", emb, labels)
-    bands = None
+    bands = sums = None
     if with_bands:
         rng = np.random.default_rng(2)
-        bands = calibrate_bands(rng.normal(0, 30, 20), rng.normal(0, 5, 8))
+        sums = [PatientSum(f"p{i}", i % 2, float(s)) for i, s in enumerate(rng.normal(0, 30, 20))]
+        sums += [PatientSum(f"o{i}", 2, float(s)) for i, s in enumerate(rng.normal(0, 5, 8))]
+        bands = calibrate_bands(*table_from_sums(sums))
     write_model(path, build_model_bytes(embedder, info, head_record(pipeline, patches_per_case, info), bands,
                                         demo=demo))
+    if bands is not None:
+        write_bands_into_model(path, bands, sums=sums)  # the calibration sums, as `train` stores them
     return path

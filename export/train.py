@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from netorigin.calibration.bands import calibrate_bands
-from netorigin.calibration.bands_io import PatientSum
+from netorigin.calibration.bands_io import PatientSum, calibration_record
 from netorigin.calibration.embeddings import Embeddings
 from netorigin.calibration.errors import InputDataError
 from netorigin.calibration.labels import label_code
@@ -160,7 +160,7 @@ def train(cohort: Path, out: Path, embedder: PatchEmbedder, info: EmbedderInfo, 
                                cohort=head_info["cohort"], training=training, demo=plan.demo, precision=precision,
                                calibration_set=int8_set if precision == "int8" else None)
         fresh["netorigin.provenance"]["calibration"] |= {
-            "in_sample": False, "split": split.source,
+            "in_sample": False, "split": split.source, "sums": calibration_record(sums[precision]),
             "decisions": "this model on ONNX Runtime (CPU)" if sessions else "the head on stored embeddings"}
         write_model(path, with_metadata(graphs[precision], fresh))
     summary = _summary(sums, sklearn_sums, bands, split, models) | {"sampling": sampling}

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .atomic import write_text_atomic
+from .case_page import index_html
 from .errors import ConfigurationError, InsufficientTissueError, ManifestError, NetoriginError, OutputError
 from .manifest import read_csv_rows, row_mpp_rule
 from .names import case_file, check_case_id
@@ -20,6 +21,7 @@ from .slide import MppRule, Slide
 REQUIRED_COLUMNS = ("case", "slide")
 OPTIONAL_COLUMNS = ("annotations", "specimen", "mpp", "force_mpp", "label")
 SUMMARY_NAME = "batch-summary.json"
+INDEX_NAME = "index.html"
 
 
 @dataclass(frozen=True)
@@ -170,4 +172,6 @@ def run_batch(predictor: Predictor, cases: list[BatchCase], out: Path, workers: 
                             for o in outcomes if o.status in ("failed", "insufficient_tissue")],
                "outcomes": [o.__dict__ for o in outcomes]}
     write_text_atomic(out / SUMMARY_NAME, json.dumps(summary, indent=2))
+    reports = {o.case_id: _finished(case_file(out, o.case_id, ".json")) for o in outcomes}
+    write_text_atomic(out / INDEX_NAME, index_html(summary, {k: v for k, v in reports.items() if v}))
     return outcomes

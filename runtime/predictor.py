@@ -73,6 +73,9 @@ class CaseResult:
     notes: list[str] = field(default_factory=list)
     warning: str | None = None
     region_rules: dict[str, list[str]] = field(default_factory=dict)
+    # For the case page, not the JSON record: each slide's sampled region, the calibration patients' sums.
+    regions: list[Any] = field(default_factory=list)
+    calibration_sums: list[dict] = field(default_factory=list)
 
 
 def _as_inputs(slides: Sequence, annotations: Sequence | None, specimens: Sequence[str] | None,
@@ -159,14 +162,13 @@ class Predictor:
         timings["total"] = time.perf_counter() - start
         records = [{"slide": p.slide_index, "x": p.x, "y": p.y, "size_level0": p.size_level0, "level": p.level,
                     "decision": float(d)} for p, d in zip(patches, decisions)]
-        notes = [n for s in summaries for n in s.notes]
-        if (self.contract.provenance.get("calibration") or {}).get("in_sample"):
-            notes.append(IN_SAMPLE_NOTE)
+        notes = [n for s in summaries for n in s.notes] + self.model_notes()
         return CaseResult(case_id=case_id, verdict=verdict, band=self.band, decisions=decisions,
                           patches=records, slides=summaries, seed=self.seed, provider=self.provider,
                           timings=timings, model=self.model_info(), notes=notes,
                           warning=DEMO_WARNING if self.contract.is_demo else None,
-                          region_rules=self.rules.as_dict())
+                          region_rules=self.rules.as_dict(), regions=[r.geometry for r in regions],
+                          calibration_sums=self.calibration_sums)
 
     def _sample_and_infer(self, slides: list[Slide], regions: list[Regions], plans: list[ReadPlan],
                           counts: list[int]) -> tuple[list[Patch], np.ndarray, float, float]:
@@ -196,6 +198,15 @@ class Predictor:
             results = [f.result() for f in futures]
         decisions = np.concatenate([r[0] for r in results]).astype(np.float64)
         return patches, decisions, float(sum(resize_times)), float(sum(r[1] for r in results))
+
+    def model_notes(self) -> list[str]:
+        """What every report of this model must say (bands calibrated in-sample: research only)."""
+        return [IN_SAMPLE_NOTE] if (self.contract.provenance.get("calibration") or {}).get("in_sample") else []
+
+    @property
+    def calibration_sums(self) -> list[dict]:
+        """The calibration patients' sums and labels the bands were fitted on (empty for older models)."""
+        return list((self.contract.provenance.get("calibration") or {}).get("sums") or [])
 
     def model_info(self) -> dict[str, Any]:
         prov = self.contract.provenance

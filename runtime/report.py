@@ -15,6 +15,8 @@ import numpy as np
 from PIL import ImageDraw
 
 from .atomic import write_bytes_atomic, write_text_atomic
+from .case_page import case_html, slide_figure
+from .contract import DEMO_WARNING
 from .errors import InsufficientTissueError
 from .names import case_file
 from .predictor import CaseResult, Predictor
@@ -71,13 +73,16 @@ def case_report(result: CaseResult) -> dict[str, Any]:
 
 
 def write_insufficient_report(out: Path, case_id: str, exc: InsufficientTissueError, predictor: Predictor) -> Path:
-    """A report that says why there is no verdict: never one on fewer patches than the model was calibrated for."""
+    """A report (JSON and page) that says why there is no verdict: never one on fewer patches than the model was
+    calibrated for."""
     report = {"report_version": REPORT_VERSION, "status": "insufficient_tissue", "case": case_id, "verdict": None,
               "problem": str(exc), "patches_possible": exc.possible, "patches_required": exc.required,
               "seed": predictor.seed, "confidence": predictor.band.c if predictor.band else None,
-              "region_rules": predictor.rules.as_dict(),
+              "region_rules": predictor.rules.as_dict(), "notes": predictor.model_notes(),
+              "warning": DEMO_WARNING if predictor.contract.is_demo else None,
               "model": predictor.model_info(), "versions": dict(_versions()),
               "created": datetime.now(UTC).isoformat(timespec="seconds")}
+    write_text_atomic(case_file(out, case_id, ".html"), case_html(report, [], [], 0.0))
     path = case_file(out, case_id, ".json")
     write_text_atomic(path, json.dumps(report, indent=2))
     return path
@@ -137,11 +142,16 @@ def thumbnail_png(result: CaseResult, slide_index: int, slide: Slide, max_size: 
 
 
 def write_case_outputs(result: CaseResult, out: Path, geojson: bool = False, thumbnail: bool = False) -> list[Path]:
-    """Write the extras, then the report last (its presence marks a finished case); all atomic."""
-    written = []
-    for index, summary in enumerate(result.slides if (geojson or thumbnail) else []):
+    """Write the extras and the case page, then the JSON report last (its presence marks a finished case); all
+    atomic."""
+    written, figures = [], []
+    report = case_report(result)
+    limit = float(np.max(np.abs(result.decisions))) if len(result.decisions) else 0.0
+    for index, summary in enumerate(result.slides):
         stem = case_file(out, result.case_id, f".slide{index}")
         with Slide(summary.fingerprint["path"], MppRule(forced=summary.fingerprint["mpp"])) as slide:
+            region = result.regions[index] if index < len(result.regions) else None
+            figures.append(slide_figure(slide, index, result.patches, region, limit))
             if geojson:
                 target = stem.with_name(stem.name + ".patches.geojson")
                 write_text_atomic(target, json.dumps(patches_geojson(result, index, slide.offset)))
@@ -150,7 +160,10 @@ def write_case_outputs(result: CaseResult, out: Path, geojson: bool = False, thu
                 target = stem.with_name(stem.name + ".thumbnail.png")
                 write_bytes_atomic(target, thumbnail_png(result, index, slide))
                 written.append(target)
+    page = case_file(out, result.case_id, ".html")
+    write_text_atomic(page, case_html(report, figures, result.calibration_sums, limit))
+    written.append(page)
     report_path = case_file(out, result.case_id, ".json")
-    write_text_atomic(report_path, json.dumps(case_report(result), indent=2))
+    write_text_atomic(report_path, json.dumps(report, indent=2))
     written.append(report_path)
     return written
