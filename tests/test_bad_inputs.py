@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import shutil
+from importlib import metadata
 
 import numpy as np
+import onnx
+import onnxruntime
 import pytest
 import tifffile
+from onnx import TensorProto, helper
 
-from netorigin.runtime.contract import PREFIX, encode_metadata, load_contract, with_metadata
+from netorigin.runtime.contract import PREFIX, load_contract, with_metadata
 from netorigin.runtime.protobuf_fields import read_metadata, replace_metadata
 from netorigin.runtime.signing import generate_keypair, sign_model
 
@@ -243,7 +249,8 @@ def test_bad_input_one_line_error(monkeypatch, capsys, bad, kind, tmp_path):
     assert stdout == ""  # never a verdict
     assert len(lines) == 1 and lines[0].startswith("error: "), err
     assert str(bad.get(key, key)) in lines[0] and fragment in lines[0]
-    assert not list(out.glob("*")) if out.exists() else True  # nothing partial
+    left = sorted(out.rglob("*")) if out.exists() else []
+    assert left == []  # nothing partial (the folder itself may have been created before the check)
 
 
 def test_mpp_override_rescues_a_slide_without_mpp(monkeypatch, capsys, bad):
@@ -251,31 +258,91 @@ def test_mpp_override_rescues_a_slide_without_mpp(monkeypatch, capsys, bad):
     args = _predict_args(bad, slide="no_mpp", ann=None) + ["--mpp", "2.0"]
     code, out, err = run_cli(monkeypatch, capsys, *args)
     assert code == 0, err
-    assert "case nompp:" in out and "tissue detection" in out
+    # A verdict was given (the summary's first line names case and verdict) on the detected tissue.
+    assert re.search(r"^case nompp: (PANCREAS|SMALL INTESTINE|UNCERTAIN)$", out, re.M), out
+    assert "note: no annotations: tissue detection was used" in out
 
 
 def test_insufficient_tissue_is_reported_never_verdicted(monkeypatch, capsys, bad, tmp_path):
     code, out, err = run_cli(monkeypatch, capsys, *_predict_args(bad, ann="ann_glass"), "--out", tmp_path)
-    assert code == 3 and "insufficient tissue: 0 of 20 patches" in err
-    report = json.loads((tmp_path / "good_slide.json").read_text()) if (tmp_path / "good_slide.json").exists() \
-        else json.loads(next(tmp_path.glob("*.json")).read_text())
+    assert code == 3 and out == "" and "insufficient tissue: 0 of 20 patches" in err
+    case = bad["good_slide"].stem  # the case id defaults to the slide's name
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert f"{case}.json" in names and all(name.startswith(f"{case}.") for name in names), names
+    report = json.loads((tmp_path / f"{case}.json").read_text())
+    assert report["case"] == case
     assert report["status"] == "insufficient_tissue" and report["verdict"] is None
     assert report["patches_possible"] == 0 and report["patches_required"] == 20
 
 
-@pytest.mark.parametrize("extra, fragment", [
-    (("--confidence", "0.3"), "confidence '0.3' is not a stored level"),
-    (("--confidence", "abc"), "not a number"),
+@pytest.mark.parametrize("extra, fragment, names_model", [
+    # a level this model does not store: the error names the model file and the levels it does store
+    (("--confidence", "0.3"), "confidence '0.3' is not a stored level (stored: ", True),
+    # not a number at all: a usage problem, whatever the model
+    (("--confidence", "abc"), "confidence 'abc' is not a number or a fraction k/o", False),
 ])
-def test_bad_options(monkeypatch, capsys, bad, extra, fragment):
-    code, _, err = run_cli(monkeypatch, capsys, *_predict_args(bad), *extra)
-    assert code != 0 and fragment in err and str(bad["model"]) in err or "abc" in err
+def test_bad_options(monkeypatch, capsys, bad, extra, fragment, names_model):
+    code, out, err = run_cli(monkeypatch, capsys, *_predict_args(bad), *extra)
+    lines = err.strip().splitlines()
+    assert code == 1 and out == ""
+    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], err
+    assert (str(bad["model"]) in lines[0]) == names_model, lines[0]
 
 
-def test_cuda_requested_without_cuda_is_an_error_not_a_cpu_run(monkeypatch, capsys, bad):
-    args = [a for a in _predict_args(bad) if a != "cpu" and a != "--device"] + ["--device", "cuda"]
-    code, out, err = run_cli(monkeypatch, capsys, *args)
-    assert code != 0 and "--device cuda" in err and out == ""
+def _cuda_state() -> str:
+    """What `--device cuda` can do on this host, found with bare onnxruntime (not netorigin's code):
+    'absent' (no CUDA provider in this build), 'mixed' (onnxruntime and onnxruntime-gpu both installed),
+    'broken' (the provider is listed but a session falls back to the CPU) or 'works'."""
+    installed = []
+    for name in ("onnxruntime", "onnxruntime-gpu"):
+        try:
+            installed.append(metadata.version(name))
+        except metadata.PackageNotFoundError:
+            pass
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        return "absent"
+    if len(installed) > 1:
+        return "mixed"
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "probe",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    probe = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    probe.ir_version = 8
+    try:
+        session = onnxruntime.InferenceSession(probe.SerializeToString(),
+                                               providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+    except Exception:  # any failure to start CUDA counts as broken
+        return "broken"
+    return "works" if session.get_providers()[0] == "CUDAExecutionProvider" else "broken"
+
+
+CUDA_ERRORS = {
+    "absent": "error: --device cuda: this onnxruntime build has no CUDA provider",
+    "mixed": "error: --device cuda: both onnxruntime and onnxruntime-gpu are installed",
+    "broken": "error: --device cuda: the CUDA provider failed to start",
+}
+
+
+def test_cuda_requested_runs_on_cuda_or_is_an_error_never_a_cpu_run(monkeypatch, capsys, bad, tmp_path):
+    """On a GPU host `--device cuda` runs on CUDA; anywhere else it is a one-line error naming why, no verdict."""
+    state = _cuda_state()
+    args = [a for a in _predict_args(bad) if a not in ("cpu", "--device")] + ["--device", "cuda"]
+    code, out, err = run_cli(monkeypatch, capsys, *args, "--json", "--out", tmp_path / "cuda")
+    if state == "works":
+        assert code == 0, err
+        report = json.loads(out)
+        assert report["provider"] == "CUDAExecutionProvider" and report["status"] == "ok"
+        # Same case on the CPU: the same votes and verdict, S equal to float32 accuracy.
+        code, cpu_out, err = run_cli(monkeypatch, capsys, *_predict_args(bad), "--json")
+        assert code == 0, err
+        cpu = json.loads(cpu_out)
+        assert (report["verdict"], report["votes"]) == (cpu["verdict"], cpu["votes"])
+        assert report["patient_sum"] == pytest.approx(cpu["patient_sum"], abs=1e-3)
+    else:
+        lines = err.strip().splitlines()
+        assert code == 1 and out == ""
+        assert len(lines) == 1 and lines[0].startswith(CUDA_ERRORS[state]), (state, err)
+        assert not list((tmp_path / "cuda").glob("*.json"))
 
 
 def test_unwritable_output_folder(monkeypatch, capsys, bad, tmp_path):
@@ -303,7 +370,14 @@ def test_model_errors_from_the_contract_loader(bad):
     from netorigin.runtime.errors import ModelError
 
     for key in ("model_truncated", "model_notonnx", "model_nometa", "model_schema99", "model_tampered"):
-        with pytest.raises(ModelError):
+        fragment = CASES[next(kind for kind, case in CASES.items() if case[1] == key)][2]
+        with pytest.raises(ModelError, match=re.escape(fragment)) as exc:
             load_contract(bad[key])
-    assert load_contract(bad["model"]).sha256 == json.loads(encode_metadata(
-        {"x": load_contract(bad["model"]).sha256})["x"])
+        assert str(bad[key]) in str(exc.value)
+    # The good model loads, and its recorded graph hash is the SHA-256 of the model without its metadata,
+    # computed here with the onnx library alone.
+    contract = load_contract(bad["model"])
+    bare = onnx.load_from_string(bad["model"].read_bytes())
+    del bare.metadata_props[:]
+    assert contract.sha256 == hashlib.sha256(bare.SerializeToString()).hexdigest()
+    assert contract.model_bytes == bad["model"].read_bytes()

@@ -22,7 +22,20 @@ def test_predict_prints_verdict_and_writes_reports(monkeypatch, capsys, tiny_mod
     assert code == 0, err
     assert "DEMO MODEL, NOT FOR DIAGNOSIS" in out and "case svs20x:" in out
     report = json.loads((tmp_path / "svs20x.json").read_text())
-    assert report["verdict"] in ("pancreas", "small_intestine", "uncertain")
+    # The verdict is the one the README's rule gives, recomputed here from the per-patch decisions and the band
+    # stored in the model: uncertain iff L < S < R, else small intestine iff more than half the patches vote for
+    # it (decision > 0), else pancreas.
+    decisions = [p["decision"] for p in report["patches"]]
+    band = load_contract(tiny_model).band(None)
+    assert report["band"] == {"c": band.c, "pi_inside": band.pi_inside, "lower": band.lower, "upper": band.upper}
+    s, votes = report["patient_sum"], sum(d > 0 for d in decisions)
+    majority = "small_intestine" if 2 * votes > len(decisions) else "pancreas"
+    inside = band.lower < s < band.upper
+    assert report["votes"] == {"small_intestine": votes, "pancreas": len(decisions) - votes, "n_patches": 20}
+    assert (report["majority_vote"], report["in_band"]) == (majority, inside)
+    assert report["verdict"] == ("uncertain" if inside else majority)
+    text = {"pancreas": "PANCREAS", "small_intestine": "SMALL INTESTINE", "uncertain": "UNCERTAIN"}
+    assert f"case svs20x: {text[report['verdict']]}\n" in out
     assert report["provider"] == "CPUExecutionProvider"
     assert report["seed"] == 0 and len(report["model"]["graph_sha256"]) == 64
     assert report["slides"][0]["fingerprint"]["quickhash"]

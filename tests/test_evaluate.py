@@ -8,10 +8,13 @@ from functools import partial
 import numpy as np
 import pytest
 
+from netorigin.calibration import protocols
+from netorigin.calibration.bands import calibrate_bands
 from netorigin.calibration.embeddings import Embeddings
 from netorigin.calibration.metrics import class_metrics, clopper_pearson
 from netorigin.calibration.protocols import binary_loo, extended_loo, external_test
 from netorigin.export.heads import fit_head
+from netorigin.runtime.verdict import UNCERTAIN, patient_verdict
 
 from .helpers import run_cli
 
@@ -48,17 +51,79 @@ def test_extended_loo_is_seeded_and_aligns_columns():
     zero = a["confusion"]["0"]
     assert all(row["uncertain"] == 0 for row in zero.values())
     assert sum(sum(r.values()) for r in zero.values()) == 20
-    # Wider bands never call fewer patients uncertain overall.
+    # A band only abstains: in every column a patient's call is the column-0 majority vote or uncertain; and
+    # every band of a fold lies inside its widest one (c = 1), so whoever is uncertain in some column is
+    # uncertain at c = 1.
+    for p in a["patients"]:
+        assert set(p["predictions"][1:]) <= {p["predictions"][0], UNCERTAIN}, p
+        if UNCERTAIN in p["predictions"]:
+            assert p["predictions"][-1] == UNCERTAIN, p
+    # Column alignment: a held-out other-origin patient's fold has only o - 1 = 3 others, so its
+    # column c = 1 uses that fold's widest band, the same band as its column c = 3/4.
+    others = [p for p in a["patients"] if p["truth"] == "other"]
+    assert len(others) == 4 and all(p["predictions"][4] == p["predictions"][3] for p in others)
     uncertain = [sum(row["uncertain"] for row in a["confusion"][f"{k / 4:g}"].values()) for k in range(5)]
-    assert uncertain[-1] >= uncertain[0]
+    assert uncertain == [sum(p["predictions"][k] == UNCERTAIN for p in a["patients"]) for k in range(5)]
+    assert uncertain[0] == 0 and uncertain[-1] == max(uncertain) > 0
     for _truth, lines in a["curves"].items():
         for k in range(5):
             assert sum(v[k] for v in lines.values()) == pytest.approx(1.0)
 
 
-def test_external_applies_unchanged_thresholds():
-    result = external_test(cohort(2), cohort(5), REFERENCE, "reference", seed=0)
+def test_external_applies_unchanged_thresholds(monkeypatch):
+    train, test = cohort(2), cohort(5)
+    fitted, calibrated = [], []
+
+    def recording_fit(x, y, seed):
+        fitted.append((x, REFERENCE(x, y, seed)))
+        return fitted[-1][1]
+
+    def recording_calibrate(pi, others):
+        calibrated.append((sorted(pi), sorted(others)))
+        return calibrate_bands(pi, others)
+
+    monkeypatch.setattr(protocols, "calibrate_bands", recording_calibrate)
+    result = external_test(train, test, recording_fit, "reference", seed=0)
     assert result["protocol"] == "external" and len(result["patients"]) == 20
+    # One head, fitted once on training patients only (never on a test patient, never on an other-origin one).
+    assert len(fitted) == 1
+    x, head = fitted[0]
+    owner = {row.tobytes(): p for row, p in zip(train.embeddings, train.patients)}
+    fit_patients = {owner[row.tobytes()] for row in x}
+    table = train.patient_table()
+    assert fit_patients and all(lab < 2 for p, lab in table if p in fit_patients)
+    # The bands: from the training patients the head did not see, with that head's sums.
+    calibration = [(p, lab) for p, lab in table if p not in fit_patients]
+    assert {lab for _, lab in calibration} == {0, 1, 2}
+
+    def verdict(emb, patient, band=None):
+        rows = emb.embeddings[emb.patients == patient].astype(np.float64)
+        return patient_verdict(head.decision_function(rows), band)
+
+    sums = {p: verdict(train, p).patient_sum for p, _ in calibration}
+    pi, others = [sums[p] for p, lab in calibration if lab < 2], [sums[p] for p, lab in calibration if lab == 2]
+    # Calibrated once, on exactly those sums (none of a fit patient, none of a test patient).
+    assert len(calibrated) == 1
+    assert calibrated[0][0] == pytest.approx(sorted(pi), abs=1e-9)
+    assert calibrated[0][1] == pytest.approx(sorted(others), abs=1e-9)
+    bands = calibrate_bands(pi, others)
+    assert result["c"] == [b.c for b in bands.bands]
+    # Every test patient gets exactly the calls those training bands give it, column by column.
+    for (patient, _), outcome in zip(test.patient_table(), result["patients"]):
+        expected = [verdict(test, patient).verdict] + [verdict(test, patient, (b.lower, b.upper)).verdict
+                                                       for b in bands.bands[1:]]
+        assert outcome["patient"] == patient and outcome["predictions"] == expected
+        assert outcome["patient_sum"] == pytest.approx(verdict(test, patient).patient_sum, abs=1e-9)
+    assert any(UNCERTAIN in o["predictions"] for o in result["patients"])  # the bands did something
+    # Unchanged: the thresholds do not adapt to the test cohort; half of it gets the very same calls.
+    half = test.patient_table()[::2]
+    subset = np.isin(test.patients, [p for p, _ in half])
+    small = Embeddings(test.embeddings[subset], test.patients[subset], test.labels[subset], test.specimens[subset],
+                       test.slides[subset], test.patch_ids[subset])
+    monkeypatch.undo()
+    again = external_test(train, small, REFERENCE, "reference", seed=0)
+    by_patient = {o["patient"]: o["predictions"] for o in result["patients"]}
+    assert {o["patient"]: o["predictions"] for o in again["patients"]} == {p: by_patient[p] for p, _ in half}
 
 
 def test_clopper_pearson_and_class_metrics():

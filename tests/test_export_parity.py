@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import asdict
 
 import numpy as np
 import onnx
@@ -43,7 +44,14 @@ def exported(tmp_path_factory):
     path = tmp_path_factory.mktemp("export") / "model.onnx"
     path.write_bytes(with_metadata(model.SerializeToString(), meta))
     test = np.concatenate([_patches(50, 3, False), _patches(50, 4, True)])
-    return {"embedder": embedder, "pipeline": pipeline, "path": path, "test": test, "model": model}
+    return {"embedder": embedder, "pipeline": pipeline, "path": path, "test": test, "model": model, "bands": bands}
+
+
+@pytest.fixture(scope="module")
+def runtime_output(exported):
+    """Decisions and embeddings of the test patches from netorigin's runtime session (computed once)."""
+    session = open_session(load_contract(exported["path"]), device="cpu")
+    return session.run(exported["test"], with_embeddings=True)
 
 
 def test_single_file_ir_version_and_io(exported):
@@ -58,12 +66,11 @@ def test_single_file_ir_version_and_io(exported):
     assert not any(n.domain == "ai.onnx.ml" for n in model.graph.node)
 
 
-def test_embedding_and_decision_parity_with_reference_pipeline(exported):
+def test_embedding_and_decision_parity_with_reference_pipeline(exported, runtime_output):
     test = exported["test"]
     reference_emb = embed_uint8(exported["embedder"], test)
     reference_dec = exported["pipeline"].decision_function(reference_emb.astype(np.float64))
-    session = open_session(load_contract(exported["path"]), device="cpu")
-    decision, embedding = session.run(test, with_embeddings=True)
+    decision, embedding = runtime_output
     rel = np.abs(embedding - reference_emb).max() / np.abs(reference_emb).max()
     assert rel <= 1e-4
     assert np.abs(decision - reference_dec).max() <= 1e-4
@@ -75,23 +82,61 @@ def test_embedding_and_decision_parity_with_reference_pipeline(exported):
     assert ours.verdict == ref.verdict and ours.votes_small_intestine == ref.votes_small_intestine
 
 
-def test_bare_onnxruntime_and_json_recompute_the_verdict(exported):
-    """What scanner software does without our code: onnxruntime + json only."""
+def _into_band(values: np.ndarray, fixed: np.ndarray, n: int, lower: float, upper: float) -> np.ndarray:
+    """Indices (with repetition) of n - len(fixed) entries of `values` whose sum with values[fixed] lies near the
+    middle of (lower, upper): greedily, each pick the value closest to what is left per remaining pick."""
+    picks = list(fixed)
+    target = (lower + upper) / 2
+    while len(picks) < n:
+        per_pick = (target - float(values[picks].sum())) / (n - len(picks))
+        candidates = np.flatnonzero(values > 0)
+        picks.append(int(candidates[np.argmin(np.abs(values[candidates] - per_pick))]))
+    return np.array(picks)
+
+
+def test_bare_onnxruntime_and_json_recompute_the_verdict(exported, runtime_output):
+    """What scanner software does without our code: onnxruntime + json only, the README's recipe. It must give
+    the verdicts of netorigin's runtime (its session, its band from the contract, its rule) on cases that reach
+    every branch of the rule."""
     session = ort.InferenceSession(str(exported["path"]), providers=["CPUExecutionProvider"])
     meta = {k: json.loads(v) for k, v in session.get_modelmeta().custom_metadata_map.items()}
     assert meta["netorigin.schema"] == 2
-    n = meta["netorigin.case"]["patches_per_case"]
-    decisions = session.run(["decision"], {"patches": exported["test"][:n]})[0]
-    s = 0.0
-    for d in decisions.astype(np.float64):
-        s += float(d)
-    votes = int((decisions > 0).sum())
-    band = next(b for b in meta["netorigin.bands"] if b["c"] == meta["netorigin.default_confidence"])
     classes = meta["netorigin.classes"]
-    if band["lower"] < s < band["upper"]:
-        verdict = "uncertain"
-    else:
-        verdict = classes["1"] if 2 * votes > n else classes["0"]
-    ours = patient_verdict(decisions, (band["lower"], band["upper"]))
-    assert verdict == ours.verdict
-    assert s == ours.patient_sum
+    assert classes == {"0": "pancreas", "1": "small_intestine"}
+    n = meta["netorigin.case"]["patches_per_case"]
+    c = meta["netorigin.default_confidence"]
+    band = next(b for b in meta["netorigin.bands"] if b["c"] == c)
+    table = exported["bands"]  # the band a scanner finds with json alone is the one calibrated, at the default c
+    assert c == table.default_confidence and band == asdict(table.at(c))
+
+    def scanner(decisions: np.ndarray) -> tuple[str, float, int]:
+        s = 0.0
+        for d in decisions.tolist():  # float64 decisions, summed in patch order
+            s += d
+        votes = int((decisions > 0).sum())
+        if band["lower"] < s < band["upper"]:
+            return "uncertain", s, votes
+        return (classes["1"] if 2 * votes > n else classes["0"]), s, votes
+
+    test = exported["test"]
+    bare = session.run(["decision"], {"patches": test})[0]
+    assert bare.dtype == np.float64 and bare.shape == (len(test),)
+    runtime_band = load_contract(exported["path"]).band(None)
+    ours = runtime_output[0]
+    # A patch's decision does not depend on the other patches of its batch, so a case is a choice of
+    # indices into the decisions of the test patches.
+    light, dark = np.flatnonzero(bare > 0), np.flatnonzero(bare <= 0)
+    assert len(light) == len(dark) == 50
+    cases = {
+        "50/50 vote, S > 0: the tie goes to pancreas": (np.arange(100), "pancreas"),
+        "S inside the band": (_into_band(bare, dark[:45], n, band["lower"], band["upper"]), "uncertain"),
+        "S above the band, majority small intestine": (np.r_[light, light], "small_intestine"),
+        "S below the band, majority pancreas": (np.r_[light[:40], dark, dark[:10]], "pancreas"),
+    }
+    for name, (idx, expected) in cases.items():
+        assert len(idx) == n, name
+        verdict, s, votes = scanner(bare[idx])
+        v = patient_verdict(ours[idx], (runtime_band.lower, runtime_band.upper))
+        assert verdict == v.verdict == expected, (name, verdict, v.verdict, s)
+        assert votes == v.votes_small_intestine and s == pytest.approx(v.patient_sum, abs=1e-6), name
+    assert scanner(bare[:100])[1] > 0  # the tie case really has S on the small-intestine side

@@ -122,4 +122,5 @@ def test_in_sample_calibration_is_stated_in_model_and_report(monkeypatch, capsys
     assert code == 0, err
     assert any("RESEARCH ONLY" in note for note in json.loads(out)["notes"])
     code, out, err = run_cli(monkeypatch, capsys, "predict", s.slide, "-a", s.annotations, "-m", tiny_model, "--json")
+    assert code == 0, err
     assert not any("RESEARCH ONLY" in note for note in json.loads(out)["notes"])

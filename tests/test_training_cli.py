@@ -86,10 +86,10 @@ def test_embed_fit_calibrate_export_commands(monkeypatch, capsys, tmp_path):
     code, out, err = run_cli(monkeypatch, capsys, "embed", manifest, "-o", tmp_path / "emb.npz",
                              "--weights-kind", "random", "--patches-per-case", "3")
     assert code == 0, err
-    assert "24 patches of 8 patients" in out
+    assert "24 patches of 8 patients -> " in out
     code, out, err = run_cli(monkeypatch, capsys, "fit", tmp_path / "emb.npz", "-o", tmp_path / "head.joblib")
     assert code == 0, err
-    assert "on 18 patches" in out
+    assert "fitted reference on 18 patches: training patch accuracy " in out
     # The head was fitted on these very patients: in-sample bands are refused, naming them ...
     code, out, err = run_cli(monkeypatch, capsys, "calibrate", "--embeddings", tmp_path / "emb.npz", "--head",
                              tmp_path / "head.joblib", "-o", tmp_path / "bands.json")
@@ -112,7 +112,7 @@ def test_embed_fit_calibrate_export_commands(monkeypatch, capsys, tmp_path):
     code, out, err = run_cli(monkeypatch, capsys, "export", "--head", tmp_path / "head.joblib", "--weights-kind",
                              "random", "--no-bands", "-o", tmp_path / "m.onnx")
     assert code == 0, err
-    assert "no bands" in out
+    assert "[no bands: majority vote only]" in out
     contract = load_contract(tmp_path / "m.onnx")
     assert contract.bands == [] and contract.default_confidence is None and contract.patches_per_case == 3
     assert contract.provenance["embedder"]["name"] == "resnet50-random(seed=0)"
