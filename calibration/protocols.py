@@ -18,6 +18,7 @@ from typing import Protocol
 import numpy as np
 
 from netorigin.runtime.bands import BandTable
+from netorigin.runtime.cluster import DaskMapper, LocalMapper
 from netorigin.runtime.verdict import PANCREAS, SMALL_INTESTINE, UNCERTAIN, verdict_from_sum
 
 from .bands import calibrate_bands
@@ -39,6 +40,7 @@ class PatchClassifier(Protocol):
 
 # (embeddings [N, D], labels 0/1 [N], seed) -> fitted head; the training side supplies it (e.g. PCA + SVM).
 FitHead = Callable[[np.ndarray, np.ndarray, int], PatchClassifier]
+Mapper = LocalMapper | DaskMapper
 
 
 @dataclass
@@ -56,21 +58,26 @@ def _decisions(pipeline: PatchClassifier, emb: Embeddings, mask: np.ndarray) -> 
     return pipeline.decision_function(emb.embeddings[mask].astype(np.float64))
 
 
-def binary_loo(emb: Embeddings, fit: FitHead, head: str, seed: int = 0) -> dict:
-    """Leave one labelled patient out; fit on all other labelled patients; majority vote (Table 2 style)."""
+def binary_fold(held_out: tuple[str, int], emb: Embeddings, fit: FitHead, seed: int) -> PatientOutcome:
+    """One fold of the binary protocol: fit on every other labelled patient, majority vote on this one."""
+    patient, label = held_out
+    train = (emb.labels < 2) & (emb.patients != patient)
+    pipeline = fit(emb.embeddings[train], emb.labels[train], seed)
+    held = emb.patients == patient
+    d = _decisions(pipeline, emb, held)
+    (ps,) = sums_by_patient(emb.patients[held], emb.labels[held], d)
+    majority = verdict_from_sum(ps.s, ps.votes_small_intestine, ps.n_patches, None)
+    return PatientOutcome(patient, TRUE_CLASSES[label], ps.s, ps.votes_small_intestine, ps.n_patches, [majority],
+                          float(np.mean((d > 0) == label)))
+
+
+def binary_loo(emb: Embeddings, fit: FitHead, head: str, seed: int = 0, mapper: Mapper = LocalMapper()) -> dict:
+    """Leave one labelled patient out; fit on all other labelled patients; majority vote (Table 2 style).
+    Folds are independent: `mapper` may run them on a Dask cluster (results in the same order)."""
     patients = [(p, lab) for p, lab in emb.patient_table() if lab < 2]
     if len({lab for _, lab in patients}) < 2:
         raise InputDataError("the binary protocol needs pancreas and small-intestine patients")
-    outcomes = []
-    for patient, label in patients:
-        train = (emb.labels < 2) & (emb.patients != patient)
-        pipeline = fit(emb.embeddings[train], emb.labels[train], seed)
-        held = emb.patients == patient
-        d = _decisions(pipeline, emb, held)
-        (ps,) = sums_by_patient(emb.patients[held], emb.labels[held], d)
-        majority = verdict_from_sum(ps.s, ps.votes_small_intestine, ps.n_patches, None)
-        outcomes.append(PatientOutcome(patient, TRUE_CLASSES[label], ps.s, ps.votes_small_intestine, ps.n_patches,
-                                       [majority], float(np.mean((d > 0) == label))))
+    outcomes = mapper(binary_fold, patients, emb=emb, fit=fit, seed=seed)
     n_patches = sum(o.n_patches for o in outcomes)
     return {
         "protocol": "binary-loo", "head": head, "seed": seed,
@@ -105,23 +112,29 @@ def _predict_columns(pipeline, table: BandTable, emb: Embeddings, patient: str, 
     return PatientOutcome(patient, TRUE_CLASSES[ps.label], ps.s, ps.votes_small_intestine, ps.n_patches, predictions)
 
 
-def extended_loo(emb: Embeddings, fit: FitHead, head: str, seed: int = 0, fit_fraction: float = 0.6) -> dict:
-    """Leave any patient out; per fold a seeded stratified 60/40 split fixes the head and the thresholds."""
+def extended_fold(fold: tuple[int, str], emb: Embeddings, fit: FitHead, seed: int,
+                  fit_fraction: float) -> PatientOutcome:
+    """One fold of the extended protocol: its own seeded split, head and bands; every column for this patient."""
+    index, patient = fold
     table = emb.patient_table()
     others = [p for p, lab in table if lab == 2]
-    labelled = [(p, lab) for p, lab in table if lab < 2]
-    if not others:
-        raise InputDataError("the extended protocol needs other-origin patients")
-    o_full = len(others)
-    outcomes = []
-    for fold, (patient, _) in enumerate(table):
-        pool = [(p, lab) for p, lab in labelled if p != patient]
-        fold_others = [p for p in others if p != patient]
-        if not fold_others:
-            raise InputDataError("the extended protocol needs at least two other-origin patients")
-        pipeline, bands = _fit_and_calibrate(emb, pool, fold_others, fit, seed * 100_003 + fold, fit_fraction)
-        outcomes.append(_predict_columns(pipeline, bands, emb, patient, o_full))
-    return _summarise("extended-loo", outcomes, o_full, head, seed)
+    pool = [(p, lab) for p, lab in table if lab < 2 and p != patient]
+    fold_others = [p for p in others if p != patient]
+    pipeline, bands = _fit_and_calibrate(emb, pool, fold_others, fit, seed * 100_003 + index, fit_fraction)
+    return _predict_columns(pipeline, bands, emb, patient, len(others))
+
+
+def extended_loo(emb: Embeddings, fit: FitHead, head: str, seed: int = 0, fit_fraction: float = 0.6,
+                 mapper: Mapper = LocalMapper()) -> dict:
+    """Leave any patient out; per fold a seeded stratified 60/40 split fixes the head and the thresholds.
+    Folds are independent: `mapper` may run them on a Dask cluster (results in the same order)."""
+    table = emb.patient_table()
+    others = [p for p, lab in table if lab == 2]
+    if len(others) < 2:
+        raise InputDataError("the extended protocol needs at least two other-origin patients")
+    folds = [(index, patient) for index, (patient, _) in enumerate(table)]
+    outcomes = mapper(extended_fold, folds, emb=emb, fit=fit, seed=seed, fit_fraction=fit_fraction)
+    return _summarise("extended-loo", outcomes, len(others), head, seed)
 
 
 def external_test(train: Embeddings, test: Embeddings, fit: FitHead, head: str, seed: int = 0,

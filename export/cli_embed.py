@@ -8,10 +8,11 @@ from pathlib import Path
 import click
 
 from netorigin.runtime.cli_options import mpp_rule, region_options, region_rules
+from netorigin.runtime.cluster import DaskMapper, mapper_for
 
-from .embedder import WEIGHT_KINDS, build_embedder
-from .embeddings import embed_manifest
-from .engines import ENGINES, make_engine
+from .embedder import WEIGHT_KINDS
+from .embeddings import EmbedderSpec, embed_manifest, embed_manifest_on
+from .engines import ENGINES
 
 
 def embedder_options(func):
@@ -39,17 +40,22 @@ def embedder_options(func):
 @click.option("--engine", type=click.Choice(ENGINES), default="torch", show_default=True,
               help="torch = PyTorch eager (reference); onnx = the exported embedder on ONNX Runtime (faster).")
 @region_options
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="Dask scheduler (e.g. tcp://host:8786): one task per patient; workers must see the slides.")
 def command(manifest, out, weights_kind, weights, weights_seed, patches_per_case, seed, batch_size, engine, include,
-            exclude, object_types, mpp, force_mpp) -> None:
+            exclude, object_types, mpp, force_mpp, scheduler) -> None:
     """Embed MANIFEST: patch images (patient,label,specimen,slide,path) or slides
     (case,label,specimen,slide,annotations), sampled exactly as the runtime samples."""
     start = time.perf_counter()
-    embedder, info = build_embedder(weights_kind, weights, weights_seed)
-    emb = embed_manifest(manifest, make_engine(embedder, engine, batch_size), info,
-                         patches_per_case=patches_per_case, seed=seed,
-                         rules=region_rules(include, exclude, object_types),
-                         mpp=mpp_rule(mpp, force_mpp),
-                         progress=lambda line: click.echo(line, err=True))
+    spec = EmbedderSpec(weights_kind, weights, weights_seed, engine, batch_size)
+    sampling = dict(patches_per_case=patches_per_case, seed=seed, rules=region_rules(include, exclude, object_types),
+                    mpp=mpp_rule(mpp, force_mpp), progress=lambda line: click.echo(line, err=True))
+    mapper = mapper_for(scheduler)
+    embed, info = spec.build()  # here too: the file records the embedder, and a bad checkpoint fails before any task
+    if isinstance(mapper, DaskMapper):
+        emb = embed_manifest_on(mapper, manifest, spec, info, **sampling)
+    else:
+        emb = embed_manifest(manifest, embed, info, **sampling)
     emb.save(out)
     click.echo(f"{len(emb.embeddings)} patches of {len(set(emb.patients.tolist()))} patients -> {out} "
                f"({time.perf_counter() - start:.1f} s)")

@@ -15,6 +15,7 @@ from netorigin.calibration.metrics import class_metrics
 from netorigin.calibration.plots import plot_curves
 from netorigin.calibration.protocols import PREDICTED, binary_loo, extended_loo, external_test
 from netorigin.runtime.atomic import ensure_writable_dir, write_text_atomic
+from netorigin.runtime.cluster import mapper_for
 from netorigin.runtime.contract import parse_confidence
 
 from .heads import HEAD_KINDS, fit_head
@@ -41,16 +42,19 @@ def _nearest_column(result: dict, confidence: float) -> str:
 @click.option("--confidence", "-c", multiple=True, default=("0", "0.875", "1"), show_default=True,
               help="Confidence levels to report in detail (nearest column).")
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False, path_type=Path))
-def command(embeddings, protocol, external_path, head, seed, confidence, out) -> None:
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="Dask scheduler (e.g. tcp://host:8786): one task per fold (binary, extended).")
+def command(embeddings, protocol, external_path, head, seed, confidence, out, scheduler) -> None:
     """Evaluate on EMBEDDINGS as the paper does (every random step seeded)."""
     ensure_writable_dir(out)
     start = time.perf_counter()
     emb = Embeddings.load(embeddings)
     fit = partial(fit_head, head)
+    mapper = mapper_for(scheduler)
     if protocol == "binary":
-        result = binary_loo(emb, fit, head, seed)
+        result = binary_loo(emb, fit, head, seed, mapper=mapper)
     elif protocol == "extended":
-        result = extended_loo(emb, fit, head, seed)
+        result = extended_loo(emb, fit, head, seed, mapper=mapper)
     else:
         if external_path is None:
             raise click.UsageError("--protocol external needs --external EMBEDDINGS")

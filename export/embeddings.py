@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -15,12 +15,14 @@ from PIL import Image, UnidentifiedImageError
 from netorigin.calibration.embeddings import Embeddings
 from netorigin.calibration.errors import InputDataError
 from netorigin.calibration.labels import label_code
+from netorigin.runtime.cluster import DaskMapper, worker_cached
 from netorigin.runtime.manifest import read_csv_rows, row_mpp_rule
 from netorigin.runtime.regions import RegionRules, load_annotations
 from netorigin.runtime.sampling import PatchGeometry, allot_case, plan_reads, sample_slide
 from netorigin.runtime.slide import MppRule, Slide
 
-from .embedder import EmbedderInfo
+from .embedder import EmbedderInfo, build_embedder
+from .engines import make_engine
 
 
 def is_patch_manifest(manifest: Path) -> bool:
@@ -132,20 +134,69 @@ def calibration_patches(manifest: Path, count: int, seed: int, patients: set[str
     return images[pick], description
 
 
+@dataclass(frozen=True)
+class EmbedderSpec:
+    """How to build an embedding engine, as plain values: what each cluster worker builds (once) for itself."""
+
+    kind: str
+    weights: str | None = None
+    seed: int = 0
+    engine: str = "torch"
+    batch_size: int = 32
+
+    def build(self) -> tuple[Callable[[np.ndarray], np.ndarray], EmbedderInfo]:
+        embedder, info = build_embedder(self.kind, self.weights, self.seed)
+        return make_engine(embedder, self.engine, self.batch_size), info
+
+
+def cohort_patients(manifest: Path) -> list[str]:
+    """The cohort's patients in manifest order (the order embeddings are written in)."""
+    rows = read_csv_rows(manifest, ())
+    return list(dict.fromkeys(row["patient" if is_patch_manifest(manifest) else "case"] for row in rows))
+
+
+def embed_patient_on_worker(patient: str, manifest: Path, spec: EmbedderSpec, patches_per_case: int, seed: int,
+                            rules: RegionRules, mpp: MppRule) -> tuple[CasePatches, np.ndarray]:
+    """One patient as a cluster task: the worker builds the engine once, samples and embeds exactly as a local
+    run does; returns the case without its pixels, and its embeddings."""
+    engine, _ = worker_cached(("embedder", spec), spec.build)
+    (case,) = iter_cohort(manifest, patches_per_case, seed, rules=rules, mpp=mpp, patients={patient})
+    return replace(case, pixels=np.empty((len(case.pixels), 0), np.uint8)), engine(case.pixels)
+
+
+def embed_manifest_on(mapper: DaskMapper, manifest: Path, spec: EmbedderSpec, info: EmbedderInfo, *,
+                      patches_per_case: int, seed: int, rules: RegionRules = RegionRules(),
+                      mpp: MppRule = MppRule(), progress: Callable[[str], None] | None = None) -> Embeddings:
+    """`embed_manifest` with one task per patient on a Dask cluster; the same file as a local run."""
+    results = mapper(embed_patient_on_worker, cohort_patients(manifest),
+                     on_done=None if progress is None else lambda r: progress(f"  embedded {r[0].patient}"),
+                     manifest=manifest, spec=spec, patches_per_case=patches_per_case, seed=seed, rules=rules, mpp=mpp)
+    return _embeddings(manifest, [(case, vectors) for case, vectors in results], info, seed, patches_per_case)
+
+
 def embed_manifest(manifest: Path, embed: Callable[[np.ndarray], np.ndarray], info: EmbedderInfo, *,
                    patches_per_case: int, seed: int, rules: RegionRules = RegionRules(), mpp: MppRule = MppRule(),
                    patients: set[str] | None = None, progress: Callable[[str], None] | None = None) -> Embeddings:
     """Embed a patch-folder manifest (column `path`) or a slide manifest (columns `slide`, `annotations`)."""
-    vectors, owners, labels, specimens, slides, ids = [], [], [], [], [], []
+    embedded = []
     for case in iter_cohort(manifest, patches_per_case, seed, rules=rules, mpp=mpp, patients=patients):
-        vectors.append(embed(case.pixels))
-        owners += [case.patient] * len(case.pixels)
-        labels += [case.label] * len(case.pixels)
+        embedded.append((case, embed(case.pixels)))
+        if progress is not None:
+            progress(f"  embedded {case.patient}: {len(case.pixels)} patches")
+    return _embeddings(manifest, embedded, info, seed, patches_per_case)
+
+
+def _embeddings(manifest: Path, embedded: list[tuple[CasePatches, np.ndarray]], info: EmbedderInfo, seed: int,
+                patches_per_case: int) -> Embeddings:
+    """Per-patient embeddings, in order, as one embeddings file."""
+    vectors, owners, labels, specimens, slides, ids = [], [], [], [], [], []
+    for case, case_vectors in embedded:
+        vectors.append(case_vectors)
+        owners += [case.patient] * len(case_vectors)
+        labels += [case.label] * len(case_vectors)
         specimens += case.specimens
         slides += case.slides
         ids += case.patch_ids
-        if progress is not None:
-            progress(f"  embedded {case.patient}: {len(case.pixels)} patches")
     if not vectors:
         raise InputDataError("manifest lists no patients", manifest)
     info_doc = {"embedder": info.to_json(), "source": "patch-folder" if is_patch_manifest(manifest) else "slides",

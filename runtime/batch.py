@@ -11,10 +11,11 @@ from pathlib import Path
 
 from .atomic import write_text_atomic
 from .case_page import index_html
+from .cluster import DaskMapper, LocalMapper, worker_cached
 from .errors import ConfigurationError, InsufficientTissueError, ManifestError, NetoriginError, OutputError
 from .manifest import read_csv_rows, row_mpp_rule
 from .names import case_file, check_case_id
-from .predictor import Predictor, SlideInput
+from .predictor import Predictor, PredictorSettings, SlideInput
 from .report import write_case_outputs, write_insufficient_report
 from .slide import MppRule, Slide
 
@@ -147,25 +148,43 @@ def status_counts(outcomes: list[CaseOutcome]) -> dict[str, int]:
     return {s: sum(o.status == s for o in outcomes) for s in STATUSES}
 
 
+def run_case_on_worker(case: BatchCase, settings: PredictorSettings, identity: dict[str, str], out: Path,
+                       geojson: bool, thumbnail: bool, keep: frozenset[str]) -> CaseOutcome:
+    """One case as a cluster task: the worker builds and verifies the model once and keeps it for its next cases;
+    a model file that differs from the driver's (another file at the same path) fails the case, named."""
+    predictor = worker_cached(("predictor", settings), settings.build)
+    if predictor.contract.identity != identity:
+        return CaseOutcome(case.case_id, "failed", reason=f"{settings.model}: the model on this worker is not the "
+                                                             "driver's (different digests)")
+    return run_case(predictor, case, out, geojson, thumbnail, keep)
+
+
 def run_batch(predictor: Predictor, cases: list[BatchCase], out: Path, workers: int = 1,
               on_done: Callable[[CaseOutcome], None] | None = None, geojson: bool = False,
-              thumbnail: bool = False, redo: bool = False, keep: set[str] | None = None) -> list[CaseOutcome]:
-    """Run every case (in `workers` threads sharing one session) and write the summary. A finished case is
-    skipped only if this run would make the same report (model identity, confidence, seed, slide files);
-    `keep` is that plan when the caller made it already. `on_done` is called under a lock (progress bars are
-    not thread-safe)."""
+              thumbnail: bool = False, redo: bool = False, keep: set[str] | None = None,
+              mapper: LocalMapper | DaskMapper | None = None) -> list[CaseOutcome]:
+    """Run every case and write the summary: in `workers` threads sharing one session, or as one task per case
+    on a Dask `mapper` (each worker keeps its own session; `out` must be a folder every worker can write). A
+    finished case is skipped only if this run would make the same report (model identity, confidence, seed,
+    region rules, slide files); `keep` is that plan when the caller made it already. `on_done` is called under a
+    lock (progress bars are not thread-safe)."""
     keep = frozenset(plan_resume(predictor, cases, out, redo) if keep is None else keep)
     done_lock = threading.Lock()
 
-    def one(case: BatchCase) -> CaseOutcome:
-        outcome = run_case(predictor, case, out, geojson, thumbnail, keep)
+    def done(outcome: CaseOutcome) -> CaseOutcome:
         if on_done is not None:
             with done_lock:
                 on_done(outcome)
         return outcome
 
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        outcomes = list(pool.map(one, cases))
+    if isinstance(mapper, DaskMapper):
+        outcomes = mapper(run_case_on_worker, cases, on_done=done, settings=predictor.settings,
+                          identity=predictor.contract.identity, out=out, geojson=geojson, thumbnail=thumbnail,
+                          keep=keep)
+    else:
+        with ThreadPoolExecutor(max(1, workers)) as pool:
+            outcomes = list(pool.map(lambda case: done(run_case(predictor, case, out, geojson, thumbnail, keep)),
+                                     cases))
     summary = {"cases": len(outcomes),
                "counts": status_counts(outcomes),
                "failures": [{"case": o.case_id, "status": o.status, "reason": o.reason}

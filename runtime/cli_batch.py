@@ -10,6 +10,7 @@ import click
 from .atomic import ensure_writable_dir
 from .batch import SUMMARY_NAME, plan_resume, read_manifest, run_batch, status_counts
 from .cli_options import model_options, mpp_rule, region_rules
+from .cluster import mapper_for
 from .contract import DEMO_WARNING
 from .predictor import Predictor
 
@@ -21,10 +22,12 @@ from .predictor import Predictor
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True, help="Cases processed in parallel.")
 @click.option("--geojson", is_flag=True, help="Also write each case's patches as QuPath detections.")
 @click.option("--thumbnail", is_flag=True, help="Also write a PNG per slide with its patches.")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="Dask scheduler (e.g. tcp://host:8786): one task per case on its workers, which share OUT.")
 @click.option("--redo", is_flag=True, help="Replace finished reports made by another model, confidence, seed or "
               "slide files (without it such a folder is refused).")
 def command(manifest, out, model, device, confidence, seed, threads, read_workers, trusted_keys, include, exclude,
-            object_types, mpp, force_mpp, workers, geojson, thumbnail, redo) -> None:
+            object_types, mpp, force_mpp, workers, geojson, thumbnail, scheduler, redo) -> None:
     """Predict every case of MANIFEST (CSV: case, slide[, annotations, specimen, mpp, force_mpp];
     one row per slide; a row's mpp / force_mpp wins over --mpp / --force-mpp).
 
@@ -34,16 +37,18 @@ def command(manifest, out, model, device, confidence, seed, threads, read_worker
     """
     cases = read_manifest(manifest, mpp_rule(mpp, force_mpp))
     ensure_writable_dir(out)
+    mapper = mapper_for(scheduler)
+    # On a cluster the workers open the engine; here the model and settings are only verified.
     predictor = Predictor(model, device=device, confidence=confidence, seed=seed, read_workers=read_workers,
                           threads=threads, rules=region_rules(include, exclude, object_types),
-                          trusted_keys=trusted_keys or None)
+                          trusted_keys=trusted_keys or None, engine=scheduler is None)
     keep = plan_resume(predictor, cases, out, redo)
     if predictor.contract.is_demo:
         click.echo(f"*** {DEMO_WARNING} ***", err=True)
     with click.progressbar(length=len(cases), label=f"{len(cases)} cases", file=sys.stderr,
                            show_pos=True) as bar:
         outcomes = run_batch(predictor, cases, out, workers, on_done=lambda _: bar.update(1), geojson=geojson,
-                             thumbnail=thumbnail, keep=keep)
+                             thumbnail=thumbnail, keep=keep, mapper=mapper)
     counts = status_counts(outcomes)
     click.echo(f"{counts['ok']} ok, {counts['skipped']} skipped (already done), "
                f"{counts['insufficient_tissue']} insufficient tissue, {counts['failed']} failed "

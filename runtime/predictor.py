@@ -98,26 +98,50 @@ def _as_inputs(slides: Sequence, annotations: Sequence | None, specimens: Sequen
     return items
 
 
+@dataclass(frozen=True)
+class PredictorSettings:
+    """Everything a Predictor is built from, as plain values: what a cluster worker needs to build the same one."""
+
+    model: str
+    device: str = "auto"
+    confidence: float | str | None = None
+    seed: int = 0
+    read_workers: int = 4
+    threads: int | None = None
+    rules: RegionRules = RegionRules()
+    trusted_keys: tuple[str, ...] | None = None
+
+    def build(self, engine: bool = True) -> Predictor:
+        return Predictor(self.model, device=self.device, confidence=self.confidence, seed=self.seed,
+                         read_workers=self.read_workers, threads=self.threads, rules=self.rules,
+                         trusted_keys=self.trusted_keys, engine=engine)
+
+
 class Predictor:
-    """Loads and verifies a model once, then predicts cases; thread-compatible, one case at a time."""
+    """Loads and verifies a model once, then predicts cases; thread-compatible, one case at a time.
+
+    `engine=False` verifies the model and its settings without opening an ONNX Runtime session: what the driver
+    of a cluster run needs (its workers open their own)."""
 
     def __init__(self, model: str | Path | ModelContract, device: str = "auto",
                  confidence: float | str | None = None, seed: int = 0, read_workers: int = 4,
                  threads: int | None = None, rules: RegionRules = RegionRules(),
-                 trusted_keys: Sequence[str | Path] | None = None) -> None:
+                 trusted_keys: Sequence[str | Path] | None = None, engine: bool = True) -> None:
         self.contract = model if isinstance(model, ModelContract) else load_contract(model)
         keys = trusted_keys_from_env() if trusted_keys is None else trusted_keys
         self.signature = verify_signature(self.contract, [load_public_key(k) for k in keys])
         self.band = self.contract.band(confidence)
-        self.session: ModelSession = open_session(self.contract, device, threads)
+        self.session: ModelSession | None = open_session(self.contract, device, threads) if engine else None
         self.geometry = PatchGeometry.from_metadata(self.contract.patch)
         self.seed = seed
         self.read_workers = read_workers
         self.rules = rules
+        self.settings = PredictorSettings(str(self.contract.path), device, confidence, seed, read_workers, threads,
+                                          rules, tuple(map(str, keys)))
 
     @property
     def provider(self) -> str:
-        return self.session.provider
+        return self.session.provider if self.session is not None else "none (no engine opened here)"
 
     def _regions(self, item: SlideInput, slide: Slide) -> Regions:
         if item.annotations is not None:
@@ -128,6 +152,8 @@ class Predictor:
                      specimens: Sequence[str] | None = None, mpp: MppRule | float | None = None,
                      level: int | None = None) -> CaseResult:
         """Sample the model's patches per case over the slides, run the model, and decide."""
+        if self.session is None:
+            raise ConfigurationError("this Predictor was built with engine=False: it verifies, it cannot predict")
         items = _as_inputs(slides, annotations, specimens, mpp)
         case_id = check_case_id(case_id) if case_id is not None else case_id_from_path(items[0].path)
         timings = dict.fromkeys(("open", "regions", "read_and_sample", "resize", "inference", "verdict"), 0.0)

@@ -1,0 +1,156 @@
+"""Scale-out on a Dask LocalCluster of two worker processes on the loopback interface: the same results as a
+local run, and every case exactly once even when a worker dies mid-run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+from functools import partial
+
+import numpy as np
+import pytest
+import torch
+from distributed import Client, LocalCluster
+
+from netorigin.calibration.embeddings import Embeddings
+from netorigin.calibration.protocols import binary_loo, extended_loo
+from netorigin.export.embeddings import EmbedderSpec, embed_manifest, embed_manifest_on
+from netorigin.export.heads import fit_head
+from netorigin.runtime.batch import read_manifest, run_batch
+from netorigin.runtime.cluster import DaskMapper, LocalMapper, mapper_for
+from netorigin.runtime.errors import ConfigurationError
+from netorigin.runtime.predictor import Predictor
+
+from .helpers import run_cli, synthetic_embeddings
+
+# Fields that legitimately differ between two runs of the same case.
+VOLATILE = ("timings_s", "created")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as local, Client(local) as client:
+        yield client
+
+
+def manifest(tmp_path, slides, n_cases):
+    rows = [slides[name] for name in ("svs20x", "svs40x", "tiff20x")]
+    path = tmp_path / "cases.csv"
+    path.write_text("case,slide,annotations\n" + "".join(
+        f"case{i},{rows[i % 3].slide},{rows[i % 3].annotations}\n" for i in range(n_cases)))
+    return path
+
+
+def reports(folder):
+    found = {}
+    for path in sorted(folder.glob("case*.json")):
+        doc = json.loads(path.read_text())
+        for key in VOLATILE:
+            doc.pop(key)
+        found[path.stem] = doc
+    return found
+
+
+def test_batch_on_the_cluster_equals_a_local_run(cluster, tiny_model, slides, tmp_path):
+    cases = read_manifest(manifest(tmp_path, slides, 5))
+    local = run_batch(Predictor(tiny_model, device="cpu"), cases, tmp_path / "local")
+    driver = Predictor(tiny_model, device="cpu", engine=False)  # the driver opens no engine
+    remote = run_batch(driver, cases, tmp_path / "dask", mapper=DaskMapper(cluster))
+    assert [o.__dict__ for o in remote] == [o.__dict__ for o in local]
+    assert reports(tmp_path / "dask") == reports(tmp_path / "local") and len(reports(tmp_path / "local")) == 5
+    summary = json.loads((tmp_path / "dask" / "batch-summary.json").read_text())
+    assert summary == json.loads((tmp_path / "local" / "batch-summary.json").read_text())
+    assert (tmp_path / "dask" / "index.html").exists()
+
+
+def test_a_worker_killed_mid_run_still_gives_every_case_exactly_once(cluster, tiny_model, slides, tmp_path):
+    cases = read_manifest(manifest(tmp_path, slides, 10))
+    pids = cluster.run(os.getpid)
+    killed: list[int] = []
+    lock = threading.Lock()
+
+    def kill_one_worker_after_the_first_case(_outcome) -> None:
+        with lock:
+            if not killed:
+                victim = sorted(pids.values())[0]
+                os.kill(victim, signal.SIGKILL)
+                killed.append(victim)
+
+    driver = Predictor(tiny_model, device="cpu", engine=False)
+    outcomes = run_batch(driver, cases, tmp_path / "out", mapper=DaskMapper(cluster),
+                         on_done=kill_one_worker_after_the_first_case)
+    assert killed and killed[0] not in cluster.run(os.getpid).values()  # that process is gone
+    assert sorted(o.case_id for o in outcomes) == sorted(c.case_id for c in cases)  # each case exactly once
+    assert {o.status for o in outcomes} == {"ok"}
+    assert sorted(p.stem for p in (tmp_path / "out").glob("case*.json")) == sorted(c.case_id for c in cases)
+    assert not list((tmp_path / "out").glob(".*.part"))
+    local = run_batch(Predictor(tiny_model, device="cpu"), cases, tmp_path / "local")
+    assert [o.verdict for o in outcomes] == [o.verdict for o in local]
+
+
+def test_rerun_on_the_cluster_skips_finished_cases_by_the_local_rule(cluster, tiny_model, slides, tmp_path):
+    cases = read_manifest(manifest(tmp_path, slides, 3))
+    run_batch(Predictor(tiny_model, device="cpu"), cases, tmp_path / "out")
+    again = run_batch(Predictor(tiny_model, device="cpu", engine=False), cases, tmp_path / "out",
+                      mapper=DaskMapper(cluster))
+    assert [o.status for o in again] == ["skipped"] * 3
+
+
+def test_batch_cli_takes_a_scheduler_address(cluster, tiny_model, slides, tmp_path, monkeypatch, capsys):
+    path = manifest(tmp_path, slides, 2)
+    code, out, err = run_cli(monkeypatch, capsys, "batch", path, "-m", tiny_model, "--device", "cpu", "-o",
+                             tmp_path / "out", "--scheduler", cluster.scheduler.address)
+    assert code == 0, err
+    assert "2 ok" in out
+    report = json.loads((tmp_path / "out" / "case0.json").read_text())
+    assert report["provider"] == "CPUExecutionProvider"  # the worker's engine, not the driver's "none"
+
+
+def test_embedding_on_the_cluster_equals_a_local_run(cluster, slides, tmp_path):
+    cohort = tmp_path / "cohort.csv"
+    cohort.write_text("case,label,specimen,slide,annotations\n" + "".join(
+        f"p{i},{label},A,{slides[name].slide},{slides[name].annotations}\n"
+        for i, (name, label) in enumerate([("svs20x", "pancreas"), ("svs40x", "small_intestine"),
+                                           ("tiff20x", "other")])))
+    spec = EmbedderSpec("random", seed=3, engine="torch", batch_size=4)
+    engine, info = spec.build()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as on a Dask worker (one thread per worker here): the same reduction order
+    try:
+        local = embed_manifest(cohort, engine, info, patches_per_case=3, seed=1)
+    finally:
+        torch.set_num_threads(threads)
+    remote = embed_manifest_on(DaskMapper(cluster), cohort, spec, info, patches_per_case=3, seed=1)
+    assert remote.patients.tolist() == local.patients.tolist() == ["p0"] * 3 + ["p1"] * 3 + ["p2"] * 3
+    assert remote.patch_ids.tolist() == local.patch_ids.tolist()
+    assert remote.labels.tolist() == local.labels.tolist() and remote.info == local.info
+    np.testing.assert_array_equal(remote.embeddings, local.embeddings)
+
+
+def _cohort(n_per_class: int) -> Embeddings:
+    x, y = synthetic_embeddings(n_per_class=n_per_class * 10, dim=64, seed=4)
+    labels = np.concatenate([y, np.full(40, 2)])
+    x = np.concatenate([x, np.random.default_rng(5).gamma(1.5, 0.3, (40, 64)).astype(np.float32)])
+    patients = np.array([f"q{i // 10}" for i in range(len(labels))])
+    n = len(labels)
+    return Embeddings(embeddings=x, patients=patients, labels=labels.astype(np.int64),
+                      specimens=np.array(["A"] * n), slides=np.array(["s"] * n),
+                      patch_ids=np.array([str(i) for i in range(n)]), info={})
+
+
+@pytest.mark.parametrize("protocol", [binary_loo, extended_loo])
+def test_evaluation_folds_on_the_cluster_equal_a_local_run(cluster, protocol):
+    emb = _cohort(n_per_class=6)
+    fit = partial(fit_head, "reference")
+    local = protocol(emb, fit, "reference", seed=2, mapper=LocalMapper())
+    remote = protocol(emb, fit, "reference", seed=2, mapper=DaskMapper(cluster))
+    assert remote == local and len(local["patients"]) >= 12
+
+
+def test_an_unreachable_scheduler_is_a_one_line_error():
+    with pytest.raises(ConfigurationError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:9") as exc:
+        mapper_for("tcp://127.0.0.1:9", timeout="2s")
+    assert "\n" not in str(exc.value)
