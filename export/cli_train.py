@@ -9,6 +9,7 @@ import click
 
 from netorigin.runtime.atomic import ensure_writable_dir
 from netorigin.runtime.cli_options import mpp_rule, region_options, region_rules
+from netorigin.runtime.names import check_name
 
 from .cli_embed import embedder_options
 from .embedder import build_embedder
@@ -38,7 +39,8 @@ from .train import TrainPlan, train
               help="Embedding engine for the fit patients.")
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
               help="Seeds the split, patch sampling and the head.")
-@click.option("--name", default="netorigin", show_default=True, help="File name stem of the outputs.")
+@click.option("--name", default="netorigin", show_default=True, callback=lambda _c, _p, v: check_name(v, "--name"),
+              help="File name stem of the outputs.")
 @click.option("--demo", is_flag=True, help="Mark the models as DEMO models (not for diagnosis).")
 @region_options
 def command(cohort, out, weights_kind, weights, weights_seed, head, fit_fraction, split_file, precisions,

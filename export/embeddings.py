@@ -134,6 +134,19 @@ def calibration_patches(manifest: Path, count: int, seed: int, patients: set[str
     return images[pick], description
 
 
+def check_slides(manifest: Path, geometry: PatchGeometry, mpp: MppRule = MppRule(),
+                 rules: RegionRules = RegionRules()) -> None:
+    """Every slide of a slide manifest opens, can give the model's field of view (the runtime's resolution
+    checks) and has a usable tumour region, before any pixel is read or any output written: a bad slide among
+    the last patients must not surface after hours of embedding. Patch manifests have nothing to check."""
+    if is_patch_manifest(manifest):
+        return
+    for line, row in enumerate(read_csv_rows(manifest, SLIDE_COLUMNS), start=2):
+        with Slide(manifest.parent / row["slide"], row_mpp_rule(row, mpp, line, manifest)) as slide:
+            plan_reads(slide, geometry)
+            load_annotations(manifest.parent / row["annotations"], slide, rules)
+
+
 @dataclass(frozen=True)
 class EmbedderSpec:
     """How to build an embedding engine, as plain values: what each cluster worker builds (once) for itself."""
@@ -168,6 +181,7 @@ def embed_manifest_on(mapper: DaskMapper, manifest: Path, spec: EmbedderSpec, in
                       patches_per_case: int, seed: int, rules: RegionRules = RegionRules(),
                       mpp: MppRule = MppRule(), progress: Callable[[str], None] | None = None) -> Embeddings:
     """`embed_manifest` with one task per patient on a Dask cluster; the same file as a local run."""
+    check_slides(manifest, PatchGeometry(), mpp, rules)
     results = mapper(embed_patient_on_worker, cohort_patients(manifest),
                      on_done=None if progress is None else lambda r: progress(f"  embedded {r[0].patient}"),
                      manifest=manifest, spec=spec, patches_per_case=patches_per_case, seed=seed, rules=rules, mpp=mpp)
@@ -178,6 +192,8 @@ def embed_manifest(manifest: Path, embed: Callable[[np.ndarray], np.ndarray], in
                    patches_per_case: int, seed: int, rules: RegionRules = RegionRules(), mpp: MppRule = MppRule(),
                    patients: set[str] | None = None, progress: Callable[[str], None] | None = None) -> Embeddings:
     """Embed a patch-folder manifest (column `path`) or a slide manifest (columns `slide`, `annotations`)."""
+    if patients is None:  # a whole cohort: check every slide first (train checks before calling with patients)
+        check_slides(manifest, PatchGeometry(), mpp, rules)
     embedded = []
     for case in iter_cohort(manifest, patches_per_case, seed, rules=rules, mpp=mpp, patients=patients):
         embedded.append((case, embed(case.pixels)))

@@ -27,15 +27,17 @@ from netorigin.runtime.atomic import write_text_atomic
 from netorigin.runtime.bands import BandTable
 from netorigin.runtime.contract import load_contract, with_metadata
 from netorigin.runtime.manifest import read_csv_rows
+from netorigin.runtime.names import check_name
 from netorigin.runtime.predictor import CPU_BATCH
 from netorigin.runtime.regions import RegionRules
+from netorigin.runtime.sampling import PatchGeometry
 from netorigin.runtime.session import ModelSession, open_session
 from netorigin.runtime.slide import MppRule
 from netorigin.runtime.verdict import patient_sum, verdict_from_sum
 
 from .build import write_model
 from .embedder import EmbedderInfo, PatchEmbedder
-from .embeddings import calibration_patches, embed_manifest, is_patch_manifest, iter_cohort
+from .embeddings import calibration_patches, check_slides, embed_manifest, is_patch_manifest, iter_cohort
 from .engines import make_engine
 from .heads import fit_embeddings, head_arrays, save_head
 from .metadata import build_metadata
@@ -103,10 +105,13 @@ def train(cohort: Path, out: Path, embedder: PatchEmbedder, info: EmbedderInfo, 
     unknown = set(plan.precisions) - set(PRECISIONS)
     if unknown or "fp32" not in plan.precisions:
         raise InputDataError(f"precisions must include fp32 and be among {', '.join(PRECISIONS)}")
+    check_name(plan.name, "model name")
     from_embeddings = cohort.suffix == ".npz"
     if from_embeddings and plan.precisions != ("fp32",):
         raise InputDataError("fp16 / INT8 variants are calibrated on their own decisions and so need the "
                              "cohort's pixels: give a slide or patch manifest instead of embeddings", cohort)
+    if not from_embeddings:
+        check_slides(cohort, PatchGeometry(), plan.mpp, plan.rules)  # every slide, before any output
     out.mkdir(parents=True, exist_ok=True)
     stored = Embeddings.load(cohort) if from_embeddings else None
     patients = stored.patient_table() if stored is not None else _patient_table(cohort)

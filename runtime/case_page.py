@@ -71,6 +71,11 @@ def _draw_scale_bar(draw: ImageDraw.ImageDraw, height: int, mm: float, px: float
     draw.text((x + px + 8, y - 9), label, fill=(0, 0, 0, 255), font=font)
 
 
+def thumbnail_size(n_slides: int) -> int:
+    """Pixels per thumbnail: smaller as slides share the page, so a page stays about 1 MB or less."""
+    return THUMBNAIL_PX if n_slides <= 2 else 560 if n_slides <= 4 else 400
+
+
 def slide_figure(slide: Slide, slide_index: int, patches: list[dict], region: shapely.Geometry | None,
                  limit: float, max_size: int = THUMBNAIL_PX) -> SlideFigure:
     """The thumbnail with the tumour region outlined and each patch filled by its decision value."""

@@ -11,14 +11,25 @@ from pathlib import Path
 
 from .errors import ConfigurationError
 
-SAFE_CASE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 RULE = "1-128 letters, digits, '.', '_' or '-', starting with a letter or digit"
+# A batch folder also holds these; a case of the same name would be overwritten by them.
+RESERVED_CASE_IDS = ("index", "batch-summary")
+
+
+def check_name(name: str, what: str = "name", source: str | Path | None = None) -> str:
+    """A name that becomes a file name (case id, output stem), or a ConfigurationError naming it (repr keeps
+    control characters on one line)."""
+    if not isinstance(name, str) or not SAFE_NAME.fullmatch(name):
+        raise ConfigurationError(f"{what} {name!r} is not usable as a file name ({RULE})", source)
+    return name
 
 
 def check_case_id(case_id: str, source: str | Path | None = None) -> str:
-    """The id itself, or a ConfigurationError naming it (repr: control characters stay on one line)."""
-    if not isinstance(case_id, str) or not SAFE_CASE_ID.fullmatch(case_id):
-        raise ConfigurationError(f"case id {case_id!r} is not usable as a file name ({RULE})", source)
+    """A case id: a safe name that is not one of the batch folder's own files."""
+    check_name(case_id, "case id", source)
+    if case_id.lower() in RESERVED_CASE_IDS:
+        raise ConfigurationError(f"case id {case_id!r} is reserved (a batch folder's {case_id}.* files)", source)
     return case_id
 
 

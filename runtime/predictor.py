@@ -13,7 +13,7 @@ import numpy as np
 
 from .bands import Band
 from .contract import DEMO_WARNING, ModelContract, load_contract
-from .errors import ConfigurationError
+from .errors import ConfigurationError, InferenceError, InsufficientTissueError
 from .names import case_id_from_path, check_case_id
 from .regions import RegionRules, Regions, detect_tissue, load_annotations
 from .sampling import Patch, PatchGeometry, ReadPlan, allot_case, plan_reads, sample_slide
@@ -165,10 +165,17 @@ class Predictor:
             plans = [plan_reads(slide, self.geometry, level) for slide in opened]  # before any pixel is read
             timings["open"] = time.perf_counter() - start
             t = time.perf_counter()
-            regions = [self._regions(item, slide) for item, slide in zip(items, opened)]
+            try:
+                regions = [self._regions(item, slide) for item, slide in zip(items, opened)]
+            except InsufficientTissueError as exc:  # tissue detection found none: no patch is possible
+                raise InsufficientTissueError(exc.problem, exc.path, possible=0,
+                                              required=self.contract.patches_per_case) from None
             timings["regions"] = time.perf_counter() - t
             counts = allot_case(self.contract.patches_per_case, [item.specimen for item in items])
             patches, decisions, resize_s, infer_s = self._sample_and_infer(opened, regions, plans, counts)
+            if not np.isfinite(decisions).all():
+                raise InferenceError("the model returned non-finite decision values (NaN or infinity)",
+                                     self.contract.path)
             timings["resize"] = resize_s
             timings["inference"] = infer_s
             timings["read_and_sample"] = time.perf_counter() - t - timings["regions"]
@@ -212,13 +219,17 @@ class Predictor:
         with ThreadPoolExecutor(self.read_workers) as readers, ThreadPoolExecutor(1) as inference:
             pending: list[np.ndarray] = []
             for index, (slide, reg, plan, n) in enumerate(zip(slides, regions, plans, counts)):
-                for patch in sample_slide(slide, reg, n, self.geometry, self.seed, index, readers, plan,
-                                          resize_times):
-                    patches.append(patch)
-                    pending.append(patch.pixels)
-                    if len(pending) == batch_size:
-                        futures.append(inference.submit(infer, np.stack(pending)))
-                        pending = []
+                try:
+                    for patch in sample_slide(slide, reg, n, self.geometry, self.seed, index, readers, plan,
+                                              resize_times):
+                        patches.append(patch)
+                        pending.append(patch.pixels)
+                        if len(pending) == batch_size:
+                            futures.append(inference.submit(infer, np.stack(pending)))
+                            pending = []
+                except InsufficientTissueError as exc:  # counted for the case, not the slide's share
+                    raise InsufficientTissueError(exc.problem, exc.path, possible=len(patches),
+                                                  required=self.contract.patches_per_case) from None
             if pending:
                 futures.append(inference.submit(infer, np.stack(pending)))
             results = [f.result() for f in futures]

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import ImageDraw
 
 from .atomic import write_bytes_atomic, write_text_atomic
-from .case_page import case_html, slide_figure
+from .case_page import case_html, slide_figure, thumbnail_size
 from .contract import DEMO_WARNING
 from .errors import InsufficientTissueError
 from .names import case_file
@@ -76,7 +76,8 @@ def write_insufficient_report(out: Path, case_id: str, exc: InsufficientTissueEr
     """A report (JSON and page) that says why there is no verdict: never one on fewer patches than the model was
     calibrated for."""
     report = {"report_version": REPORT_VERSION, "status": "insufficient_tissue", "case": case_id, "verdict": None,
-              "problem": str(exc), "patches_possible": exc.possible, "patches_required": exc.required,
+              "problem": str(exc), "patches_possible": exc.possible,
+              "patches_required": predictor.contract.patches_per_case,
               "seed": predictor.seed, "confidence": predictor.band.c if predictor.band else None,
               "region_rules": predictor.rules.as_dict(), "notes": predictor.model_notes(),
               "warning": DEMO_WARNING if predictor.contract.is_demo else None,
@@ -151,7 +152,8 @@ def write_case_outputs(result: CaseResult, out: Path, geojson: bool = False, thu
         stem = case_file(out, result.case_id, f".slide{index}")
         with Slide(summary.fingerprint["path"], MppRule(forced=summary.fingerprint["mpp"])) as slide:
             region = result.regions[index] if index < len(result.regions) else None
-            figures.append(slide_figure(slide, index, result.patches, region, limit))
+            figures.append(slide_figure(slide, index, result.patches, region, limit,
+                                        thumbnail_size(len(result.slides))))
             if geojson:
                 target = stem.with_name(stem.name + ".patches.geojson")
                 write_text_atomic(target, json.dumps(patches_geojson(result, index, slide.offset)))

@@ -79,6 +79,9 @@ def plan_reads(slide: Slide, geometry: PatchGeometry, level_index: int | None = 
         raise SlideError(f"slide is {width_um:.0f} x {height_um:.0f} um ({slide.dimensions[0]} x "
                          f"{slide.dimensions[1]} px at {slide.mpp:g} um/px), smaller than one {fov:g} um field "
                          "of view", slide.path)
+    if level_index is not None and not 0 <= level_index < len(slide.levels):
+        raise SlideError(f"level {level_index} does not exist (the slide has levels 0-{len(slide.levels) - 1})",
+                         slide.path)
     level = slide.levels[level_index] if level_index is not None else slide.level_for(needed)
     level_mpp = slide.mpp * level.downsample
     read_size = max(1, int(round(fov / level_mpp)))

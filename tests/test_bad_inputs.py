@@ -236,6 +236,8 @@ CASES = {
     "case id that climbs out of the folder": (dict(extra=("--case-id", "../../x")), "../../x",
                                               "is not usable as a file name"),
     "confidence outside 0..1": (dict(extra=("--confidence", "1.5")), "1.5", "is not between 0 and 1"),
+    "case id of the batch index": (dict(extra=("--case-id", "index")), "index", "is reserved"),
+    "pyramid level that does not exist": (dict(extra=("--level", "7")), "good_slide", "level 7 does not exist"),
 }
 
 
@@ -273,6 +275,18 @@ def test_insufficient_tissue_is_reported_never_verdicted(monkeypatch, capsys, ba
     assert report["case"] == case
     assert report["status"] == "insufficient_tissue" and report["verdict"] is None
     assert report["patches_possible"] == 0 and report["patches_required"] == 20
+
+
+def test_insufficient_tissue_counts_patches_for_the_whole_case(monkeypatch, capsys, bad, tmp_path):
+    """Two slides, the second all glass: the report counts the case (10 of the model's 20), not the slide."""
+    args = ["predict", bad["good_slide"], bad["good_slide"], "-a", bad["good_ann"], "-a", bad["ann_glass"],
+            "--specimen", "A", "--specimen", "B", "-m", bad["model"], "--device", "cpu", "--case-id", "two",
+            "--out", tmp_path]
+    code, out, err = run_cli(monkeypatch, capsys, *args)
+    assert code == 3 and out == ""
+    report = json.loads((tmp_path / "two.json").read_text())
+    assert (report["patches_possible"], report["patches_required"]) == (10, 20)
+    assert "(10 of 20 patches possible)" in (tmp_path / "two.html").read_text()
 
 
 @pytest.mark.parametrize("extra, fragment, names_model", [

@@ -192,3 +192,23 @@ def test_band_axis_places_everything_inside_its_width():
     assert all(20 < x < 680 for x in xs)
     assert axis.x(-5.0) < axis.x(2.0) < axis.x(3.0)
     assert all(20 <= axis.x(t) <= 680 for t, _ in axis.ticks) and len(axis.ticks) >= 3
+
+
+@pytest.mark.parametrize("n_slides", [1, 4, 8])
+def test_a_case_page_prints_on_one_a4_page_whatever_the_slide_count(browser, tiny_model, slides, tmp_path, n_slides):
+    from netorigin.runtime.predictor import Predictor
+    from netorigin.runtime.report import write_case_outputs
+
+    pool = [slides[name] for name in ("svs20x", "svs40x", "tiff20x")]
+    chosen = [pool[i % 3] for i in range(n_slides)]
+    result = Predictor(tiny_model, device="cpu").predict_case(
+        [s.slide for s in chosen], [s.annotations for s in chosen], case_id=f"n{n_slides}",
+        specimens=[f"S{i}" for i in range(n_slides)])
+    write_case_outputs(result, tmp_path)
+    page, _, errors = open_page(browser, tmp_path / f"n{n_slides}.html")
+    assert errors == [] and len(page.query_selector_all("figure.slide-figure img")) == n_slides
+    for background in (True, False):  # browsers print without background graphics by default
+        pdf = page.pdf(format="A4", print_background=background)
+        assert len(re.findall(rb"/Type\s*/Page[^s]", pdf)) == 1
+    assert page.evaluate("getComputedStyle(document.querySelector('#verdict')).printColorAdjust") == "exact"
+    assert (tmp_path / f"n{n_slides}.html").stat().st_size < 1.5e6

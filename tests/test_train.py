@@ -124,3 +124,38 @@ def test_in_sample_calibration_is_stated_in_model_and_report(monkeypatch, capsys
     code, out, err = run_cli(monkeypatch, capsys, "predict", s.slide, "-a", s.annotations, "-m", tiny_model, "--json")
     assert code == 0, err
     assert not any("RESEARCH ONLY" in note for note in json.loads(out)["notes"])
+
+
+def test_train_refuses_a_name_that_leaves_the_output_folder(tmp_path):
+    from netorigin.export.smoke import tiny_embedder
+    from netorigin.export.train import TrainPlan, train
+    from netorigin.runtime.errors import ConfigurationError
+
+    embedder, info = tiny_embedder()
+    with pytest.raises(ConfigurationError, match=r"model name '../../x' is not usable as a file name"):
+        train(tmp_path / "cohort.csv", tmp_path / "out", embedder, info, TrainPlan(name="../../x"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_train_checks_every_slide_before_writing_anything(tmp_path, slides):
+    """A slide that cannot give the field of view (an image editor's 72 dpi) among the last patients stops the
+    run before any embedding or output, naming it."""
+    from netorigin.export.smoke import tiny_embedder
+    from netorigin.export.synthetic import write_pyramid
+    from netorigin.export.train import TrainPlan, train
+    from netorigin.runtime.errors import SlideError
+
+    from .test_resolution import tissue
+
+    editor = tmp_path / "editor.tif"
+    write_pyramid(editor, tissue(300, 250), 25_400 / 72, downsamples=(1,), svs=False)
+    good = slides["svs20x"]
+    rows = [f"p{i},{'pancreas' if i % 2 else 'small_intestine'},A,{good.slide},{good.annotations}" for i in range(6)]
+    rows.append(f"late,other,A,{editor},{good.annotations}")
+    cohort = tmp_path / "cohort.csv"
+    cohort.write_text("case,label,specimen,slide,annotations\n" + "\n".join(rows) + "\n")
+    embedder, info = tiny_embedder()
+    with pytest.raises(SlideError, match="outside what slide scanners produce") as exc:
+        train(cohort, tmp_path / "out", embedder, info, TrainPlan(patches_per_case=4))
+    assert str(editor) in str(exc.value)
+    assert not (tmp_path / "out").exists()
