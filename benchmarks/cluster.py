@@ -51,7 +51,7 @@ def batch_times(model: Path, cases, workers: int, threads: int | None, repeats: 
         client = Client(cluster)
     try:
         for rep in range(repeats + 1):  # the first run warms every worker's session; not counted
-            predictor = Predictor(model, device="cpu", seed=rep, threads=threads, engine=not workers)
+            predictor = Predictor(model, device="cpu", seed=rep, threads=threads, inference=not workers)
             out = work / f"{workers}-{threads}-{rep}"
             t = time.perf_counter()
             outcomes = run_batch(predictor, cases, out, mapper=DaskMapper(client) if client else None)

@@ -28,10 +28,9 @@ from netorigin.runtime.bands import BandTable
 from netorigin.runtime.contract import load_contract, with_metadata
 from netorigin.runtime.manifest import read_csv_rows
 from netorigin.runtime.names import check_name
-from netorigin.runtime.predictor import CPU_BATCH
 from netorigin.runtime.regions import RegionRules
 from netorigin.runtime.sampling import PatchGeometry
-from netorigin.runtime.session import ModelSession, open_session
+from netorigin.runtime.session import CPU_BATCH, ModelSession, open_session
 from netorigin.runtime.slide import MppRule
 from netorigin.runtime.verdict import patient_sum, verdict_from_sum
 

@@ -26,8 +26,8 @@ from .predictor import Predictor
               help="Dask scheduler (e.g. tcp://host:8786): one task per case on its workers, which share OUT.")
 @click.option("--redo", is_flag=True, help="Replace finished reports made by another model, confidence, seed or "
               "slide files (without it such a folder is refused).")
-def command(manifest, out, model, device, confidence, seed, threads, read_workers, trusted_keys, include, exclude,
-            object_types, mpp, force_mpp, workers, geojson, thumbnail, scheduler, redo) -> None:
+def command(manifest, out, model, device, engine, ov_precision, confidence, seed, threads, read_workers, trusted_keys,
+            include, exclude, object_types, mpp, force_mpp, workers, geojson, thumbnail, scheduler, redo) -> None:
     """Predict every case of MANIFEST (CSV: case, slide[, annotations, specimen, mpp, force_mpp];
     one row per slide; a row's mpp / force_mpp wins over --mpp / --force-mpp).
 
@@ -40,8 +40,9 @@ def command(manifest, out, model, device, confidence, seed, threads, read_worker
     mapper = mapper_for(scheduler)
     # On a cluster the workers open the engine; here the model and settings are only verified.
     predictor = Predictor(model, device=device, confidence=confidence, seed=seed, read_workers=read_workers,
-                          threads=threads, rules=region_rules(include, exclude, object_types),
-                          trusted_keys=trusted_keys or None, engine=scheduler is None)
+                          threads=threads, rules=region_rules(include, exclude, object_types), engine=engine,
+                          ov_precision=ov_precision,
+                          trusted_keys=trusted_keys or None, inference=scheduler is None)
     keep = plan_resume(predictor, cases, out, redo)
     if predictor.contract.is_demo:
         click.echo(f"*** {DEMO_WARNING} ***", err=True)

@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import click
 
+from .openvino_session import PRECISIONS as OV_PRECISIONS
 from .regions import DEFAULT_EXCLUDE, DEFAULT_INCLUDE, DEFAULT_OBJECT_TYPES, OBJECT_TYPES, RegionRules
-from .session import DEVICES
+from .session import DEVICES, ENGINES, ONNXRUNTIME
 from .slide import MppRule
 
 
 def model_options(func):
-    """--model, --device, --confidence, --seed, --threads, --read-workers, --trusted-key, then region_options."""
+    """--model, --device, --engine, --ov-precision, --confidence, --seed, --threads, --read-workers, --trusted-key,
+    then region_options."""
     options = [
         click.option("--model", "-m", required=True, type=click.Path(dir_okay=False),
                      help="netorigin ONNX model (see `netorigin inspect`)."),
         click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
                      help="auto = CUDA when available, else CPU; cuda never falls back silently."),
+        click.option("--engine", type=click.Choice(ENGINES), default=ONNXRUNTIME, show_default=True,
+                     help="openvino = OpenVINO on the CPU (extra 'openvino'), bf16 where the CPU has it."),
+        click.option("--ov-precision", type=click.Choice(OV_PRECISIONS), default="auto", show_default=True,
+                     help="OpenVINO inference precision (auto = bf16 where supported, else f32)."),
         click.option("--confidence", "-c", default=None,
                      help="Stored confidence level c (e.g. 0.875 or 7/8); default: the model's."),
         click.option("--seed", type=click.IntRange(0), default=0, show_default=True, help="Patch-sampling seed."),

@@ -17,12 +17,11 @@ from .errors import ConfigurationError, InferenceError, InsufficientTissueError
 from .names import case_id_from_path, check_case_id
 from .regions import RegionRules, Regions, detect_tissue, load_annotations
 from .sampling import Patch, PatchGeometry, ReadPlan, allot_case, plan_reads, sample_slide
-from .session import CPU, CUDA_BATCH, ModelSession, open_session
+from .session import ONNXRUNTIME, open_engine
 from .signing import load_public_key, trusted_keys_from_env, verify_signature
 from .slide import MppRule, Slide, as_mpp_rule
 from .verdict import PatientVerdict, patient_verdict
 
-CPU_BATCH = 32
 IN_SAMPLE_NOTE = ("RESEARCH ONLY: this model's bands were calibrated on patients that also fitted its head "
                   "(in-sample, too narrow)")
 
@@ -110,34 +109,39 @@ class PredictorSettings:
     threads: int | None = None
     rules: RegionRules = RegionRules()
     trusted_keys: tuple[str, ...] | None = None
+    engine: str = ONNXRUNTIME
+    ov_precision: str = "auto"
 
-    def build(self, engine: bool = True) -> Predictor:
+    def build(self, inference: bool = True) -> Predictor:
         return Predictor(self.model, device=self.device, confidence=self.confidence, seed=self.seed,
                          read_workers=self.read_workers, threads=self.threads, rules=self.rules,
-                         trusted_keys=self.trusted_keys, engine=engine)
+                         trusted_keys=self.trusted_keys, engine=self.engine, ov_precision=self.ov_precision,
+                         inference=inference)
 
 
 class Predictor:
     """Loads and verifies a model once, then predicts cases; thread-compatible, one case at a time.
 
-    `engine=False` verifies the model and its settings without opening an ONNX Runtime session: what the driver
-    of a cluster run needs (its workers open their own)."""
+    `engine` is ONNX Runtime (CPU or CUDA, `device`) or OpenVINO (CPU; `ov_precision` auto = bf16 where the CPU
+    has it). `inference=False` verifies the model and its settings without opening an engine: what the driver of
+    a cluster run needs (its workers open their own)."""
 
     def __init__(self, model: str | Path | ModelContract, device: str = "auto",
                  confidence: float | str | None = None, seed: int = 0, read_workers: int = 4,
                  threads: int | None = None, rules: RegionRules = RegionRules(),
-                 trusted_keys: Sequence[str | Path] | None = None, engine: bool = True) -> None:
+                 trusted_keys: Sequence[str | Path] | None = None, engine: str = ONNXRUNTIME,
+                 ov_precision: str = "auto", inference: bool = True) -> None:
         self.contract = model if isinstance(model, ModelContract) else load_contract(model)
         keys = trusted_keys_from_env() if trusted_keys is None else trusted_keys
         self.signature = verify_signature(self.contract, [load_public_key(k) for k in keys])
         self.band = self.contract.band(confidence)
-        self.session: ModelSession | None = open_session(self.contract, device, threads) if engine else None
+        self.session = open_engine(self.contract, engine, device, threads, ov_precision) if inference else None
         self.geometry = PatchGeometry.from_metadata(self.contract.patch)
         self.seed = seed
         self.read_workers = read_workers
         self.rules = rules
         self.settings = PredictorSettings(str(self.contract.path), device, confidence, seed, read_workers, threads,
-                                          rules, tuple(map(str, keys)))
+                                          rules, tuple(map(str, keys)), engine, ov_precision)
 
     @property
     def provider(self) -> str:
@@ -153,7 +157,7 @@ class Predictor:
                      level: int | None = None) -> CaseResult:
         """Sample the model's patches per case over the slides, run the model, and decide."""
         if self.session is None:
-            raise ConfigurationError("this Predictor was built with engine=False: it verifies, it cannot predict")
+            raise ConfigurationError("this Predictor was built with inference=False: it verifies, it cannot predict")
         items = _as_inputs(slides, annotations, specimens, mpp)
         case_id = check_case_id(case_id) if case_id is not None else case_id_from_path(items[0].path)
         timings = dict.fromkeys(("open", "regions", "read_and_sample", "resize", "inference", "verdict"), 0.0)
@@ -206,7 +210,7 @@ class Predictor:
     def _sample_and_infer(self, slides: list[Slide], regions: list[Regions], plans: list[ReadPlan],
                           counts: list[int]) -> tuple[list[Patch], np.ndarray, float, float]:
         """Read patches in threads while the previous batch runs on ONNX Runtime in another thread."""
-        batch_size = CPU_BATCH if self.provider == CPU else CUDA_BATCH
+        batch_size = self.session.batch_size
         patches: list[Patch] = []
         futures = []
         resize_times: list[float] = []

@@ -16,12 +16,15 @@ from typing import Any
 import numpy as np
 
 from .contract import DECISION_OUTPUT, EMBEDDING_OUTPUT, INPUT_NAME, ModelContract
-from .errors import DeviceError, InferenceError, MissingDependencyError, ModelError
+from .errors import ConfigurationError, DeviceError, InferenceError, MissingDependencyError, ModelError
 
 DEVICES = ("auto", "cpu", "cuda")
 CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
 # Fixed batch on CUDA (padded) so cuDNN's algorithm search runs once; CPU runs the real size.
 CUDA_BATCH = 128
+CPU_BATCH = 32
+ONNXRUNTIME, OPENVINO = "onnxruntime", "openvino"
+ENGINES = (ONNXRUNTIME, OPENVINO)
 
 
 INSTALL_HINT = "pip install 'netorigin[cpu]' (CPU) or 'netorigin[gpu]' (NVIDIA GPU)"
@@ -79,6 +82,11 @@ class ModelSession:
     device: str
     path: str | None = None  # the model file, named in errors
 
+    @property
+    def batch_size(self) -> int:
+        """Patches per run: the product's batch on CPU, a fixed padded batch on CUDA."""
+        return CUDA_BATCH if self.provider == CUDA else CPU_BATCH
+
     def run(self, patches: np.ndarray, with_embeddings: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
         """Decision values (float64 [N]) and optionally embeddings for uint8 [N, P, P, 3] patches."""
         n = len(patches)
@@ -119,3 +127,17 @@ def open_session(contract: ModelContract, device: str = "auto", threads: int | N
     if INPUT_NAME not in names or DECISION_OUTPUT not in outputs:
         raise ModelError(f"model lacks input '{INPUT_NAME}' or output '{DECISION_OUTPUT}'", contract.path)
     return ModelSession(session=session, provider=actual, device=device, path=str(contract.path))
+
+
+def open_engine(contract: ModelContract, engine: str = ONNXRUNTIME, device: str = "auto", threads: int | None = None,
+                ov_precision: str = "auto") -> ModelSession | Any:
+    """ONNX Runtime on `device`, or OpenVINO on the CPU; both run the verified bytes and return float64 decisions."""
+    if engine == ONNXRUNTIME:
+        return open_session(contract, device, threads)
+    if engine != OPENVINO:
+        raise ConfigurationError(f"unknown engine {engine!r} (choose from {', '.join(ENGINES)})")
+    if device == "cuda":
+        raise DeviceError("--engine openvino runs on the CPU: use --device cpu or auto, or --engine onnxruntime")
+    from .openvino_session import open_openvino
+
+    return open_openvino(contract, ov_precision, threads)

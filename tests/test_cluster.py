@@ -57,7 +57,7 @@ def reports(folder):
 def test_batch_on_the_cluster_equals_a_local_run(cluster, tiny_model, slides, tmp_path):
     cases = read_manifest(manifest(tmp_path, slides, 5))
     local = run_batch(Predictor(tiny_model, device="cpu"), cases, tmp_path / "local")
-    driver = Predictor(tiny_model, device="cpu", engine=False)  # the driver opens no engine
+    driver = Predictor(tiny_model, device="cpu", inference=False)  # the driver opens no engine
     remote = run_batch(driver, cases, tmp_path / "dask", mapper=DaskMapper(cluster))
     assert [o.__dict__ for o in remote] == [o.__dict__ for o in local]
     assert reports(tmp_path / "dask") == reports(tmp_path / "local") and len(reports(tmp_path / "local")) == 5
@@ -79,7 +79,7 @@ def test_a_worker_killed_mid_run_still_gives_every_case_exactly_once(cluster, ti
                 os.kill(victim, signal.SIGKILL)
                 killed.append(victim)
 
-    driver = Predictor(tiny_model, device="cpu", engine=False)
+    driver = Predictor(tiny_model, device="cpu", inference=False)
     outcomes = run_batch(driver, cases, tmp_path / "out", mapper=DaskMapper(cluster),
                          on_done=kill_one_worker_after_the_first_case)
     assert killed and killed[0] not in cluster.run(os.getpid).values()  # that process is gone
@@ -94,7 +94,7 @@ def test_a_worker_killed_mid_run_still_gives_every_case_exactly_once(cluster, ti
 def test_rerun_on_the_cluster_skips_finished_cases_by_the_local_rule(cluster, tiny_model, slides, tmp_path):
     cases = read_manifest(manifest(tmp_path, slides, 3))
     run_batch(Predictor(tiny_model, device="cpu"), cases, tmp_path / "out")
-    again = run_batch(Predictor(tiny_model, device="cpu", engine=False), cases, tmp_path / "out",
+    again = run_batch(Predictor(tiny_model, device="cpu", inference=False), cases, tmp_path / "out",
                       mapper=DaskMapper(cluster))
     assert [o.status for o in again] == ["skipped"] * 3
 

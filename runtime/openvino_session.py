@@ -1,0 +1,84 @@
+"""OpenVINO on the CPU for the same ONNX file: bf16 inference where the CPU has it (AVX512-BF16 / AMX), f32
+otherwise. An optional extra (`openvino`, about 200 MB); the model file stays the one artifact.
+
+OpenVINO reads the .onnx bytes that `load_contract` verified, so what was hashed is what runs; the float64 head
+compiles and runs as it is. Whether bf16 is available is asked of OpenVINO (`OPTIMIZATION_CAPABILITIES`), never
+guessed from the CPU's name. bf16 changes decisions slightly: its fidelity (verdict flips, |dS| / band width
+against ONNX Runtime fp32) is measured per model in the benchmarks, not assumed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from .contract import DECISION_OUTPUT, EMBEDDING_OUTPUT, INPUT_NAME, ModelContract
+from .errors import ConfigurationError, InferenceError, MissingDependencyError, ModelError
+
+PRECISIONS = ("auto", "bf16", "f32")
+INSTALL_HINT = "pip install 'netorigin[openvino]'"
+BATCH = 32
+
+
+def openvino() -> ModuleType:
+    """The openvino module, or a one-line error saying which extra to install."""
+    try:
+        return importlib.import_module("openvino")
+    except ModuleNotFoundError:
+        raise MissingDependencyError(f"--engine openvino needs OpenVINO: {INSTALL_HINT}") from None
+
+
+@dataclass
+class OpenVinoSession:
+    """A compiled OpenVINO model on the CPU; `run` matches ModelSession.run (float64 decisions)."""
+
+    compiled: Any
+    precision: str
+    version: str
+    path: str | None = None
+    device: str = "cpu"
+    batch_size: int = BATCH
+
+    @property
+    def provider(self) -> str:
+        """The engine, device and precision that actually ran, as reports name them."""
+        return f"OpenVINO {self.version} CPU {self.precision}"
+
+    def run(self, patches: np.ndarray, with_embeddings: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        try:
+            outputs = self.compiled.create_infer_request().infer(
+                {INPUT_NAME: np.ascontiguousarray(patches, dtype=np.uint8)})
+        except Exception as exc:  # OpenVINO raises RuntimeError subclasses of its own
+            first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+            raise InferenceError(f"OpenVINO failed on a batch of {len(patches)} patches ({first})",
+                                 self.path) from None
+        decisions = np.asarray(outputs[self.compiled.output(DECISION_OUTPUT)], dtype=np.float64)
+        embeddings = np.asarray(outputs[self.compiled.output(EMBEDDING_OUTPUT)]) if with_embeddings else None
+        return decisions, embeddings
+
+
+def open_openvino(contract: ModelContract, precision: str = "auto", threads: int | None = None) -> OpenVinoSession:
+    """Compile the verified model bytes for the CPU; `auto` = bf16 where the CPU supports it, else f32."""
+    if precision not in PRECISIONS:
+        raise ConfigurationError(f"unknown OpenVINO precision {precision!r} (choose from {', '.join(PRECISIONS)})")
+    ov = openvino()
+    core = ov.Core()
+    capabilities = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    if precision == "bf16" and "BF16" not in capabilities:
+        raise ConfigurationError(f"--ov-precision bf16: this CPU has no bf16 (OpenVINO lists "
+                                 f"{', '.join(capabilities)}); use auto or f32")
+    chosen = "bf16" if precision == "bf16" or (precision == "auto" and "BF16" in capabilities) else "f32"
+    config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": chosen}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = threads
+    try:
+        compiled = core.compile_model(core.read_model(contract.model_bytes, b""), "CPU", config)
+    except Exception as exc:  # OpenVINO's own exception types
+        raise ModelError(f"OpenVINO cannot compile the model ({str(exc).splitlines()[0][:200]})",
+                         contract.path) from None
+    return OpenVinoSession(compiled=compiled, precision=chosen, version=ov.__version__.split("-")[0],
+                           path=str(contract.path))
