@@ -60,15 +60,17 @@ def _scale_bar(um_per_px: float, width: int) -> tuple[float, float]:
     return mm, mm * 1000 / um_per_px
 
 
-def _draw_scale_bar(draw: ImageDraw.ImageDraw, height: int, mm: float, px: float) -> None:
-    """Bottom left, on a white plate, so it stays true however the page scales the image."""
-    x, y = 10, height - 14
+def _draw_scale_bar(draw: ImageDraw.ImageDraw, size: tuple[int, int], mm: float, px: float) -> None:
+    """Bottom left, on a white plate, so it stays true however the page scales the image; the label is sized to
+    the image (about 1/28 of its width) so it stays legible when printed."""
+    font_px = max(14, size[0] // 28)
+    x, y = font_px // 2, size[1] - font_px
     label = f"{mm:g} mm"
-    font = ImageFont.load_default(size=14)
+    font = ImageFont.load_default(size=font_px)
     width = draw.textlength(label, font=font)
-    draw.rectangle((x - 6, y - 20, x + px + 10 + width + 6, y + 8), fill=(255, 255, 255, 220))
+    draw.rectangle((x - 6, y - font_px, x + px + 10 + width + 6, y + font_px // 2), fill=(255, 255, 255, 220))
     draw.rectangle((x, y - 3, x + px, y + 3), fill=(0, 0, 0, 255))
-    draw.text((x + px + 8, y - 9), label, fill=(0, 0, 0, 255), font=font)
+    draw.text((x + px + 8, y - font_px * 0.6), label, fill=(0, 0, 0, 255), font=font)
 
 
 def thumbnail_size(n_slides: int) -> int:
@@ -97,7 +99,7 @@ def slide_figure(slide: Slide, slide_index: int, patches: list[dict], region: sh
         draw.rectangle((x, y, x + s, y + s), fill=(*colour, 170), outline=(40, 40, 40, 255), width=1)
     um_per_px = slide.mpp / scale
     mm, px = _scale_bar(um_per_px, image.width)
-    _draw_scale_bar(draw, image.height, mm, px)
+    _draw_scale_bar(draw, image.size, mm, px)
     image = Image.alpha_composite(image.convert("RGBA"), overlay).convert("RGB")
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=85, optimize=True)
