@@ -50,12 +50,12 @@ def command(manifest, out, weights_kind, weights, weights_seed, patches_per_case
     spec = EmbedderSpec(weights_kind, weights, weights_seed, engine, batch_size)
     sampling = dict(patches_per_case=patches_per_case, seed=seed, rules=region_rules(include, exclude, object_types),
                     mpp=mpp_rule(mpp, force_mpp), progress=lambda line: click.echo(line, err=True))
-    mapper = mapper_for(scheduler)
     embed, info = spec.build()  # here too: the file records the embedder, and a bad checkpoint fails before any task
-    if isinstance(mapper, DaskMapper):
-        emb = embed_manifest_on(mapper, manifest, spec, info, **sampling)
-    else:
-        emb = embed_manifest(manifest, embed, info, **sampling)
+    with mapper_for(scheduler) as mapper:
+        if isinstance(mapper, DaskMapper):
+            emb = embed_manifest_on(mapper, manifest, spec, info, **sampling)
+        else:
+            emb = embed_manifest(manifest, embed, info, **sampling)
     emb.save(out)
     click.echo(f"{len(emb.embeddings)} patches of {len(set(emb.patients.tolist()))} patients -> {out} "
                f"({time.perf_counter() - start:.1f} s)")

@@ -44,21 +44,25 @@ def _nearest_column(result: dict, confidence: float) -> str:
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--scheduler", default=None, metavar="ADDRESS",
               help="Dask scheduler (e.g. tcp://host:8786): one task per fold (binary, extended).")
-def command(embeddings, protocol, external_path, head, seed, confidence, out, scheduler) -> None:
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
+              help="Folds in parallel in this many processes on this machine (needs the dask extra).")
+def command(embeddings, protocol, external_path, head, seed, confidence, out, scheduler, workers) -> None:
     """Evaluate on EMBEDDINGS as the paper does (every random step seeded)."""
     ensure_writable_dir(out)
     start = time.perf_counter()
     emb = Embeddings.load(embeddings)
     fit = partial(fit_head, head)
-    mapper = mapper_for(scheduler)
-    if protocol == "binary":
-        result = binary_loo(emb, fit, head, seed, mapper=mapper)
-    elif protocol == "extended":
-        result = extended_loo(emb, fit, head, seed, mapper=mapper)
-    else:
-        if external_path is None:
-            raise click.UsageError("--protocol external needs --external EMBEDDINGS")
-        result = external_test(emb, Embeddings.load(external_path), fit, head, seed)
+    if scheduler and workers > 1:
+        raise click.UsageError("give --scheduler (a cluster) or --workers (processes here), not both")
+    if protocol == "external" and external_path is None:
+        raise click.UsageError("--protocol external needs --external EMBEDDINGS")
+    with mapper_for(scheduler, workers=workers) as mapper:
+        if protocol == "binary":
+            result = binary_loo(emb, fit, head, seed, mapper=mapper)
+        elif protocol == "extended":
+            result = extended_loo(emb, fit, head, seed, mapper=mapper)
+        else:
+            result = external_test(emb, Embeddings.load(external_path), fit, head, seed)
     result["wall_time_s"] = round(time.perf_counter() - start, 2)
     lines = [f"{result['protocol']}: {len(result['patients'])} patients, head {head}, seed {seed}, "
              f"{result['wall_time_s']} s"]

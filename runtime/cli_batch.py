@@ -46,8 +46,8 @@ def command(manifest, out, model, device, engine, ov_precision, confidence, seed
     keep = plan_resume(predictor, cases, out, redo)
     if predictor.contract.is_demo:
         click.echo(f"*** {DEMO_WARNING} ***", err=True)
-    with click.progressbar(length=len(cases), label=f"{len(cases)} cases", file=sys.stderr,
-                           show_pos=True) as bar:
+    with mapper, click.progressbar(length=len(cases), label=f"{len(cases)} cases", file=sys.stderr,
+                                   show_pos=True) as bar:
         outcomes = run_batch(predictor, cases, out, workers, on_done=lambda _: bar.update(1), geojson=geojson,
                              thumbnail=thumbnail, keep=keep, mapper=mapper)
     counts = status_counts(outcomes)

@@ -43,6 +43,12 @@ class LocalMapper:
 
     description = "local"
 
+    def __enter__(self) -> LocalMapper:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
     def __call__(self, func: Callable, items: Iterable, on_done: Callable[[Any], None] | None = None,
                  **shared: Any) -> list:
         results = []
@@ -56,9 +62,19 @@ class LocalMapper:
 class DaskMapper:
     """Each item one task on a Dask cluster; results in item order; shared arguments scattered once."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, cluster: Any = None) -> None:
         self.client = client
+        self.cluster = cluster  # a LocalCluster this mapper started, closed with it
         self.description = f"dask {client.scheduler.address}"
+
+    def __enter__(self) -> DaskMapper:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Disconnect; stop the local worker processes this mapper started (never a cluster it joined)."""
+        self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
 
     def __call__(self, func: Callable, items: Iterable, on_done: Callable[[Any], None] | None = None,
                  **shared: Any) -> list:
@@ -75,10 +91,16 @@ class DaskMapper:
         return results
 
 
-def mapper_for(scheduler: str | None, timeout: str = "20s") -> LocalMapper | DaskMapper:
-    """A local mapper, or one connected to the Dask scheduler at `scheduler` (e.g. tcp://host:8786)."""
-    if scheduler is None:
+def mapper_for(scheduler: str | None, timeout: str = "20s", workers: int = 1) -> LocalMapper | DaskMapper:
+    """A local mapper; with `workers` > 1 one on a Dask cluster of that many worker processes on this machine
+    (closed at exit); or one connected to the Dask scheduler at `scheduler` (e.g. tcp://host:8786)."""
+    if scheduler is None and workers <= 1:
         return LocalMapper()
+    if scheduler is None:
+        distributed = _distributed()
+        cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                           host="127.0.0.1", dashboard_address=None)
+        return DaskMapper(distributed.Client(cluster), cluster)
     distributed = _distributed()
     try:
         client = distributed.Client(scheduler, timeout=timeout)

@@ -154,3 +154,17 @@ def test_an_unreachable_scheduler_is_a_one_line_error():
     with pytest.raises(ConfigurationError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:9") as exc:
         mapper_for("tcp://127.0.0.1:9", timeout="2s")
     assert "\n" not in str(exc.value)
+
+
+def test_evaluate_folds_in_two_local_processes_equal_one(monkeypatch, capsys, tmp_path):
+    emb = _cohort(n_per_class=4)
+    emb.save(tmp_path / "emb.npz")
+    results = []
+    for workers in ("1", "2"):
+        code, out, err = run_cli(monkeypatch, capsys, "evaluate", tmp_path / "emb.npz", "--protocol", "binary",
+                                 "--workers", workers, "--out", tmp_path / workers)
+        assert code == 0, err
+        result = json.loads((tmp_path / workers / "binary-loo.json").read_text())
+        result.pop("wall_time_s")
+        results.append(result)
+    assert results[0] == results[1] and len(results[0]["patients"]) == 8
