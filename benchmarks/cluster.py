@@ -4,9 +4,10 @@
     python benchmarks/cluster.py --model MODEL.onnx --manifest CASES.csv [--cases 4 --repeats 5 --folds 4]
 
 Batch: the same cases per repetition (a new output folder and a new seed each time, so every slide handle is
-cold), median and min-max of `--repeats`; local = today's `netorigin batch` (one process, ONNX Runtime on all
-cores); dask-1 = one worker process with the same threads (the difference is the engine's overhead per case);
-dask-2 = two worker processes with one ONNX Runtime thread each. Evaluation: the first `--folds` folds of the
+cold), median and min-max of `--repeats`, after one warm-up that opens every worker's engine (a new seed only
+makes a light copy of it, as in production); local = today's `netorigin batch` (one process, ONNX Runtime on
+all cores, its engine opened before timing); dask-1 = one worker process with the same threads (the
+difference is the engine's overhead per case); dask-2 = two worker processes with one ONNX Runtime thread each. Evaluation: the first `--folds` folds of the
 binary leave-one-out on a synthetic cohort of the paper's size (protocols_scale.py), on the same three set-ups.
 """
 

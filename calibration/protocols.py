@@ -77,7 +77,7 @@ def binary_loo(emb: Embeddings, fit: FitHead, head: str, seed: int = 0, mapper: 
     patients = [(p, lab) for p, lab in emb.patient_table() if lab < 2]
     if len({lab for _, lab in patients}) < 2:
         raise InputDataError("the binary protocol needs pancreas and small-intestine patients")
-    outcomes = mapper(binary_fold, patients, emb=emb, fit=fit, seed=seed)
+    outcomes = mapper(binary_fold, patients, scatter=("emb",), emb=emb, fit=fit, seed=seed)
     n_patches = sum(o.n_patches for o in outcomes)
     return {
         "protocol": "binary-loo", "head": head, "seed": seed,
@@ -133,7 +133,8 @@ def extended_loo(emb: Embeddings, fit: FitHead, head: str, seed: int = 0, fit_fr
     if len(others) < 2:
         raise InputDataError("the extended protocol needs at least two other-origin patients")
     folds = [(index, patient) for index, (patient, _) in enumerate(table)]
-    outcomes = mapper(extended_fold, folds, emb=emb, fit=fit, seed=seed, fit_fraction=fit_fraction)
+    outcomes = mapper(extended_fold, folds, scatter=("emb",), emb=emb, fit=fit, seed=seed,
+                      fit_fraction=fit_fraction)
     return _summarise("extended-loo", outcomes, len(others), head, seed)
 
 

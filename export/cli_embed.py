@@ -42,12 +42,14 @@ def embedder_options(func):
 @region_options
 @click.option("--scheduler", default=None, metavar="ADDRESS",
               help="Dask scheduler (e.g. tcp://host:8786): one task per patient; workers must see the slides.")
+@click.option("--threads", type=click.IntRange(1), default=None,
+              help="PyTorch threads here and on every worker (equal counts give bit-identical embeddings).")
 def command(manifest, out, weights_kind, weights, weights_seed, patches_per_case, seed, batch_size, engine, include,
-            exclude, object_types, mpp, force_mpp, scheduler) -> None:
+            exclude, object_types, mpp, force_mpp, scheduler, threads) -> None:
     """Embed MANIFEST: patch images (patient,label,specimen,slide,path) or slides
     (case,label,specimen,slide,annotations), sampled exactly as the runtime samples."""
     start = time.perf_counter()
-    spec = EmbedderSpec(weights_kind, weights, weights_seed, engine, batch_size)
+    spec = EmbedderSpec(weights_kind, weights, weights_seed, engine, batch_size, threads)
     sampling = dict(patches_per_case=patches_per_case, seed=seed, rules=region_rules(include, exclude, object_types),
                     mpp=mpp_rule(mpp, force_mpp), progress=lambda line: click.echo(line, err=True))
     embed, info = spec.build()  # here too: the file records the embedder, and a bad checkpoint fails before any task

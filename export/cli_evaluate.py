@@ -48,14 +48,14 @@ def _nearest_column(result: dict, confidence: float) -> str:
               help="Folds in parallel in this many processes on this machine (needs the dask extra).")
 def command(embeddings, protocol, external_path, head, seed, confidence, out, scheduler, workers) -> None:
     """Evaluate on EMBEDDINGS as the paper does (every random step seeded)."""
-    ensure_writable_dir(out)
-    start = time.perf_counter()
-    emb = Embeddings.load(embeddings)
-    fit = partial(fit_head, head)
     if scheduler and workers > 1:
         raise click.UsageError("give --scheduler (a cluster) or --workers (processes here), not both")
     if protocol == "external" and external_path is None:
         raise click.UsageError("--protocol external needs --external EMBEDDINGS")
+    ensure_writable_dir(out)
+    start = time.perf_counter()
+    emb = Embeddings.load(embeddings)
+    fit = partial(fit_head, head)
     with mapper_for(scheduler, workers=workers) as mapper:
         if protocol == "binary":
             result = binary_loo(emb, fit, head, seed, mapper=mapper)

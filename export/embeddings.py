@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, UnidentifiedImageError
 
 from netorigin.calibration.embeddings import Embeddings
@@ -156,8 +157,11 @@ class EmbedderSpec:
     seed: int = 0
     engine: str = "torch"
     batch_size: int = 32
+    threads: int | None = None  # PyTorch threads; embeddings are bit-identical only at equal thread counts
 
     def build(self) -> tuple[Callable[[np.ndarray], np.ndarray], EmbedderInfo]:
+        if self.threads:
+            torch.set_num_threads(self.threads)
         embedder, info = build_embedder(self.kind, self.weights, self.seed)
         return make_engine(embedder, self.engine, self.batch_size), info
 
@@ -168,11 +172,16 @@ def cohort_patients(manifest: Path) -> list[str]:
     return list(dict.fromkeys(row["patient" if is_patch_manifest(manifest) else "case"] for row in rows))
 
 
-def embed_patient_on_worker(patient: str, manifest: Path, spec: EmbedderSpec, patches_per_case: int, seed: int,
-                            rules: RegionRules, mpp: MppRule) -> tuple[CasePatches, np.ndarray]:
-    """One patient as a cluster task: the worker builds the engine once, samples and embeds exactly as a local
-    run does; returns the case without its pixels, and its embeddings."""
-    engine, _ = worker_cached(("embedder", spec), spec.build)
+def embed_patient_on_worker(patient: str, manifest: Path, spec: EmbedderSpec, weights_sha256: str,
+                            patches_per_case: int, seed: int, rules: RegionRules,
+                            mpp: MppRule) -> tuple[CasePatches, np.ndarray]:
+    """One patient as a cluster task: the worker builds the engine once (for these weights), samples and embeds
+    exactly as a local run does; returns the case without its pixels, and its embeddings. Weights that differ
+    from the driver's (another file at the same path) are refused."""
+    engine, info = worker_cached(("embedder", spec, weights_sha256), spec.build)
+    if info.weights_sha256 != weights_sha256:
+        raise InputDataError(f"the weights on this worker are not the driver's (sha256 {info.weights_sha256[:12]}… "
+                             f"vs {weights_sha256[:12]}…)", spec.weights)
     (case,) = iter_cohort(manifest, patches_per_case, seed, rules=rules, mpp=mpp, patients={patient})
     return replace(case, pixels=np.empty((len(case.pixels), 0), np.uint8)), engine(case.pixels)
 
@@ -182,9 +191,13 @@ def embed_manifest_on(mapper: DaskMapper, manifest: Path, spec: EmbedderSpec, in
                       mpp: MppRule = MppRule(), progress: Callable[[str], None] | None = None) -> Embeddings:
     """`embed_manifest` with one task per patient on a Dask cluster; the same file as a local run."""
     check_slides(manifest, PatchGeometry(), mpp, rules)
+    manifest = manifest.resolve()  # workers may run in other folders
+    if spec.weights:
+        spec = replace(spec, weights=str(Path(spec.weights).resolve()))
     results = mapper(embed_patient_on_worker, cohort_patients(manifest),
                      on_done=None if progress is None else lambda r: progress(f"  embedded {r[0].patient}"),
-                     manifest=manifest, spec=spec, patches_per_case=patches_per_case, seed=seed, rules=rules, mpp=mpp)
+                     manifest=manifest, spec=spec, weights_sha256=info.weights_sha256,
+                     patches_per_case=patches_per_case, seed=seed, rules=rules, mpp=mpp)
     return _embeddings(manifest, [(case, vectors) for case, vectors in results], info, seed, patches_per_case)
 
 

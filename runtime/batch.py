@@ -6,7 +6,7 @@ import json
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .atomic import write_text_atomic
@@ -149,14 +149,42 @@ def status_counts(outcomes: list[CaseOutcome]) -> dict[str, int]:
 
 
 def run_case_on_worker(case: BatchCase, settings: PredictorSettings, identity: dict[str, str], out: Path,
-                       geojson: bool, thumbnail: bool, keep: frozenset[str]) -> CaseOutcome:
-    """One case as a cluster task: the worker builds and verifies the model once and keeps it for its next cases;
-    a model file that differs from the driver's (another file at the same path) fails the case, named."""
-    predictor = worker_cached(("predictor", settings), settings.build)
-    if predictor.contract.identity != identity:
+                       geojson: bool, thumbnail: bool) -> CaseOutcome:
+    """One case as a cluster task. The worker verifies the model and opens its engine once per model identity
+    and engine settings (seed, confidence and region rules only make a light copy), keeping the last two; a
+    model file that differs from the driver's (another file at the same path) fails the case, named."""
+    key = ("engine", settings.model, tuple(sorted(identity.items())), settings.engine, settings.device,
+           settings.threads, settings.ov_precision, settings.trusted_keys)
+    try:
+        engine = worker_cached(key, settings.build, keep=2)
+    except NetoriginError as exc:
+        return CaseOutcome(case.case_id, "failed", reason=str(exc))
+    if engine.contract.identity != identity:
         return CaseOutcome(case.case_id, "failed", reason=f"{settings.model}: the model on this worker is not the "
                                                              "driver's (different digests)")
-    return run_case(predictor, case, out, geojson, thumbnail, keep)
+    predictor = engine.for_run(settings.seed, settings.confidence, settings.rules, settings.read_workers)
+    return run_case(predictor, case, out, geojson, thumbnail)
+
+
+def _resolved(case: BatchCase) -> BatchCase:
+    """Absolute paths: a worker started in another folder must read the same files."""
+    return replace(case, slides=tuple(replace(s, path=s.path.resolve(), annotations=s.annotations.resolve()
+                                              if s.annotations else None) for s in case.slides))
+
+
+def _run_on_cluster(mapper: DaskMapper, predictor: Predictor, cases: list[BatchCase], out: Path, geojson: bool,
+                    thumbnail: bool, keep: frozenset[str], done: Callable[[CaseOutcome], CaseOutcome]
+                    ) -> list[CaseOutcome]:
+    """Finished cases are skipped here, the rest go to the cluster with absolute paths; a case the cluster loses
+    (its workers kept dying) fails alone, like any other failing case."""
+    settings = replace(predictor.settings, model=str(Path(predictor.settings.model).resolve()),
+                       trusted_keys=tuple(str(Path(k).resolve()) for k in predictor.settings.trusted_keys or ()))
+    todo = [_resolved(c) for c in cases if c.case_id not in keep]
+    ran = mapper(run_case_on_worker, todo, on_done=done, on_lost=lambda case, why: CaseOutcome(
+        case.case_id, "failed", reason=f"{case.case_id}: {why}"), settings=settings,
+        identity=predictor.contract.identity, out=out.resolve(), geojson=geojson, thumbnail=thumbnail)
+    by_id = {o.case_id: o for o in ran}
+    return [by_id.get(c.case_id) or done(CaseOutcome(c.case_id, "skipped")) for c in cases]
 
 
 def run_batch(predictor: Predictor, cases: list[BatchCase], out: Path, workers: int = 1,
@@ -178,9 +206,7 @@ def run_batch(predictor: Predictor, cases: list[BatchCase], out: Path, workers: 
         return outcome
 
     if isinstance(mapper, DaskMapper):
-        outcomes = mapper(run_case_on_worker, cases, on_done=done, settings=predictor.settings,
-                          identity=predictor.contract.identity, out=out, geojson=geojson, thumbnail=thumbnail,
-                          keep=keep)
+        outcomes = _run_on_cluster(mapper, predictor, cases, out, geojson, thumbnail, keep, done)
     else:
         with ThreadPoolExecutor(max(1, workers)) as pool:
             outcomes = list(pool.map(lambda case: done(run_case(predictor, case, out, geojson, thumbnail, keep)),

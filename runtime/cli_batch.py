@@ -35,9 +35,10 @@ def command(manifest, out, model, device, engine, ov_precision, confidence, seed
     seed and slide files; reports of another run are refused unless --redo. A failing case is recorded and the
     others go on. Exit code 1 if any case failed or had insufficient tissue.
     """
+    if scheduler and workers > 1:
+        raise click.UsageError("--workers are threads here; with --scheduler the cluster's workers run the cases")
     cases = read_manifest(manifest, mpp_rule(mpp, force_mpp))
     ensure_writable_dir(out)
-    mapper = mapper_for(scheduler)
     # On a cluster the workers open the engine; here the model and settings are only verified.
     predictor = Predictor(model, device=device, confidence=confidence, seed=seed, read_workers=read_workers,
                           threads=threads, rules=region_rules(include, exclude, object_types), engine=engine,
@@ -46,8 +47,8 @@ def command(manifest, out, model, device, engine, ov_precision, confidence, seed
     keep = plan_resume(predictor, cases, out, redo)
     if predictor.contract.is_demo:
         click.echo(f"*** {DEMO_WARNING} ***", err=True)
-    with mapper, click.progressbar(length=len(cases), label=f"{len(cases)} cases", file=sys.stderr,
-                                   show_pos=True) as bar:
+    with mapper_for(scheduler) as mapper, click.progressbar(length=len(cases), label=f"{len(cases)} cases",
+                                                            file=sys.stderr, show_pos=True) as bar:
         outcomes = run_batch(predictor, cases, out, workers, on_done=lambda _: bar.update(1), geojson=geojson,
                              thumbnail=thumbnail, keep=keep, mapper=mapper)
     counts = status_counts(outcomes)

@@ -12,21 +12,26 @@ from __future__ import annotations
 
 import importlib
 import threading
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Iterable
 from types import ModuleType
 from typing import Any
 
-from .errors import ConfigurationError, MissingDependencyError
+from .errors import ClusterError, ConfigurationError, MissingDependencyError
 
 INSTALL_HINT = "pip install 'netorigin[dask]'"
-_CACHE: dict[Hashable, Any] = {}
+_CACHE: dict[tuple, Any] = {}
 _CACHE_LOCK = threading.Lock()
 
 
-def worker_cached(key: Hashable, build: Callable[[], Any]) -> Any:
-    """What `build` makes, built once per process (a Dask worker keeps its model session for every task)."""
+def worker_cached(key: tuple, build: Callable[[], Any], keep: int = 2) -> Any:
+    """What `build` makes, built once per process (a Dask worker keeps its model session for every task). Of the
+    entries of one kind (`key[0]`) only the `keep` most recently built stay, so a long-lived worker that serves
+    many models or settings does not grow without bound."""
     with _CACHE_LOCK:
         if key not in _CACHE:
+            same_kind = [k for k in _CACHE if k[0] == key[0]]
+            for old in same_kind[: max(0, len(same_kind) - keep + 1)]:
+                del _CACHE[old]
             _CACHE[key] = build()
         return _CACHE[key]
 
@@ -50,7 +55,9 @@ class LocalMapper:
         return None
 
     def __call__(self, func: Callable, items: Iterable, on_done: Callable[[Any], None] | None = None,
+                 on_lost: Callable[[Any, str], Any] | None = None, scatter: tuple[str, ...] = (),
                  **shared: Any) -> list:
+        """`on_lost` and `scatter` are the cluster's concerns: nothing is lost or sent in one process."""
         results = []
         for item in items:
             results.append(func(item, **shared))
@@ -60,7 +67,14 @@ class LocalMapper:
 
 
 class DaskMapper:
-    """Each item one task on a Dask cluster; results in item order; shared arguments scattered once."""
+    """Each item one task on a Dask cluster; results in item order.
+
+    Small shared arguments travel with every task, so a worker that replaces a dead one (a Slurm job past its
+    walltime) can run any task; `scatter` names the large ones (embeddings) sent once to every worker, which
+    survive as long as one of those workers does. A result is released from the cluster as soon as it reached
+    the driver, so a worker dying later never makes finished tasks run again. A task whose workers keep dying
+    (Dask gives up after `allowed_failures`) or that the cluster loses becomes `on_lost(item, reason)` when given
+    (batch: that case failed, the others go on), else a one-line ClusterError."""
 
     def __init__(self, client: Any, cluster: Any = None) -> None:
         self.client = client
@@ -77,18 +91,42 @@ class DaskMapper:
             self.cluster.close()
 
     def __call__(self, func: Callable, items: Iterable, on_done: Callable[[Any], None] | None = None,
+                 on_lost: Callable[[Any, str], Any] | None = None, scatter: tuple[str, ...] = (),
                  **shared: Any) -> list:
         distributed = _distributed()
         items = list(items)
-        scattered = {k: self.client.scatter([v], broadcast=True)[0] for k, v in shared.items()}  # one object each
-        futures = self.client.map(func, items, pure=False, **scattered)
+        try:
+            sent = {k: self.client.scatter([v], broadcast=True)[0] if k in scatter else v for k, v in shared.items()}
+            futures = self.client.map(func, items, pure=False, **sent)
+        except (OSError, TimeoutError) as exc:
+            raise ClusterError(f"the Dask cluster cannot take the tasks ({_first_line(exc)})") from None
         index = {future.key: i for i, future in enumerate(futures)}
         results: list[Any] = [None] * len(items)
         for future in distributed.as_completed(futures):
-            results[index[future.key]] = future.result()
+            i = index[future.key]
+            try:
+                results[i] = future.result()
+            except _lost_task_errors(distributed) as exc:
+                reason = f"the cluster lost this task ({type(exc).__name__}: {_first_line(exc)})"
+                if on_lost is None:
+                    raise ClusterError(reason) from None
+                results[i] = on_lost(items[i], reason)
+            future.release()  # the driver has it: a worker lost later must not recompute it
             if on_done is not None:
-                on_done(results[index[future.key]])
+                on_done(results[i])
         return results
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [""])[0][:200]
+
+
+def _lost_task_errors(distributed: ModuleType) -> tuple[type[BaseException], ...]:
+    """What `Future.result()` raises when the cluster, not the task's own code, failed."""
+    from distributed.client import FutureCancelledError
+    from distributed.comm import CommClosedError
+
+    return (distributed.KilledWorker, FutureCancelledError, CommClosedError, TimeoutError, OSError)
 
 
 def mapper_for(scheduler: str | None, timeout: str = "20s", workers: int = 1) -> LocalMapper | DaskMapper:
@@ -99,11 +137,11 @@ def mapper_for(scheduler: str | None, timeout: str = "20s", workers: int = 1) ->
     if scheduler is None:
         distributed = _distributed()
         cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                           host="127.0.0.1", dashboard_address=None)
+                                           host="127.0.0.1", dashboard_address="127.0.0.1:0")
         return DaskMapper(distributed.Client(cluster), cluster)
     distributed = _distributed()
     try:
         client = distributed.Client(scheduler, timeout=timeout)
-    except (OSError, TimeoutError) as exc:
+    except (OSError, TimeoutError, ValueError) as exc:
         raise ConfigurationError(f"cannot reach the Dask scheduler at {scheduler} ({exc})") from None
     return DaskMapper(client)

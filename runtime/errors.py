@@ -66,3 +66,7 @@ class MissingDependencyError(ConfigurationError):
 
 class SignatureError(ModelError):
     """A model's signature is missing where one is required, invalid, or by a key that is not trusted."""
+
+
+class ClusterError(NetoriginError):
+    """The Dask cluster lost work it was given (workers dying again and again, the scheduler gone)."""

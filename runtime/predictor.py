@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +143,16 @@ class Predictor:
         self.rules = rules
         self.settings = PredictorSettings(str(self.contract.path), device, confidence, seed, read_workers, threads,
                                           rules, tuple(map(str, keys)), engine, ov_precision)
+
+    def for_run(self, seed: int, confidence: float | str | None, rules: RegionRules,
+                read_workers: int) -> Predictor:
+        """The same verified model and engine with another seed, confidence or region rules (a light copy)."""
+        run = copy.copy(self)
+        run.band = self.contract.band(confidence)
+        run.seed, run.rules, run.read_workers = seed, rules, read_workers
+        run.settings = replace(self.settings, seed=seed, confidence=confidence, rules=rules,
+                               read_workers=read_workers)
+        return run
 
     @property
     def provider(self) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import threading
 from functools import partial
 
@@ -115,11 +116,10 @@ def test_embedding_on_the_cluster_equals_a_local_run(cluster, slides, tmp_path):
         f"p{i},{label},A,{slides[name].slide},{slides[name].annotations}\n"
         for i, (name, label) in enumerate([("svs20x", "pancreas"), ("svs40x", "small_intestine"),
                                            ("tiff20x", "other")])))
-    spec = EmbedderSpec("random", seed=3, engine="torch", batch_size=4)
-    engine, info = spec.build()
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as on a Dask worker (one thread per worker here): the same reduction order
+    spec = EmbedderSpec("random", seed=3, engine="torch", batch_size=4, threads=1)  # the same count everywhere
     try:
+        engine, info = spec.build()
         local = embed_manifest(cohort, engine, info, patches_per_case=3, seed=1)
     finally:
         torch.set_num_threads(threads)
@@ -168,3 +168,34 @@ def test_evaluate_folds_in_two_local_processes_equal_one(monkeypatch, capsys, tm
         result.pop("wall_time_s")
         results.append(result)
     assert results[0] == results[1] and len(results[0]["patients"]) == 8
+
+
+def _marked_attempt(item: int, folder: str) -> int:
+    """A task that leaves one marker file per execution, so the test can count how often each item ran."""
+    import time
+    import uuid
+    from pathlib import Path
+
+    Path(folder, f"{item}.{uuid.uuid4().hex}").write_text("")
+    time.sleep(0.4)
+    return item
+
+
+def test_results_already_received_never_run_again_when_a_worker_dies(cluster, tmp_path):
+    import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers need not import the tests
+    pids = cluster.run(os.getpid)
+    received: list[int] = []
+
+    def kill_after_four(item: int) -> None:
+        received.append(item)
+        if len(received) == 4:
+            os.kill(sorted(pids.values())[0], signal.SIGKILL)
+
+    results = DaskMapper(cluster)(_marked_attempt, list(range(10)), on_done=kill_after_four,
+                                  folder=str(tmp_path))
+    assert results == list(range(10))
+    runs = {i: len(list(tmp_path.glob(f"{i}.*"))) for i in range(10)}
+    assert all(runs[i] == 1 for i in received[:4])  # received before the kill: released, never recomputed
+    assert sum(runs.values()) <= 10 + 2  # at most the tasks in flight on the dead worker ran twice
