@@ -7,8 +7,9 @@ Batch: the same cases per repetition (a new output folder and a new seed each ti
 cold), median and min-max of `--repeats`, after one warm-up that opens every worker's engine (a new seed only
 makes a light copy of it, as in production); local = today's `netorigin batch` (one process, ONNX Runtime on
 all cores, its engine opened before timing); dask-1 = one worker process with the same threads (the
-difference is the engine's overhead per case); dask-2 = two worker processes with one ONNX Runtime thread each. Evaluation: the first `--folds` folds of the
-binary leave-one-out on a synthetic cohort of the paper's size (protocols_scale.py), on the same three set-ups.
+difference is the engine's overhead per case); dask-2 = two worker processes with one ONNX Runtime thread
+each. Evaluation: the first `--folds` folds of the binary leave-one-out on a synthetic cohort of the paper's
+size (protocols_scale.py), on the same three set-ups, the embeddings scattered once.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def fold_times(emb, folds: int, workers: int) -> float:
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None) as cluster, Client(cluster) as client:
         t = time.perf_counter()
-        DaskMapper(client)(binary_fold, patients, emb=emb, fit=fit, seed=0)
+        DaskMapper(client)(binary_fold, patients, scatter=("emb",), emb=emb, fit=fit, seed=0)
         return time.perf_counter() - t
 
 
