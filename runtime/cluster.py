@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from types import ModuleType
 from typing import Any
 
-from .errors import ClusterError, ConfigurationError, MissingDependencyError
+from .errors import ClusterError, ConfigurationError, MissingDependencyError, first_line
 
 INSTALL_HINT = "pip install 'netorigin[dask]'"
 _CACHE: dict[tuple, Any] = {}
@@ -99,7 +99,7 @@ class DaskMapper:
             sent = {k: self.client.scatter([v], broadcast=True)[0] if k in scatter else v for k, v in shared.items()}
             futures = self.client.map(func, items, pure=False, **sent)
         except (OSError, TimeoutError) as exc:
-            raise ClusterError(f"the Dask cluster cannot take the tasks ({_first_line(exc)})") from None
+            raise ClusterError(f"the Dask cluster cannot take the tasks ({first_line(exc)})") from None
         index = {future.key: i for i, future in enumerate(futures)}
         results: list[Any] = [None] * len(items)
         for future in distributed.as_completed(futures):
@@ -107,7 +107,7 @@ class DaskMapper:
             try:
                 results[i] = future.result()
             except _lost_task_errors(distributed) as exc:
-                reason = f"the cluster lost this task ({type(exc).__name__}: {_first_line(exc)})"
+                reason = f"the cluster lost this task ({type(exc).__name__}: {first_line(exc)})"
                 if on_lost is None:
                     raise ClusterError(reason) from None
                 results[i] = on_lost(items[i], reason)
@@ -115,10 +115,6 @@ class DaskMapper:
             if on_done is not None:
                 on_done(results[i])
         return results
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).splitlines() or [""])[0][:200]
 
 
 def _lost_task_errors(distributed: ModuleType) -> tuple[type[BaseException], ...]:

@@ -18,7 +18,7 @@ from typing import Any
 import jsonschema
 
 from .bands import Band
-from .errors import ConfigurationError, ModelError
+from .errors import ConfigurationError, ModelError, first_line
 from .protobuf_fields import WireFormatError, content_records, read_metadata, replace_metadata
 
 SCHEMA_VERSION = 2
@@ -65,18 +65,18 @@ def decode_metadata(props: dict[str, str], path: str | Path) -> dict[str, Any]:
     for key, value in props.items():
         if key.startswith(PREFIX):
             try:
-                meta[key] = json.loads(value, parse_constant=_refuse_constant, object_pairs_hook=_unique_keys)
+                meta[key] = json.loads(value, parse_constant=refuse_json_constant, object_pairs_hook=_unique_keys)
             except json.JSONDecodeError as exc:
                 raise ModelError(f"metadata key {key!r} is not valid JSON ({exc.msg})", path) from None
             except RecursionError:
                 raise ModelError(f"metadata key {key!r} is nested too deeply", path) from None
             except ValueError as exc:  # NaN / Infinity, or an integer literal of thousands of digits
-                raise ModelError(f"metadata key {key!r} is not valid JSON ({str(exc).splitlines()[0][:120]})",
-                                 path) from None
+                raise ModelError(f"metadata key {key!r} is not valid JSON ({first_line(exc, 120)})", path) from None
     return meta
 
 
-def _refuse_constant(name: str) -> float:
+def refuse_json_constant(name: str) -> float:
+    """`parse_constant` for json.loads: NaN and Infinity are not JSON numbers (Python's parser accepts them)."""
     raise ValueError(f"{name} is not a JSON number")
 
 
@@ -132,6 +132,8 @@ class ModelContract:
     path: Path
     model_bytes: bytes
     meta: dict[str, Any]
+    # True only when `load_contract` recomputed both digests from these bytes and this metadata.
+    digests_verified: bool = False
 
     @property
     def sha256(self) -> str:
@@ -241,7 +243,7 @@ def load_contract(path: str | Path, verify_hash: bool = True) -> ModelContract:
             raise ModelError(f"verdict digest mismatch: bands, patch geometry or case rules were edited without "
                              f"netorigin (stored {meta[PREFIX + 'verdict_sha256'][:12]}…, actual {actual[:12]}…)",
                              path)
-    return ModelContract(path=path, model_bytes=model_bytes, meta=meta)
+    return ModelContract(path=path, model_bytes=model_bytes, meta=meta, digests_verified=verify_hash)
 
 
 def with_metadata(model_bytes: bytes, meta: dict[str, Any]) -> bytes:

@@ -9,6 +9,19 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def printable(text: object, limit: int = 60) -> str:
+    """Text from a user's file or a library, safe for a one-line message (no control characters, bounded)."""
+    text = " ".join(str(text).split())
+    text = "".join(c if c.isprintable() else "?" for c in text)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of a library's exception (ONNX Runtime, OpenVINO, Dask), for a one-line message."""
+    lines = str(exc).splitlines()
+    return lines[0][:limit] if lines else type(exc).__name__
+
+
 class NetoriginError(Exception):
     """Base class: a problem with the user's input, model or environment (not a bug)."""
 

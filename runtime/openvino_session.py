@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .contract import DECISION_OUTPUT, EMBEDDING_OUTPUT, INPUT_NAME, ModelContract
-from .errors import ConfigurationError, InferenceError, MissingDependencyError, ModelError
+from .errors import ConfigurationError, InferenceError, MissingDependencyError, ModelError, first_line
 
 PRECISIONS = ("auto", "bf16", "f32")
 INSTALL_HINT = "pip install 'netorigin[openvino]'"
@@ -53,8 +53,7 @@ class OpenVinoSession:
             outputs = self.compiled.create_infer_request().infer(
                 {INPUT_NAME: np.ascontiguousarray(patches, dtype=np.uint8)})
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses of its own
-            first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
-            raise InferenceError(f"OpenVINO failed on a batch of {len(patches)} patches ({first})",
+            raise InferenceError(f"OpenVINO failed on a batch of {len(patches)} patches ({first_line(exc)})",
                                  self.path) from None
         decisions = np.asarray(outputs[self.compiled.output(DECISION_OUTPUT)], dtype=np.float64)
         embeddings = np.asarray(outputs[self.compiled.output(EMBEDDING_OUTPUT)]) if with_embeddings else None
@@ -78,7 +77,7 @@ def open_openvino(contract: ModelContract, precision: str = "auto", threads: int
     try:
         compiled = core.compile_model(core.read_model(contract.model_bytes, b""), "CPU", config)
     except Exception as exc:  # OpenVINO's own exception types
-        raise ModelError(f"OpenVINO cannot compile the model ({str(exc).splitlines()[0][:200]})",
+        raise ModelError(f"OpenVINO cannot compile the model ({first_line(exc)})",
                          contract.path) from None
     return OpenVinoSession(compiled=compiled, precision=chosen, version=ov.__version__.split("-")[0],
                            path=str(contract.path))

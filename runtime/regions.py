@@ -17,7 +17,8 @@ import shapely.errors
 from shapely.geometry import shape
 from shapely.validation import explain_validity, make_valid
 
-from .errors import AnnotationError, InsufficientTissueError
+from .contract import refuse_json_constant
+from .errors import AnnotationError, InsufficientTissueError, printable
 from .slide import Slide
 
 DEFAULT_INCLUDE = ("Tumor",)
@@ -84,13 +85,6 @@ class Regions:
     def polygons(self) -> list[shapely.Polygon]:
         geom = self.geometry
         return list(geom.geoms) if hasattr(geom, "geoms") else [geom]
-
-
-def printable(text: object, limit: int = 60) -> str:
-    """A name from a user's file, safe for a one-line message (no control characters, bounded length)."""
-    text = " ".join(str(text).split())
-    text = "".join(c if c.isprintable() else "?" for c in text)
-    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def _features(doc, path: Path) -> list[dict]:
@@ -173,7 +167,7 @@ def _read_geojson(path: Path) -> object:
         text = path.read_text(encoding="utf-8")
         if not text.strip():
             raise AnnotationError("annotation file is empty", path)
-        return json.loads(text, parse_constant=_refuse_constant)
+        return json.loads(text, parse_constant=refuse_json_constant)
     except FileNotFoundError:
         raise AnnotationError("annotation file not found", path) from None
     except IsADirectoryError:
@@ -186,10 +180,6 @@ def _read_geojson(path: Path) -> object:
         raise AnnotationError(f"not valid JSON ({printable(exc)})", path) from None
     except OSError as exc:
         raise AnnotationError(f"cannot read annotation file ({exc.strerror})", path) from None
-
-
-def _refuse_constant(name: str) -> float:
-    raise ValueError(f"{name} is not a JSON number")
 
 
 def load_annotations(path: str | Path, slide: Slide, rules: RegionRules = RegionRules()) -> Regions:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .contract import DECISION_OUTPUT, EMBEDDING_OUTPUT, INPUT_NAME, ModelContract
-from .errors import ConfigurationError, DeviceError, InferenceError, MissingDependencyError, ModelError
+from .errors import ConfigurationError, DeviceError, InferenceError, MissingDependencyError, ModelError, first_line
 
 DEVICES = ("auto", "cpu", "cuda")
 CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
@@ -97,8 +97,8 @@ class ModelSession:
         try:
             result = self.session.run(outputs, {INPUT_NAME: np.ascontiguousarray(patches, dtype=np.uint8)})
         except Exception as exc:  # onnxruntime's exceptions share no base class; out of memory is one of them
-            first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
-            raise InferenceError(f"ONNX Runtime failed on a batch of {n} patches on {self.provider} ({first})",
+            raise InferenceError(f"ONNX Runtime failed on a batch of {n} patches on {self.provider} "
+                                 f"({first_line(exc)})",
                                  self.path) from None
         return result[0][:n], (result[1][:n] if with_embeddings else None)
 
@@ -116,7 +116,7 @@ def open_session(contract: ModelContract, device: str = "auto", threads: int | N
     try:
         session = ort.InferenceSession(contract.model_bytes, sess_options=options, providers=providers)
     except Exception as exc:  # onnxruntime raises its own exception types without a common base
-        raise ModelError(f"ONNX Runtime cannot load the model ({str(exc).splitlines()[0][:200]})",
+        raise ModelError(f"ONNX Runtime cannot load the model ({first_line(exc)})",
                          contract.path) from None
     actual = session.get_providers()[0]
     if device == "cuda" and actual != CUDA:

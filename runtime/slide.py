@@ -57,6 +57,14 @@ def as_mpp_rule(value: MppRule | float | None) -> MppRule:
     raise ConfigurationError(f"mpp must be a number or an MppRule (got {type(value).__name__})")
 
 
+def _recorded_mpp(props) -> tuple[float, float] | None:
+    """The slide's own (x, y) microns per pixel, or None where it records none or no number."""
+    try:
+        return float(props[openslide.PROPERTY_NAME_MPP_X]), float(props[openslide.PROPERTY_NAME_MPP_Y])
+    except (KeyError, ValueError):
+        return None
+
+
 class Slide:
     """One slide: microns per pixel, pyramid levels, MRXS offset and thread-safe region reads."""
 
@@ -71,8 +79,10 @@ class Slide:
         try:
             props = self._handle.properties
             self.vendor = props.get(openslide.PROPERTY_NAME_VENDOR, "unknown")
-            self.mpp, self.mpp_source = self._microns_per_pixel(props, mpp)
-            self.mpp_recorded = self._recorded_mpp(props)
+            recorded = _recorded_mpp(props)
+            self.mpp, self.mpp_source = self._microns_per_pixel(recorded, mpp)
+            self.mpp_recorded = (sum(recorded) / 2 if recorded and all(map(math.isfinite, recorded))
+                                 else None)  # reported, above all when MPP is forced over it
         except BaseException:
             self._handle.close()  # a refused slide must not leak its handle (batch runs open thousands)
             raise
@@ -99,26 +109,16 @@ class Slide:
         handle.set_cache(openslide.OpenSlideCache(TILE_CACHE_BYTES))
         return handle
 
-    def _recorded_mpp(self, props) -> float | None:
-        """What the slide records (for reports when MPP is forced over it); None if nothing usable."""
-        try:
-            value = (float(props[openslide.PROPERTY_NAME_MPP_X]) + float(props[openslide.PROPERTY_NAME_MPP_Y])) / 2
-        except (KeyError, ValueError):
-            return None
-        return value if math.isfinite(value) else None
-
-    def _microns_per_pixel(self, props, rule: MppRule) -> tuple[float, str]:
+    def _microns_per_pixel(self, recorded: tuple[float, float] | None, rule: MppRule) -> tuple[float, str]:
         """(MPP, source): source is "slide", "fallback" (--mpp, slide records none) or "forced" (--force-mpp)."""
         if rule.forced is not None:
             return float(rule.forced), "forced"
-        try:
-            mpp_x = float(props[openslide.PROPERTY_NAME_MPP_X])
-            mpp_y = float(props[openslide.PROPERTY_NAME_MPP_Y])
-        except (KeyError, ValueError):
+        if recorded is None:
             if rule.fallback is not None:
                 return float(rule.fallback), "fallback"
             raise SlideError("slide does not record microns per pixel; give it with --mpp (e.g. --mpp 0.25 "
-                             "for a 40x scan)", self.path) from None
+                             "for a 40x scan)", self.path)
+        mpp_x, mpp_y = recorded
         low, high = SCANNER_MPP_RANGE
         if not (low <= mpp_x <= high and low <= mpp_y <= high):
             raise SlideError(f"slide records {mpp_x:g} x {mpp_y:g} um per pixel, outside what slide scanners "
