@@ -29,7 +29,7 @@ from distributed import Client, LocalCluster  # noqa: E402
 from protocols_scale import synthetic  # noqa: E402
 
 from netorigin.calibration.protocols import binary_fold  # noqa: E402
-from netorigin.export.heads import fit_head  # noqa: E402
+from netorigin.export.heads import fit_scorer  # noqa: E402
 from netorigin.runtime.batch import read_manifest, run_batch  # noqa: E402
 from netorigin.runtime.cluster import DaskMapper, LocalMapper  # noqa: E402
 from netorigin.runtime.predictor import Predictor  # noqa: E402
@@ -72,7 +72,7 @@ def batch_times(model: Path, cases, workers: int, threads: int | None, repeats: 
 def fold_times(emb, folds: int, workers: int) -> float:
     """Seconds for the first `folds` binary leave-one-out folds."""
     patients = [(p, lab) for p, lab in emb.patient_table() if lab < 2][:folds]
-    fit = partial(fit_head, "reference")
+    fit = partial(fit_scorer, "reference")
     if not workers:
         t = time.perf_counter()
         LocalMapper()(binary_fold, patients, emb=emb, fit=fit, seed=0)

@@ -22,9 +22,9 @@ from common import environment, write_results  # noqa: E402
 
 from netorigin.calibration.embeddings import Embeddings  # noqa: E402
 from netorigin.calibration.protocols import binary_loo, extended_loo  # noqa: E402
-from netorigin.export.heads import fit_head  # noqa: E402
+from netorigin.export.heads import fit_scorer  # noqa: E402
 
-REFERENCE = partial(fit_head, "reference")
+REFERENCE = partial(fit_scorer, "reference")
 
 
 def synthetic(n_p: int, n_si: int, n_other: int, patches: int, seed: int = 0) -> Embeddings:

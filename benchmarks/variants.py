@@ -57,7 +57,7 @@ def main() -> None:
             "default_confidence": cal["default_confidence"]}
         rows.append([precision, cal["verdict_flips_vs_fp32"], cal["max_abs_delta_s_over_band_width"], flips,
                      delta / width])
-    results["fp32_vs_sklearn_float64_max_abs_dS"] = trained.summary["fp32_vs_sklearn_float64_max_abs_delta_s"]
+    results["fp32_vs_sklearn_float64_max_abs_dS"] = trained.summary["fp32_vs_head_reference_max_abs_delta_s"]
     results["calibration_patients"] = len(trained.split.calibration)
     results["test_cases"] = len(test["fp32"])
     markdown = "\n".join([

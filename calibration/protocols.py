@@ -1,4 +1,5 @@
-"""The paper's evaluation protocols on patch embeddings: binary LOO, extended LOO, external test.
+"""The paper's evaluation protocols on patch embeddings: binary LOO, binary external (Table 3), extended LOO,
+external test.
 
 The head is fitted by a function the caller passes (`FitHead`), so evaluation does not depend on the
 training side's classifiers.
@@ -22,24 +23,27 @@ from netorigin.runtime.cluster import DaskMapper, LocalMapper
 from netorigin.runtime.verdict import PANCREAS, SMALL_INTESTINE, UNCERTAIN, verdict_from_sum
 
 from .bands import calibrate_bands
+from .bands_io import PatientSum
 from .embeddings import Embeddings
 from .errors import InputDataError
 from .labels import LABEL_NAMES
-from .scoring import sums_by_patient
 from .splits import stratified_split
 
 TRUE_CLASSES = LABEL_NAMES
 PREDICTED = (PANCREAS, SMALL_INTESTINE, UNCERTAIN)
 
 
-class PatchClassifier(Protocol):
-    """A fitted head: signed decision values, > 0 = small intestine."""
+class PatientScorer(Protocol):
+    """A fitted head as the protocols use it: per-patient S (with its voters) and per-patch decision values.
 
-    def decision_function(self, embeddings: np.ndarray) -> np.ndarray: ...
+    Patch heads sum their patches' decisions (one vote per patch); bag heads give one score per patient (the bag is
+    the one voter, so the sign of S decides outside the band)."""
+
+    def score(self, emb: Embeddings) -> tuple[list[PatientSum], np.ndarray]: ...
 
 
-# (embeddings [N, D], labels 0/1 [N], seed) -> fitted head; the training side supplies it (e.g. PCA + SVM).
-FitHead = Callable[[np.ndarray, np.ndarray, int], PatchClassifier]
+# (labelled fit patients' embeddings, seed) -> fitted head; the training side supplies it (e.g. PCA + SVM, ABMIL).
+FitHead = Callable[[Embeddings, int], PatientScorer]
 Mapper = LocalMapper | DaskMapper
 
 
@@ -54,21 +58,35 @@ class PatientOutcome:
     patch_accuracy: float | None = None
 
 
-def _decisions(pipeline: PatchClassifier, emb: Embeddings, mask: np.ndarray) -> np.ndarray:
-    return pipeline.decision_function(emb.embeddings[mask].astype(np.float64))
+def _score_patient(scorer: PatientScorer, emb: Embeddings, patient: str) -> tuple[PatientSum, np.ndarray]:
+    (ps,), decisions = scorer.score(emb.select(emb.patients == patient))
+    return ps, decisions
+
+
+def _binary_outcome(scorer: PatientScorer, emb: Embeddings, patient: str, label: int) -> PatientOutcome:
+    ps, d = _score_patient(scorer, emb, patient)
+    majority = verdict_from_sum(ps.s, ps.votes_small_intestine, ps.n_patches, None)
+    return PatientOutcome(patient, TRUE_CLASSES[label], ps.s, ps.votes_small_intestine, int(d.size), [majority],
+                          float(np.mean((d > 0) == label)))
 
 
 def binary_fold(held_out: tuple[str, int], emb: Embeddings, fit: FitHead, seed: int) -> PatientOutcome:
-    """One fold of the binary protocol: fit on every other labelled patient, majority vote on this one."""
+    """One fold of the binary protocol: fit on every other labelled patient, the head's vote on this one."""
     patient, label = held_out
-    train = (emb.labels < 2) & (emb.patients != patient)
-    pipeline = fit(emb.embeddings[train], emb.labels[train], seed)
-    held = emb.patients == patient
-    d = _decisions(pipeline, emb, held)
-    (ps,) = sums_by_patient(emb.patients[held], emb.labels[held], d)
-    majority = verdict_from_sum(ps.s, ps.votes_small_intestine, ps.n_patches, None)
-    return PatientOutcome(patient, TRUE_CLASSES[label], ps.s, ps.votes_small_intestine, ps.n_patches, [majority],
-                          float(np.mean((d > 0) == label)))
+    scorer = fit(emb.select((emb.labels < 2) & (emb.patients != patient)), seed)
+    return _binary_outcome(scorer, emb, patient, label)
+
+
+def _binary_summary(protocol: str, outcomes: list[PatientOutcome], head: str, seed: int) -> dict:
+    n_patches = sum(o.n_patches for o in outcomes)
+    return {
+        "protocol": protocol, "head": head, "seed": seed,
+        "patch_accuracy": sum(o.patch_accuracy * o.n_patches for o in outcomes) / n_patches,
+        "patient_accuracy": float(np.mean([o.predictions[0] == o.truth for o in outcomes])),
+        "per_class_patient_accuracy": {c: float(np.mean([o.predictions[0] == c for o in outcomes if o.truth == c]))
+                                       for c in (PANCREAS, SMALL_INTESTINE)},
+        "patients": [o.__dict__ for o in outcomes],
+    }
 
 
 def binary_loo(emb: Embeddings, fit: FitHead, head: str, seed: int = 0, mapper: Mapper = LocalMapper()) -> dict:
@@ -78,38 +96,41 @@ def binary_loo(emb: Embeddings, fit: FitHead, head: str, seed: int = 0, mapper: 
     if len({lab for _, lab in patients}) < 2:
         raise InputDataError("the binary protocol needs pancreas and small-intestine patients")
     outcomes = mapper(binary_fold, patients, scatter=("emb",), emb=emb, fit=fit, seed=seed)
-    n_patches = sum(o.n_patches for o in outcomes)
-    return {
-        "protocol": "binary-loo", "head": head, "seed": seed,
-        "patch_accuracy": sum(o.patch_accuracy * o.n_patches for o in outcomes) / n_patches,
-        "patient_accuracy": float(np.mean([o.predictions[0] == o.truth for o in outcomes])),
-        "per_class_patient_accuracy": {c: float(np.mean([o.predictions[0] == c for o in outcomes if o.truth == c]))
-                                       for c in (PANCREAS, SMALL_INTESTINE)},
-        "patients": [o.__dict__ for o in outcomes],
-    }
+    return _binary_summary("binary-loo", outcomes, head, seed)
+
+
+def binary_external(train: Embeddings, test: Embeddings, fit: FitHead, head: str, seed: int = 0) -> dict:
+    """The paper's Table 3: fit on every labelled patient of `train`, then patch- and patient-level accuracy on
+    the labelled patients of `test` (no bands)."""
+    if len({lab for _, lab in train.patient_table() if lab < 2}) < 2:
+        raise InputDataError("the binary external protocol needs pancreas and small-intestine training patients")
+    patients = [(p, lab) for p, lab in test.patient_table() if lab < 2]
+    if not patients:
+        raise InputDataError("the external cohort has no pancreas or small-intestine patients")
+    scorer = fit(train.select(train.labels < 2), seed)
+    outcomes = [_binary_outcome(scorer, test, patient, label) for patient, label in patients]
+    return _binary_summary("binary-external", outcomes, head, seed)
 
 
 def _fit_and_calibrate(emb: Embeddings, pool: list[tuple[str, int]], others: list[str], fit: FitHead,
                        rng_seed: int, fit_fraction: float):
     """Stratified split of `pool` (fit / threshold), fit the head, bands from the threshold part + others."""
     split = stratified_split(pool + [(p, 2) for p in others], fit_fraction, rng_seed)
-    fit_mask = np.isin(emb.patients, split.fit)
-    pipeline = fit(emb.embeddings[fit_mask], emb.labels[fit_mask], rng_seed)
-    cal_mask = np.isin(emb.patients, split.calibration)
-    sums = sums_by_patient(emb.patients[cal_mask], emb.labels[cal_mask], _decisions(pipeline, emb, cal_mask))
+    scorer = fit(emb.select(np.isin(emb.patients, split.fit)), rng_seed)
+    sums, _ = scorer.score(emb.select(np.isin(emb.patients, split.calibration)))
     table = calibrate_bands([s.s for s in sums if s.label < 2], [s.s for s in sums if s.label == 2])
-    return pipeline, table
+    return scorer, table
 
 
-def _predict_columns(pipeline, table: BandTable, emb: Embeddings, patient: str, o_full: int) -> PatientOutcome:
-    held = emb.patients == patient
-    (ps,) = sums_by_patient(emb.patients[held], emb.labels[held], _decisions(pipeline, emb, held))
+def _predict_columns(scorer: PatientScorer, table: BandTable, emb: Embeddings, patient: str,
+                     o_full: int) -> PatientOutcome:
+    ps, d = _score_patient(scorer, emb, patient)
     predictions = []
     for k in range(o_full + 1):
         band = table.by_k(min(k, table.n_other))
         predictions.append(verdict_from_sum(ps.s, ps.votes_small_intestine, ps.n_patches,
                                             None if k == 0 else (band.lower, band.upper)))
-    return PatientOutcome(patient, TRUE_CLASSES[ps.label], ps.s, ps.votes_small_intestine, ps.n_patches, predictions)
+    return PatientOutcome(patient, TRUE_CLASSES[ps.label], ps.s, ps.votes_small_intestine, int(d.size), predictions)
 
 
 def extended_fold(fold: tuple[int, str], emb: Embeddings, fit: FitHead, seed: int,
@@ -120,8 +141,8 @@ def extended_fold(fold: tuple[int, str], emb: Embeddings, fit: FitHead, seed: in
     others = [p for p, lab in table if lab == 2]
     pool = [(p, lab) for p, lab in table if lab < 2 and p != patient]
     fold_others = [p for p in others if p != patient]
-    pipeline, bands = _fit_and_calibrate(emb, pool, fold_others, fit, seed * 100_003 + index, fit_fraction)
-    return _predict_columns(pipeline, bands, emb, patient, len(others))
+    scorer, bands = _fit_and_calibrate(emb, pool, fold_others, fit, seed * 100_003 + index, fit_fraction)
+    return _predict_columns(scorer, bands, emb, patient, len(others))
 
 
 def extended_loo(emb: Embeddings, fit: FitHead, head: str, seed: int = 0, fit_fraction: float = 0.6,
@@ -145,9 +166,9 @@ def external_test(train: Embeddings, test: Embeddings, fit: FitHead, head: str, 
     others = [p for p, lab in table if lab == 2]
     if not others:
         raise InputDataError("the training cohort needs other-origin patients to calibrate the bands")
-    pipeline, bands = _fit_and_calibrate(train, [(p, lab) for p, lab in table if lab < 2], others, fit, seed,
+    scorer, bands = _fit_and_calibrate(train, [(p, lab) for p, lab in table if lab < 2], others, fit, seed,
                                          fit_fraction)
-    outcomes = [_predict_columns(pipeline, bands, test, p, len(others)) for p, _ in test.patient_table()]
+    outcomes = [_predict_columns(scorer, bands, test, p, len(others)) for p, _ in test.patient_table()]
     return _summarise("external", outcomes, len(others), head, seed)
 
 

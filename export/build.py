@@ -16,8 +16,24 @@ from netorigin.runtime.contract import with_metadata
 from .embedder import EmbedderInfo, PatchEmbedder
 from .heads import HeadArrays, head_arrays
 from .metadata import build_metadata
-from .onnx_graph import attach_head, export_embedder
+from .mil import MilHead
+from .onnx_graph import attach_head, attach_mil_head, export_embedder
 from .precision import convert
+
+
+def with_head(embedder_proto: onnx.ModelProto, fitted) -> tuple[onnx.ModelProto, HeadArrays | MilHead]:
+    """The full graph for a fitted head (a scikit-learn pipeline or a MIL head) and what its metadata describes."""
+    if isinstance(fitted, MilHead):
+        return attach_mil_head(embedder_proto, fitted), fitted
+    arrays = head_arrays(fitted)
+    return attach_head(embedder_proto, arrays), arrays
+
+
+def check_precision(fitted, precision: str) -> None:
+    """fp16 / INT8 variants convert the embedder and keep the SVM head's float64 nodes; MIL heads export as fp32."""
+    if isinstance(fitted, MilHead) and precision != "fp32":
+        raise InputDataError(f"the {fitted.kind} head exports as fp32 only (precision {precision} is for the "
+                             "SVM-sum heads)")
 
 
 def build_model_bytes(embedder: PatchEmbedder, info: EmbedderInfo, head: dict, bands: BandTable | None,
@@ -33,14 +49,14 @@ def build_model_bytes(embedder: PatchEmbedder, info: EmbedderInfo, head: dict, b
     if head_info.get("embedder", {}).get("weights_sha256") not in (None, info.weights_sha256):
         raise InputDataError("the head was fitted on embeddings of different embedder weights "
                              f"({head_info['embedder']['name']}); export with the same weights")
-    arrays = head_arrays(head["pipeline"])
+    check_precision(head["pipeline"], precision)
     base = export_embedder(embedder) if embedder_proto is None else copy.deepcopy(embedder_proto)
-    model = attach_head(base, arrays)
+    model, arrays = with_head(base, head["pipeline"])
     return variant_bytes(model, info, arrays, head_info, bands, demo=demo, precision=precision,
                          calibration_patches=calibration_patches, calibration_set=calibration_set)
 
 
-def variant_bytes(model: onnx.ModelProto, info: EmbedderInfo, arrays: HeadArrays, head_info: dict,
+def variant_bytes(model: onnx.ModelProto, info: EmbedderInfo, arrays: HeadArrays | MilHead, head_info: dict,
                   bands: BandTable | None, *, demo: bool, precision: str = "fp32",
                   calibration_patches: np.ndarray | None = None, calibration_set: dict | None = None) -> bytes:
     """One precision variant of an fp32 model, with its metadata."""

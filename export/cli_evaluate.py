@@ -1,4 +1,5 @@
-"""`netorigin evaluate`: the paper's protocols on embeddings; JSON, confusion tables and curve PNGs."""
+"""`netorigin evaluate`: the paper's protocols on embeddings for one or more heads, side by side with each head's
+cost per case; JSON, confusion tables and curve PNGs."""
 
 from __future__ import annotations
 
@@ -13,12 +14,17 @@ import click
 from netorigin.calibration.embeddings import Embeddings
 from netorigin.calibration.metrics import class_metrics
 from netorigin.calibration.plots import plot_curves
-from netorigin.calibration.protocols import PREDICTED, binary_loo, extended_loo, external_test
+from netorigin.calibration.protocols import PREDICTED, binary_external, binary_loo, extended_loo, external_test
 from netorigin.runtime.atomic import ensure_writable_dir, write_text_atomic
 from netorigin.runtime.cluster import mapper_for
 from netorigin.runtime.contract import parse_confidence
+from netorigin.runtime.verdict import UNCERTAIN
 
-from .heads import HEAD_KINDS, fit_head
+from .cli_fit import mil_options
+from .costs import head_cost
+from .heads import ALL_HEADS, fit_scorer
+
+PROTOCOLS = ("binary", "binary-external", "extended", "external")
 
 
 def confusion_text(confusion: dict) -> str:
@@ -31,54 +37,112 @@ def _nearest_column(result: dict, confidence: float) -> str:
     return min(result["confusion"], key=lambda key: abs(float(key) - confidence))
 
 
+def comparison_row(result: dict, cost: dict, confidence: float) -> dict:
+    """One head's line of the side-by-side table: its accuracy figures and its cost per case."""
+    row = {"head": result["head"], "parameters": cost["parameters"], "flops_per_case": cost["flops_per_case"],
+           "time_per_case_ms": cost["time_per_case_ms"]["median"]}
+    if "patient_accuracy" in result:
+        return row | {"patch_accuracy": result["patch_accuracy"], "patient_accuracy": result["patient_accuracy"]}
+    key = _nearest_column(result, confidence)
+    table = result["confusion"][key]
+    labelled = [t for t in table if t != "other"]
+    called = sum(table[t][p] for t in labelled for p in PREDICTED if p != UNCERTAIN)
+    right = sum(table[t][t] for t in labelled)
+    others = sum(table["other"].values())
+    return row | {"c": float(key), "accuracy_of_calls": right / called if called else float("nan"),
+                  "labelled_uncertain": sum(table[t][UNCERTAIN] for t in labelled) / sum(
+                      sum(table[t].values()) for t in labelled),
+                  "others_uncertain": table["other"][UNCERTAIN] / others if others else float("nan")}
+
+
+def comparison_text(rows: list[dict]) -> str:
+    binary = "patient_accuracy" in rows[0]
+    figures = ("patch acc", "patient acc") if binary else ("c", "acc of calls", "PI uncertain", "other uncertain")
+    header = f"{'head':<12}" + "".join(f"{f:>16}" for f in figures) + f"{'params':>12}{'MFLOPs/case':>14}" \
+             f"{'ms/case':>10}"
+    lines = [header]
+    for r in rows:
+        values = ((r["patch_accuracy"], r["patient_accuracy"]) if binary else
+                  (r["c"], r["accuracy_of_calls"], r["labelled_uncertain"], r["others_uncertain"]))
+        lines.append(f"{r['head']:<12}" + "".join(f"{v:>16.3f}" for v in values)
+                     + f"{r['parameters']:>12,}{r['flops_per_case'] / 1e6:>14.1f}{r['time_per_case_ms']:>10.2f}")
+    return "\n".join(lines)
+
+
+def _run(protocol: str, emb: Embeddings, external: Embeddings | None, head: str, fit, seed: int, mapper) -> dict:
+    if protocol == "binary":
+        return binary_loo(emb, fit, head, seed, mapper=mapper)
+    if protocol == "binary-external":
+        return binary_external(emb, external, fit, head, seed)
+    if protocol == "extended":
+        return extended_loo(emb, fit, head, seed, mapper=mapper)
+    return external_test(emb, external, fit, head, seed)
+
+
+def _detail_lines(result: dict, confidence: tuple[str, ...], out: Path, stem: str) -> list[str]:
+    if "patient_accuracy" in result:
+        return [f"patch accuracy {result['patch_accuracy']:.3f}, patient accuracy {result['patient_accuracy']:.3f}"]
+    lines = []
+    result["metrics"] = {}
+    for level in confidence:
+        key = _nearest_column(result, parse_confidence(level))
+        result["metrics"][key] = class_metrics(result["confusion"][key])
+        lines += ["", f"c = {key}", confusion_text(result["confusion"][key])]
+        for cls, m in result["metrics"][key].items():
+            lines.append(f"  {cls}: " + ", ".join(
+                f"{name} {v['value']:.3f} [{v['ci95'][0]:.3f}, {v['ci95'][1]:.3f}]"
+                if not math.isnan(v["value"]) else f"{name} n/a" for name, v in m.items()))
+    plot_curves(result, out / f"{stem}-curves.png")
+    return lines
+
+
 @click.command("evaluate")
 @click.argument("embeddings", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--protocol", type=click.Choice(["binary", "extended", "external"]), default="extended",
-              show_default=True)
+@click.option("--protocol", type=click.Choice(PROTOCOLS), default="extended", show_default=True,
+              help="binary: leave-one-out, majority vote; binary-external: the paper's Table 3 (fit on every "
+                   "labelled patient, accuracy on --external, no bands); extended: leave-one-out with bands; "
+                   "external: fit and bands on EMBEDDINGS, applied unchanged to --external.")
 @click.option("--external", "external_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Embeddings of the external cohort (protocol external).")
-@click.option("--head", type=click.Choice(HEAD_KINDS), default="reference", show_default=True)
+              help="Embeddings of the external cohort (protocols external and binary-external).")
+@click.option("--head", "heads", multiple=True, type=click.Choice(ALL_HEADS), default=("reference",),
+              show_default=True, help="Head to evaluate; repeat for a side-by-side table (e.g. --head reference "
+                                      "--head abmil --head kmil).")
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
 @click.option("--confidence", "-c", multiple=True, default=("0", "0.875", "1"), show_default=True,
-              help="Confidence levels to report in detail (nearest column).")
+              help="Confidence levels to report in detail (nearest column); the first non-zero one is the "
+                   "comparison table's.")
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--scheduler", default=None, metavar="ADDRESS",
               help="Dask scheduler (e.g. tcp://host:8786): one task per fold (binary, extended).")
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
               help="Folds in parallel in this many processes on this machine (needs the dask extra).")
-def command(embeddings, protocol, external_path, head, seed, confidence, out, scheduler, workers) -> None:
-    """Evaluate on EMBEDDINGS as the paper does (every random step seeded)."""
+@mil_options
+def command(embeddings, protocol, external_path, heads, seed, confidence, out, scheduler, workers, mil) -> None:
+    """Evaluate on EMBEDDINGS as the papers do (every random step seeded)."""
     if scheduler and workers > 1:
         raise click.UsageError("give --scheduler (a cluster) or --workers (processes here), not both")
-    if protocol == "external" and external_path is None:
-        raise click.UsageError("--protocol external needs --external EMBEDDINGS")
+    if protocol in ("external", "binary-external") and external_path is None:
+        raise click.UsageError(f"--protocol {protocol} needs --external EMBEDDINGS")
     ensure_writable_dir(out)
-    start = time.perf_counter()
     emb = Embeddings.load(embeddings)
-    fit = partial(fit_head, head)
+    external = Embeddings.load(external_path) if external_path is not None else None
+    heads = tuple(dict.fromkeys(heads))
+    table_confidence = next((parse_confidence(c) for c in confidence if parse_confidence(c) > 0), 1.0)
+    rows, lines = [], []
     with mapper_for(scheduler, workers=workers) as mapper:
-        if protocol == "binary":
-            result = binary_loo(emb, fit, head, seed, mapper=mapper)
-        elif protocol == "extended":
-            result = extended_loo(emb, fit, head, seed, mapper=mapper)
-        else:
-            result = external_test(emb, Embeddings.load(external_path), fit, head, seed)
-    result["wall_time_s"] = round(time.perf_counter() - start, 2)
-    lines = [f"{result['protocol']}: {len(result['patients'])} patients, head {head}, seed {seed}, "
-             f"{result['wall_time_s']} s"]
-    if protocol == "binary":
-        lines.append(f"patch accuracy {result['patch_accuracy']:.3f}, patient accuracy "
-                     f"{result['patient_accuracy']:.3f}")
-    else:
-        result["metrics"] = {}
-        for level in confidence:
-            key = _nearest_column(result, parse_confidence(level))
-            result["metrics"][key] = class_metrics(result["confusion"][key])
-            lines += ["", f"c = {key}", confusion_text(result["confusion"][key])]
-            for cls, m in result["metrics"][key].items():
-                lines.append(f"  {cls}: " + ", ".join(
-                    f"{name} {v['value']:.3f} [{v['ci95'][0]:.3f}, {v['ci95'][1]:.3f}]"
-                    if not math.isnan(v["value"]) else f"{name} n/a" for name, v in m.items()))
-        plot_curves(result, out / f"{result['protocol']}-curves.png")
-    write_text_atomic(out / f"{result['protocol']}.json", json.dumps(result, indent=2))
-    click.echo("\n".join(lines))
+        for head in heads:
+            start = time.perf_counter()
+            fit = partial(fit_scorer, head, mil=mil)
+            result = _run(protocol, emb, external, head, fit, seed, mapper)
+            result["wall_time_s"] = round(time.perf_counter() - start, 2)
+            stem = result["protocol"] if len(heads) == 1 else f"{result['protocol']}-{head}"
+            lines += ["", f"{result['protocol']}: {len(result['patients'])} patients, head {head}, seed {seed}, "
+                          f"{result['wall_time_s']} s", *_detail_lines(result, confidence, out, stem)]
+            result["cost"] = head_cost(fit(emb, seed))
+            rows.append(comparison_row(result, result["cost"], table_confidence))
+            write_text_atomic(out / f"{stem}.json", json.dumps(result, indent=2))
+    comparison = {"protocol": protocol, "seed": seed, "rows": rows,
+                  "cost_measured": "head only, fitted on every labelled patient of EMBEDDINGS; ONNX Runtime CPU, "
+                                   "median of 7 cases of 100 patches"}
+    write_text_atomic(out / f"{protocol}-comparison.json", json.dumps(comparison, indent=2))
+    click.echo("\n".join([*lines[1:], "", comparison_text(rows)]))

@@ -1,7 +1,8 @@
-"""`netorigin fit`: PCA + SVM (or another head) on the labelled patients' patch embeddings."""
+"""`netorigin fit`: PCA + SVM (or another head, ABMIL / KMIL included) on the labelled patients' embeddings."""
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 
@@ -9,25 +10,54 @@ import click
 import numpy as np
 
 from netorigin.calibration.embeddings import Embeddings
+from netorigin.calibration.labels import LABEL_NAMES
+from netorigin.runtime.verdict import verdict_from_sum
 
-from .heads import HEAD_KINDS, fit_embeddings, save_head
+from .heads import ALL_HEADS, fit_scorer, save_head
+from .mil import MilConfig, MilHead
+
+HEAD_HELP = ("reference = PCA(0.95) + SVC(rbf, gamma='scale'); paper-text = SVC(rbf, gamma='auto'), no PCA; "
+             "abmil / kmil = attention-MIL heads scoring each patient's bag (seed 001).")
+
+
+def mil_options(function):
+    """The MIL heads' training options (seed 001's recipe by default), shared by fit, train and evaluate."""
+    defaults = MilConfig()
+
+    @click.option("--mil-epochs", type=click.IntRange(1), default=defaults.epochs, show_default=True,
+                  help="ABMIL / KMIL: epochs (one bag per step, Adam, cosine learning rate).")
+    @click.option("--mil-hidden", type=click.IntRange(1), default=defaults.hidden, show_default=True,
+                  help="ABMIL / KMIL: width of the reduced patch feature.")
+    @click.option("--key-threshold", type=click.FloatRange(0, 1), default=defaults.key_threshold,
+                  show_default=True, help="KMIL: patches with a hard-sample score below this are not pooled.")
+    @functools.wraps(function)
+    def wrapper(*args, mil_epochs: int, mil_hidden: int, key_threshold: float, **kwargs):
+        config = MilConfig(epochs=mil_epochs, hidden=mil_hidden, key_threshold=key_threshold)
+        return function(*args, mil=config, **kwargs)
+
+    return wrapper
 
 
 @click.command("fit")
 @click.argument("embeddings", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--out", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Fitted head file to write (.joblib).")
-@click.option("--head", "kind", type=click.Choice(HEAD_KINDS), default="reference", show_default=True,
-              help="reference = PCA(0.95) + SVC(rbf, gamma='scale'); paper-text = SVC(rbf, gamma='auto'), no PCA.")
+@click.option("--head", "kind", type=click.Choice(ALL_HEADS), default="reference", show_default=True,
+              help=HEAD_HELP)
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
-def command(embeddings, out, kind, seed) -> None:
-    """Fit the patch classifier on EMBEDDINGS (labels 0 pancreas, 1 small intestine; others are skipped)."""
+@mil_options
+def command(embeddings, out, kind, seed, mil) -> None:
+    """Fit the head on EMBEDDINGS (labels 0 pancreas, 1 small intestine; others are skipped)."""
     start = time.perf_counter()
     emb = Embeddings.load(embeddings)
-    pipeline = fit_embeddings(emb, kind, seed)
-    mask = emb.labels < 2
-    accuracy = float(np.mean((pipeline.decision_function(emb.embeddings[mask]) > 0) == emb.labels[mask]))
+    scorer = fit_scorer(kind, emb, seed, mil)
+    labelled = emb.select(emb.labels < 2)
+    sums, decisions = scorer.score(labelled)
+    patch_accuracy = float(np.mean((decisions > 0) == labelled.labels))
+    patient_accuracy = float(np.mean([verdict_from_sum(s.s, s.votes_small_intestine, s.n_patches, None)
+                                      == LABEL_NAMES[s.label] for s in sums]))
     info = dict(emb.fit_record(), head=kind, fit_seed=seed)
-    save_head(out, pipeline, kind=kind, info=info)
-    click.echo(f"fitted {kind} on {int(mask.sum())} patches: training patch accuracy {accuracy:.3f} -> {out} "
+    save_head(out, scorer if isinstance(scorer, MilHead) else scorer.pipeline, kind=kind, info=info)
+    click.echo(f"fitted {kind} on {len(labelled.embeddings)} patches: training patch accuracy {patch_accuracy:.3f}, "
+               f"patient accuracy {patient_accuracy:.3f} ({len(sums)} patients) -> {out} "
                f"({time.perf_counter() - start:.1f} s)")

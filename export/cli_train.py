@@ -12,9 +12,10 @@ from netorigin.runtime.cli_options import mpp_rule, region_options, region_rules
 from netorigin.runtime.names import check_name
 
 from .cli_embed import embedder_options
+from .cli_fit import HEAD_HELP, mil_options
 from .embedder import build_embedder
 from .engines import ENGINES
-from .heads import HEAD_KINDS
+from .heads import ALL_HEADS
 from .precision import PRECISIONS
 from .train import TrainPlan, train
 
@@ -24,7 +25,7 @@ from .train import TrainPlan, train
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the models, head, split, and the training summary.")
 @embedder_options
-@click.option("--head", type=click.Choice(HEAD_KINDS), default="reference", show_default=True)
+@click.option("--head", type=click.Choice(ALL_HEADS), default="reference", show_default=True, help=HEAD_HELP)
 @click.option("--fit-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.6,
               show_default=True, help="Share of labelled patients that fit the head (stratified); the rest and "
               "every other-origin patient fix the bands.")
@@ -42,10 +43,11 @@ from .train import TrainPlan, train
 @click.option("--name", default="netorigin", show_default=True, callback=lambda _c, _p, v: check_name(v, "--name"),
               help="File name stem of the outputs.")
 @click.option("--demo", is_flag=True, help="Mark the models as DEMO models (not for diagnosis).")
+@mil_options
 @region_options
 def command(cohort, out, weights_kind, weights, weights_seed, head, fit_fraction, split_file, precisions,
-            int8_calibration_patches, patches_per_case, engine, seed, name, demo, include, exclude, object_types, mpp,
-            force_mpp) -> None:
+            int8_calibration_patches, patches_per_case, engine, seed, name, demo, mil, include, exclude, object_types,
+            mpp, force_mpp) -> None:
     """Train on COHORT (slide manifest case,label,specimen,slide,annotations; patch manifest
     patient,label,specimen,slide,path; or an embeddings .npz for fp32 only)."""
     ensure_writable_dir(out)
@@ -53,7 +55,7 @@ def command(cohort, out, weights_kind, weights, weights_seed, head, fit_fraction
     embedder, info = build_embedder(weights_kind, weights, weights_seed)
     plan = TrainPlan(head=head, fit_fraction=fit_fraction, split_file=split_file, seed=seed,
                      patches_per_case=patches_per_case, precisions=tuple(dict.fromkeys(("fp32", *precisions))),
-                     int8_calibration_patches=int8_calibration_patches, engine=engine,
+                     int8_calibration_patches=int8_calibration_patches, engine=engine, mil=mil,
                      rules=region_rules(include, exclude, object_types), mpp=mpp_rule(mpp, force_mpp), name=name,
                      demo=demo)
     result = train(cohort, out, embedder, info, plan, echo=click.echo)

@@ -2,7 +2,8 @@
 
 `reference` is what produced the paper's tables (PCA(0.95) + RBF SVC, gamma='scale');
 `paper-text` is what the paper's text says (no PCA, gamma='auto'); `linear-svm` and `logistic` are the
-paper's other evaluated heads. All expose `decision_function` (> 0 = small intestine).
+paper's other evaluated heads. All expose `decision_function` (> 0 = small intestine) and are summed per patient.
+`abmil` and `kmil` (mil.py) score a patient's bag as a whole; `fit_scorer` fits either family for evaluation.
 """
 
 from __future__ import annotations
@@ -18,11 +19,16 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.svm import SVC
 
+from netorigin.calibration.bands_io import PatientSum
 from netorigin.calibration.embeddings import Embeddings
 from netorigin.calibration.errors import InputDataError
+from netorigin.calibration.scoring import sums_by_patient
 from netorigin.runtime.atomic import write_bytes_atomic
 
+from .mil import MIL_KINDS, MilConfig, MilHead, fit_mil
+
 HEAD_KINDS = ("reference", "paper-text", "linear-svm", "logistic")
+ALL_HEADS = HEAD_KINDS + MIL_KINDS
 
 
 def make_head(kind: str = "reference", seed: int = 0) -> Pipeline:
@@ -50,12 +56,31 @@ def fit_head(kind: str, embeddings: np.ndarray, labels: np.ndarray, seed: int = 
     return make_head(kind, seed).fit(np.asarray(embeddings, dtype=np.float64), labels)
 
 
-def fit_embeddings(emb: Embeddings, kind: str, seed: int) -> Pipeline:
+def fit_embeddings(emb: Embeddings, kind: str, seed: int, mil: MilConfig = MilConfig()) -> Pipeline | MilHead:
     """Fit on pancreas/small-intestine patches only (others never train the classifier)."""
     mask = emb.labels < 2
     if not mask.any():
         raise InputDataError("no pancreas or small-intestine patches to fit on")
+    if kind in MIL_KINDS:
+        return fit_mil(kind, emb.select(mask), seed, mil)
     return fit_head(kind, emb.embeddings[mask], emb.labels[mask], seed)
+
+
+@dataclass(frozen=True)
+class PatchSumScorer:
+    """A patch classifier scored as the paper does: S = sum of the patches' decisions, one vote per patch."""
+
+    pipeline: Pipeline
+
+    def score(self, emb: Embeddings) -> tuple[list[PatientSum], np.ndarray]:
+        decisions = self.pipeline.decision_function(emb.embeddings.astype(np.float64))
+        return sums_by_patient(emb.patients, emb.labels, decisions), decisions
+
+
+def fit_scorer(kind: str, emb: Embeddings, seed: int, mil: MilConfig = MilConfig()) -> PatchSumScorer | MilHead:
+    """Any head, fitted on the labelled patients of `emb`, as evaluation's protocols score it."""
+    fitted = fit_embeddings(emb, kind, seed, mil)
+    return fitted if isinstance(fitted, MilHead) else PatchSumScorer(fitted)
 
 
 def save_head(path: str | Path, pipeline, *, kind: str, info: dict) -> None:

@@ -12,8 +12,11 @@ from netorigin.runtime.contract import PREFIX, SCHEMA_VERSION
 
 from .embedder import IMAGENET_MEAN, IMAGENET_STD, EmbedderInfo
 from .heads import HeadArrays
+from .mil import MilHead
 
 CLASSES = {"0": "pancreas", "1": "small_intestine"}
+ALLOTMENT = ("patches split evenly over specimens, then over each specimen's slides; the remainder goes +1 to the "
+             "first parts")
 
 
 def library_versions() -> dict[str, str]:
@@ -39,27 +42,35 @@ def patch_contract(field_of_view_um: float = 497.0, pixels: int = 224) -> dict[s
     }
 
 
-def case_contract(patches_per_case: int) -> dict[str, Any]:
+def case_contract(patches_per_case: int, bag: bool = False) -> dict[str, Any]:
+    if bag:
+        return {
+            "patches_per_case": patches_per_case, "score": "bag",
+            "vote_rule": "class 1 iff the bag score S > 0; S = 0 goes to class 0",
+            "allotment": ALLOTMENT,
+            "sum": "S = the bag_score output for all the case's patches in one run, in sampling order; each patch's "
+                   "decision output is its contribution (S = their sum + the bag classifier's bias)",
+            "band_rule": "uncertain iff lower < S < upper (strict), otherwise the sign of S",
+        }
     return {
-        "patches_per_case": patches_per_case,
+        "patches_per_case": patches_per_case, "score": "patch-sum",
         "vote_rule": "class 1 iff 2 * (patches with decision > 0) > patches_per_case; ties go to class 0",
-        "allotment": "patches split evenly over specimens, then over each specimen's slides; the "
-                     "remainder goes +1 to the first parts",
+        "allotment": ALLOTMENT,
         "sum": "S = float64 sum of the decision values in sampling order",
         "band_rule": "uncertain iff lower < S < upper (strict), otherwise the majority vote",
     }
 
 
-def build_metadata(embedder: EmbedderInfo, head: HeadArrays, bands: BandTable | None, *, patches_per_case: int,
-                   cohort: dict[str, Any], training: dict[str, Any] | None = None, demo: bool = False,
-                   precision: str = "fp32",
-                   calibration_set: dict | None = None, field_of_view_um: float = 497.0) -> dict[str, Any]:
+def build_metadata(embedder: EmbedderInfo, head: HeadArrays | MilHead, bands: BandTable | None, *,
+                   patches_per_case: int, cohort: dict[str, Any], training: dict[str, Any] | None = None,
+                   demo: bool = False, precision: str = "fp32", calibration_set: dict | None = None,
+                   field_of_view_um: float = 497.0) -> dict[str, Any]:
     """Decoded metadata (the hash is added when the bytes are written)."""
     return {
         PREFIX + "schema": SCHEMA_VERSION,
         PREFIX + "classes": CLASSES,
         PREFIX + "patch": patch_contract(field_of_view_um),
-        PREFIX + "case": case_contract(patches_per_case),
+        PREFIX + "case": case_contract(patches_per_case, bag=isinstance(head, MilHead)),
         PREFIX + "bands": bands.to_json() if bands else [],
         PREFIX + "default_confidence": bands.default_confidence if bands else None,
         PREFIX + "precision": {"precision": precision, "calibration_set": calibration_set},

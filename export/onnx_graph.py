@@ -9,6 +9,7 @@ is immune to TF32, and matches scikit-learn's `decision_function` to ~1e-8 per p
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import numpy as np
@@ -16,10 +17,11 @@ import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from netorigin.runtime.contract import DECISION_OUTPUT, EMBEDDING_OUTPUT, INPUT_NAME
+from netorigin.runtime.contract import ATTENTION_OUTPUT, BAG_SCORE_OUTPUT, DECISION_OUTPUT, EMBEDDING_OUTPUT, INPUT_NAME
 
 from .embedder import PatchEmbedder
 from .heads import HeadArrays
+from .mil import MilHead
 
 MAX_IR_VERSION = 10  # older ONNX Runtime builds refuse newer IR versions
 PATCH_PIXELS = 224
@@ -96,9 +98,71 @@ def attach_head(model: onnx.ModelProto, head: HeadArrays) -> onnx.ModelProto:
     outputs = [decision] + [o for o in graph.output if o.name == EMBEDDING_OUTPUT]
     del graph.output[:]
     graph.output.extend(outputs)
+    return _finish(model)
+
+
+def svm_head_graph(head: HeadArrays) -> onnx.ModelProto:
+    """The patch head alone (float32 embeddings [N, 2048] -> decisions): what evaluation's cost line times."""
+    nodes, inits = head_nodes(head, EMBEDDING_OUTPUT, DECISION_OUTPUT)
+    dim = (head.pca_mean if head.pca_mean is not None else
+           head.support_vectors[0] if head.kind == "rbf" else head.weights).shape[0]
+    embedding = helper.make_tensor_value_info(EMBEDDING_OUTPUT, TensorProto.FLOAT, ["n", int(dim)])
+    graph = helper.make_graph(nodes, "head", [embedding],
+                              [helper.make_tensor_value_info(DECISION_OUTPUT, TensorProto.DOUBLE, ["n"])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=MAX_IR_VERSION)
+
+
+def mil_head_graph(head: MilHead) -> onnx.ModelProto:
+    """The MIL head alone (embeddings of one bag [N, 2048] -> decision [N], bag_score [1], attention [N])."""
+    dummy = torch.zeros((3, head.state["mean"].shape[0]), dtype=torch.float32)
+    bag = torch.export.Dim("bag", min=1, max=100_000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(head.module(), (dummy,), dynamo=True, external_data=False,
+                                    input_names=[EMBEDDING_OUTPUT],
+                                    output_names=[DECISION_OUTPUT, BAG_SCORE_OUTPUT, ATTENTION_OUTPUT],
+                                    dynamic_shapes={"x": {0: bag}}, verbose=False)
+    return program.model_proto
+
+
+def attach_mil_head(model: onnx.ModelProto, head: MilHead) -> onnx.ModelProto:
+    """Embedder + MIL head in one graph: a bag of N patches in; decision (each patch's contribution to S),
+    bag_score (S), attention and embedding out."""
+    head_model = mil_head_graph(head)
+    head_opset = {o.domain: o.version for o in head_model.opset_import}
+    model = onnx.version_converter.convert_version(model, head_opset[""]) \
+        if {o.domain: o.version for o in model.opset_import}.get("") != head_opset[""] else model
+    model.ir_version = head_model.ir_version = min(model.ir_version, head_model.ir_version)
+    outputs = [DECISION_OUTPUT, BAG_SCORE_OUTPUT, ATTENTION_OUTPUT, EMBEDDING_OUTPUT]
+    merged = onnx.compose.merge_models(model, head_model, io_map=[(EMBEDDING_OUTPUT, EMBEDDING_OUTPUT)],
+                                       prefix2="mil/", outputs=[f"mil/{o}" for o in outputs[:3]] + [outputs[3]])
+    graph = merged.graph
+    for output in graph.output:  # the contract's names, without the merge prefix
+        if output.name.startswith("mil/"):
+            _rename(graph, output.name, output.name.removeprefix("mil/"))
+    batch_dim = graph.input[0].type.tensor_type.shape.dim[0]
+    by_name = {o.name: o for o in graph.output}
+    ordered = [copy.deepcopy(by_name[name]) for name in outputs]
+    for output in ordered[:1] + ordered[2:3]:  # per-patch outputs share the input's batch dimension
+        output.type.tensor_type.shape.dim[0].CopyFrom(batch_dim)
+    del graph.output[:]
+    graph.output.extend(ordered)
+    return _finish(merged)
+
+
+def _rename(graph: onnx.GraphProto, old: str, new: str) -> None:
+    for node in graph.node:
+        node.output[:] = [new if o == old else o for o in node.output]
+        node.input[:] = [new if i == old else i for i in node.input]
+    for output in graph.output:
+        if output.name == old:
+            output.name = new
+
+
+def _finish(model: onnx.ModelProto) -> onnx.ModelProto:
     model.ir_version = min(model.ir_version, MAX_IR_VERSION)
     model.producer_name, model.producer_version = "netorigin", _package_version()
-    graph.name = "netorigin"
+    model.graph.name = "netorigin"
     onnx.checker.check_model(model)
     return model
 

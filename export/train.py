@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from sklearn.pipeline import Pipeline
 
 from netorigin.calibration.bands import calibrate_bands
 from netorigin.calibration.bands_io import PatientSum, calibration_record
 from netorigin.calibration.embeddings import Embeddings
 from netorigin.calibration.errors import InputDataError
 from netorigin.calibration.labels import label_code
-from netorigin.calibration.scoring import sums_by_patient
 from netorigin.calibration.splits import PatientSplit, patient_digests, read_split, stratified_split
 from netorigin.runtime.atomic import write_text_atomic
 from netorigin.runtime.bands import BandTable
@@ -34,13 +34,14 @@ from netorigin.runtime.session import CPU_BATCH, ModelSession, open_session
 from netorigin.runtime.slide import MppRule
 from netorigin.runtime.verdict import patient_sum, verdict_from_sum
 
-from .build import write_model
+from .build import check_precision, with_head, write_model
 from .embedder import EmbedderInfo, PatchEmbedder
 from .embeddings import calibration_patches, check_slides, embed_manifest, is_patch_manifest, iter_cohort
 from .engines import make_engine
-from .heads import fit_embeddings, head_arrays, save_head
+from .heads import PatchSumScorer, fit_embeddings, save_head
 from .metadata import build_metadata
-from .onnx_graph import attach_head, export_embedder
+from .mil import MIL_KINDS, MilConfig, MilHead
+from .onnx_graph import export_embedder
 from .precision import PRECISIONS, convert
 
 
@@ -56,6 +57,7 @@ class TrainPlan:
     precisions: tuple[str, ...] = ("fp32",)
     int8_calibration_patches: int = 256
     engine: str = "onnx"
+    mil: MilConfig = field(default_factory=MilConfig)
     rules: RegionRules = field(default_factory=RegionRules)
     mpp: MppRule = field(default_factory=MppRule)
     name: str = "netorigin"
@@ -82,12 +84,21 @@ def _bands(sums: list[PatientSum]) -> BandTable:
     return calibrate_bands([s.s for s in sums if s.label < 2], [s.s for s in sums if s.label == 2])
 
 
-def _session_outputs(session: ModelSession, pixels: np.ndarray, with_embeddings: bool = False
-                     ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Decisions (and embeddings) as the runtime computes them for a case: CPU-batch-sized runs in sampling order."""
+def _case_sum(session: ModelSession, bag: bool, patient: str, label: int, pixels: np.ndarray,
+              with_embeddings: bool = False) -> tuple[PatientSum, np.ndarray | None]:
+    """A case's S (and embeddings) as the runtime computes it: CPU-batch-sized runs in sampling order, or one run
+    of the whole bag for a bag head (whose one vote is its sign)."""
+    if bag:
+        out = session.run_bag(pixels, with_embeddings)
+        return PatientSum(patient, label, out.score, int(out.score > 0), 1), out.embeddings
     runs = [session.run(pixels[i:i + CPU_BATCH], with_embeddings) for i in range(0, len(pixels), CPU_BATCH)]
+    d = np.concatenate([r[0] for r in runs])
     embeddings = np.concatenate([r[1] for r in runs]) if with_embeddings else None
-    return np.concatenate([r[0] for r in runs]), embeddings
+    return PatientSum(patient, label, patient_sum(d), int(np.sum(d > 0)), d.size), embeddings
+
+
+def _scorer(fitted: Pipeline | MilHead) -> PatchSumScorer | MilHead:
+    return fitted if isinstance(fitted, MilHead) else PatchSumScorer(fitted)
 
 
 def _patient_table(manifest: Path) -> list[tuple[str, int]]:
@@ -105,6 +116,9 @@ def train(cohort: Path, out: Path, embedder: PatchEmbedder, info: EmbedderInfo, 
     if unknown or "fp32" not in plan.precisions:
         raise InputDataError(f"precisions must include fp32 and be among {', '.join(PRECISIONS)}")
     check_name(plan.name, "model name")
+    if plan.head in MIL_KINDS and plan.precisions != ("fp32",):
+        raise InputDataError(f"the {plan.head} head exports as fp32 only: fp16 / INT8 variants are for the SVM-sum "
+                             "heads")
     from_embeddings = cohort.suffix == ".npz"
     if from_embeddings and plan.precisions != ("fp32",):
         raise InputDataError("fp16 / INT8 variants are calibrated on their own decisions and so need the "
@@ -124,7 +138,7 @@ def train(cohort: Path, out: Path, embedder: PatchEmbedder, info: EmbedderInfo, 
                                  mpp=plan.mpp, patients=set(split.fit))
     else:
         fit_emb = stored.select(np.isin(stored.patients, split.fit))
-    pipeline = fit_embeddings(fit_emb, plan.head, plan.seed)
+    pipeline = fit_embeddings(fit_emb, plan.head, plan.seed, plan.mil)
     head_info = dict(fit_emb.fit_record(), head=plan.head, fit_seed=plan.seed,
                      patches_per_case=plan.patches_per_case, split=split.to_json())
     head_path = out / f"{plan.name}-head.joblib"
@@ -132,8 +146,7 @@ def train(cohort: Path, out: Path, embedder: PatchEmbedder, info: EmbedderInfo, 
     split.write(out / f"{plan.name}-split.json")
     echo(f"fitted {plan.head} on {len(fit_emb.embeddings)} patches of {len(split.fit)} patients")
 
-    arrays = head_arrays(pipeline)
-    fp32 = attach_head(proto, arrays)
+    fp32, arrays = with_head(proto, pipeline)
     int8_patches = int8_set = None
     if "int8" in plan.precisions:
         int8_patches, int8_set = calibration_patches(cohort, plan.int8_calibration_patches, plan.seed,
@@ -147,6 +160,7 @@ def train(cohort: Path, out: Path, embedder: PatchEmbedder, info: EmbedderInfo, 
     sessions: dict[str, ModelSession] = {}
     graphs: dict[str, bytes] = {}
     for precision in plan.precisions:
+        check_precision(pipeline, precision)
         graph = convert(fp32, precision, int8_patches).SerializeToString()
         meta = build_metadata(info, arrays, None, patches_per_case=plan.patches_per_case, cohort=head_info["cohort"],
                               training=training, demo=plan.demo, precision=precision,
@@ -157,7 +171,7 @@ def train(cohort: Path, out: Path, embedder: PatchEmbedder, info: EmbedderInfo, 
         if stored is None:
             sessions[precision] = open_session(load_contract(path), "cpu")
 
-    sums, sklearn_sums = _calibration_sums(cohort, stored, split, pipeline, sessions, plan)
+    sums, head_sums = _calibration_sums(cohort, stored, split, _scorer(pipeline), sessions, plan)
     bands = {precision: _bands(patient_sums) for precision, patient_sums in sums.items()}
     for precision, path in models.items():
         fresh = build_metadata(info, arrays, bands[precision], patches_per_case=plan.patches_per_case,
@@ -167,37 +181,40 @@ def train(cohort: Path, out: Path, embedder: PatchEmbedder, info: EmbedderInfo, 
             "in_sample": False, "split": split.source, "sums": calibration_record(sums[precision]),
             "decisions": "this model on ONNX Runtime (CPU)" if sessions else "the head on stored embeddings"}
         write_model(path, with_metadata(graphs[precision], fresh))
-    summary = _summary(sums, sklearn_sums, bands, split, models) | {"sampling": sampling}
+    summary = _summary(sums, head_sums, bands, split, models, isinstance(pipeline, MilHead)) | {"sampling": sampling}
     write_text_atomic(out / f"{plan.name}-train.json", json.dumps(summary, indent=2))
     echo(f"calibrated {len(bands['fp32'].bands)} bands per model on {len(split.calibration)} held-out patients")
     return TrainResult(models, bands, split, sums, head_path, summary)
 
 
-def _calibration_sums(cohort: Path, stored: Embeddings | None, split: PatientSplit, pipeline,
-                      sessions: dict[str, ModelSession], plan: TrainPlan
+def _calibration_sums(cohort: Path, stored: Embeddings | None, split: PatientSplit,
+                      scorer: PatchSumScorer | MilHead, sessions: dict[str, ModelSession], plan: TrainPlan
                       ) -> tuple[dict[str, list[PatientSum]], list[PatientSum]]:
-    """Per-model sums of the calibration patients, and scikit-learn's float64 sums on the fp32 embeddings."""
+    """Per-model sums of the calibration patients, and the fitted head's own sums (scikit-learn float64 or
+    PyTorch) on the fp32 model's embeddings."""
     if stored is not None:
-        held = stored.select(np.isin(stored.patients, split.calibration))
-        decisions = pipeline.decision_function(held.embeddings.astype(np.float64))
-        reference = sums_by_patient(held.patients, held.labels, decisions)
+        reference, _ = scorer.score(stored.select(np.isin(stored.patients, split.calibration)))
         return {"fp32": reference}, reference
+    bag = isinstance(scorer, MilHead)
     sums: dict[str, list[PatientSum]] = {p: [] for p in sessions}
     reference: list[PatientSum] = []
     for case in iter_cohort(cohort, plan.patches_per_case, plan.seed, rules=plan.rules, mpp=plan.mpp,
                             patients=set(split.calibration)):
         embeddings = None
         for precision, session in sessions.items():
-            d, case_embeddings = _session_outputs(session, case.pixels, with_embeddings=precision == "fp32")
+            row, case_embeddings = _case_sum(session, bag, case.patient, case.label, case.pixels,
+                                             with_embeddings=precision == "fp32")
             embeddings = case_embeddings if precision == "fp32" else embeddings
-            sums[precision].append(PatientSum(case.patient, case.label, patient_sum(d), int(np.sum(d > 0)), d.size))
-        d = pipeline.decision_function(embeddings.astype(np.float64))
-        reference.append(PatientSum(case.patient, case.label, patient_sum(d), int(np.sum(d > 0)), d.size))
+            sums[precision].append(row)
+        n = len(embeddings)
+        (row,), _ = scorer.score(Embeddings(embeddings, np.array([case.patient] * n), np.full(n, case.label),
+                                            np.array(["A"] * n), np.array(["-"] * n), np.arange(n).astype(str)))
+        reference.append(row)
     return sums, reference
 
 
-def _summary(sums: dict[str, list[PatientSum]], sklearn_sums: list[PatientSum], bands: dict[str, BandTable],
-             split: PatientSplit, models: dict[str, Path]) -> dict:
+def _summary(sums: dict[str, list[PatientSum]], head_sums: list[PatientSum], bands: dict[str, BandTable],
+             split: PatientSplit, models: dict[str, Path], bag: bool = False) -> dict:
     """Per model: bands, and against fp32 on the calibration patients: verdict flips and max |dS| / band width."""
     def verdicts(rows: list[PatientSum], table: BandTable) -> list[str]:
         band = table.at(table.default_confidence)
@@ -215,5 +232,7 @@ def _summary(sums: dict[str, list[PatientSum]], sklearn_sums: list[PatientSum], 
             "bands": bands[precision].to_json(), "verdict_flips_vs_fp32": flips,
             "max_abs_delta_s": delta, "max_abs_delta_s_over_band_width": delta / width if width > 0 else None,
             "sums": [r.__dict__ for r in rows]}
-    out["fp32_vs_sklearn_float64_max_abs_delta_s"] = max(abs(a.s - b.s) for a, b in zip(fp32, sklearn_sums))
+    # The fp32 model's S against the fitted head's own (scikit-learn float64, or PyTorch for a MIL head).
+    out["fp32_vs_head_reference"] = "PyTorch float32" if bag else "scikit-learn float64"
+    out["fp32_vs_head_reference_max_abs_delta_s"] = max(abs(a.s - b.s) for a, b in zip(fp32, head_sums))
     return out

@@ -28,6 +28,8 @@ PREFIX = "netorigin."
 INPUT_NAME = "patches"
 DECISION_OUTPUT = "decision"
 EMBEDDING_OUTPUT = "embedding"
+BAG_SCORE_OUTPUT = "bag_score"  # bag heads (ABMIL / KMIL): S for the whole bag of patches
+ATTENTION_OUTPUT = "attention"  # bag heads: each patch's attention weight (sums to 1)
 # Printed on every output of a model whose provenance says `demo` (random weights, synthetic slides).
 DEMO_WARNING = "DEMO MODEL, NOT FOR DIAGNOSIS"
 
@@ -161,6 +163,11 @@ class ModelContract:
     @property
     def patches_per_case(self) -> int:
         return int(self.meta[PREFIX + "case"]["patches_per_case"])
+
+    @property
+    def bag_head(self) -> bool:
+        """An attention-MIL head: the whole case runs as one bag and its bag_score is S (case contract `score`)."""
+        return self.meta[PREFIX + "case"].get("score") == "bag"
 
     @property
     def bands(self) -> list[Band]:

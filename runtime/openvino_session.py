@@ -18,6 +18,7 @@ import numpy as np
 
 from .contract import DECISION_OUTPUT, EMBEDDING_OUTPUT, INPUT_NAME, ModelContract
 from .errors import ConfigurationError, InferenceError, MissingDependencyError, ModelError, first_line
+from .outputs import BAG_OUTPUTS, BagOutput, bag_output
 
 PRECISIONS = ("auto", "bf16", "f32")
 INSTALL_HINT = "pip install 'netorigin[openvino]'"
@@ -58,6 +59,17 @@ class OpenVinoSession:
         decisions = np.asarray(outputs[self.compiled.output(DECISION_OUTPUT)], dtype=np.float64)
         embeddings = np.asarray(outputs[self.compiled.output(EMBEDDING_OUTPUT)]) if with_embeddings else None
         return decisions, embeddings
+
+    def run_bag(self, patches: np.ndarray, with_embeddings: bool = False) -> BagOutput:
+        """A bag head's outputs for all the patches of a case in one request."""
+        try:
+            outputs = self.compiled.create_infer_request().infer(
+                {INPUT_NAME: np.ascontiguousarray(patches, dtype=np.uint8)})
+        except Exception as exc:  # OpenVINO raises RuntimeError subclasses of its own
+            raise InferenceError(f"OpenVINO failed on a bag of {len(patches)} patches ({first_line(exc)})",
+                                 self.path) from None
+        names = BAG_OUTPUTS + ([EMBEDDING_OUTPUT] if with_embeddings else [])
+        return bag_output([outputs[self.compiled.output(name)] for name in names], with_embeddings)
 
 
 def open_openvino(contract: ModelContract, precision: str = "auto", threads: int | None = None) -> OpenVinoSession:

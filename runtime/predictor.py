@@ -21,7 +21,7 @@ from .sampling import Patch, PatchGeometry, ReadPlan, allot_case, plan_reads, sa
 from .session import ONNXRUNTIME, open_engine
 from .signing import load_public_key, trusted_keys_from_env, verify_signature
 from .slide import MppRule, Slide, as_mpp_rule
-from .verdict import PatientVerdict, patient_verdict
+from .verdict import PatientVerdict, bag_verdict, patient_sum, patient_verdict
 
 IN_SAMPLE_NOTE = ("RESEARCH ONLY: this model's bands were calibrated on patients that also fitted its head "
                   "(in-sample, too narrow)")
@@ -54,6 +54,15 @@ class SlideSummary:
     field_of_view_um: float
     patches: int
     notes: list[str]
+
+
+@dataclass(frozen=True)
+class CaseOutput:
+    """The model's output for a case: per-patch decisions, S, and a bag head's attention (None for patch heads)."""
+
+    decisions: np.ndarray
+    score: float
+    attention: np.ndarray | None
 
 
 @dataclass
@@ -187,8 +196,9 @@ class Predictor:
                                               required=self.contract.patches_per_case) from None
             timings["regions"] = time.perf_counter() - t
             counts = allot_case(self.contract.patches_per_case, [item.specimen for item in items])
-            patches, decisions, resize_s, infer_s = self._sample_and_infer(opened, regions, plans, counts)
-            if not np.isfinite(decisions).all():
+            patches, output, resize_s, infer_s = self._sample_and_infer(opened, regions, plans, counts)
+            decisions = output.decisions
+            if not (np.isfinite(decisions).all() and np.isfinite(output.score)):
                 raise InferenceError("the model returned non-finite decision values (NaN or infinity)",
                                      self.contract.path)
             timings["resize"] = resize_s
@@ -196,7 +206,8 @@ class Predictor:
             timings["read_and_sample"] = time.perf_counter() - t - timings["regions"]
             t = time.perf_counter()
             band = (self.band.lower, self.band.upper) if self.band else None
-            verdict = patient_verdict(decisions, band)
+            verdict = (bag_verdict(output.score, decisions, band) if self.contract.bag_head
+                       else patient_verdict(decisions, band))
             timings["verdict"] = time.perf_counter() - t
             summaries = [
                 SlideSummary(fingerprint=slide.fingerprint(), regions=reg.source,
@@ -210,6 +221,9 @@ class Predictor:
         timings["total"] = time.perf_counter() - start
         records = [{"slide": p.slide_index, "x": p.x, "y": p.y, "size_level0": p.size_level0, "level": p.level,
                     "decision": float(d)} for p, d in zip(patches, decisions)]
+        if output.attention is not None:
+            for record, weight in zip(records, output.attention.tolist()):
+                record["attention"] = weight
         notes = [n for s in summaries for n in s.notes] + self.model_notes()
         return CaseResult(case_id=case_id, verdict=verdict, band=self.band, decisions=decisions,
                           patches=records, slides=summaries, seed=self.seed, provider=self.provider,
@@ -219,17 +233,24 @@ class Predictor:
                           calibration_sums=self.calibration_sums)
 
     def _sample_and_infer(self, slides: list[Slide], regions: list[Regions], plans: list[ReadPlan],
-                          counts: list[int]) -> tuple[list[Patch], np.ndarray, float, float]:
-        """Read patches in threads while the previous batch runs on ONNX Runtime in another thread."""
-        batch_size = self.session.batch_size
+                          counts: list[int]) -> tuple[list[Patch], CaseOutput, float, float]:
+        """Read patches in threads while the previous batch runs on ONNX Runtime in another thread; a bag head
+        runs once, on all the case's patches, when the last one is read."""
+        bag = self.contract.bag_head
+        batch_size = self.contract.patches_per_case if bag else self.session.batch_size
         patches: list[Patch] = []
         futures = []
         resize_times: list[float] = []
 
-        def infer(batch: np.ndarray) -> tuple[np.ndarray, float]:
+        def infer(batch: np.ndarray) -> tuple[CaseOutput, float]:
             t = time.perf_counter()
-            decisions, _ = self.session.run(batch)
-            return decisions, time.perf_counter() - t
+            if bag:
+                out = self.session.run_bag(batch)
+                result = CaseOutput(out.decisions, out.score, out.attention)
+            else:
+                decisions, _ = self.session.run(batch)
+                result = CaseOutput(decisions, float("nan"), None)
+            return result, time.perf_counter() - t
 
         with ThreadPoolExecutor(self.read_workers) as readers, ThreadPoolExecutor(1) as inference:
             pending: list[np.ndarray] = []
@@ -248,8 +269,9 @@ class Predictor:
             if pending:
                 futures.append(inference.submit(infer, np.stack(pending)))
             results = [f.result() for f in futures]
-        decisions = np.concatenate([r[0] for r in results]).astype(np.float64)
-        return patches, decisions, float(sum(resize_times)), float(sum(r[1] for r in results))
+        decisions = np.concatenate([r[0].decisions for r in results]).astype(np.float64)
+        output = results[0][0] if bag else CaseOutput(decisions, patient_sum(decisions), None)
+        return patches, output, float(sum(resize_times)), float(sum(r[1] for r in results))
 
     def model_notes(self) -> list[str]:
         """What every report of this model must say (bands calibrated in-sample: research only)."""
@@ -264,6 +286,7 @@ class Predictor:
         prov = self.contract.provenance
         return {"path": str(self.contract.path), **self.contract.identity,
                 "embedder": prov["embedder"]["name"], "head": prov["head"]["kind"],
+                "score": "bag" if self.contract.bag_head else "patch-sum",
                 "precision": self.contract.precision, "patches_per_case": self.contract.patches_per_case,
                 "field_of_view_um": self.geometry.field_of_view_um, "demo": self.contract.is_demo,
                 "signature": self.signature.as_dict()}

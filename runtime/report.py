@@ -53,6 +53,7 @@ def case_report(result: CaseResult) -> dict[str, Any]:
         "verdict": v.verdict,
         "majority_vote": v.majority,
         "patient_sum": v.patient_sum,
+        "score": result.model.get("score", "patch-sum"),
         "votes": {"small_intestine": v.votes_small_intestine,
                   "pancreas": v.n_patches - v.votes_small_intestine, "n_patches": v.n_patches},
         "band": None if result.band is None else asdict(result.band),
@@ -99,8 +100,11 @@ def text_summary(result: CaseResult) -> str:
     lines += [
         f"case {result.case_id}: {VERDICT_TEXT[v.verdict]}",
         f"  S = {v.patient_sum:.4f}, {band}",
-        f"  votes: {v.votes_small_intestine} small intestine / {v.n_patches - v.votes_small_intestine} pancreas "
-        f"of {v.n_patches} patches (majority: {v.majority})",
+        (f"  bag score of {v.n_patches} patches ({result.model['head']}): its sign decides outside the band "
+         f"({v.majority}); {v.votes_small_intestine} patches push towards small intestine"
+         if result.model.get("score") == "bag" else
+         f"  votes: {v.votes_small_intestine} small intestine / {v.n_patches - v.votes_small_intestine} pancreas "
+         f"of {v.n_patches} patches (majority: {v.majority})"),
         f"  {len(result.slides)} slide(s), provider {result.provider}, seed {result.seed}, "
         f"{result.timings['total']:.2f} s",
     ]
@@ -109,7 +113,8 @@ def text_summary(result: CaseResult) -> str:
 
 
 def patches_geojson(result: CaseResult, slide_index: int, offset: tuple[int, int] = (0, 0)) -> dict:
-    """The sampled patches of one slide as QuPath detections, decision value as a measurement."""
+    """The sampled patches of one slide as QuPath detections, decision value (and a bag head's attention) as
+    measurements."""
     features = []
     for p in result.patches:
         if p["slide"] != slide_index:
@@ -121,7 +126,7 @@ def patches_geojson(result: CaseResult, slide_index: int, offset: tuple[int, int
             "geometry": {"type": "Polygon", "coordinates": [[[x, y], [x + s, y], [x + s, y + s], [x, y + s],
                                                              [x, y]]]},
             "properties": {"objectType": "detection", "classification": {"name": cls},
-                           "measurements": {"decision": p["decision"]}},
+                           "measurements": {k: p[k] for k in ("decision", "attention") if k in p}},
         })
     return {"type": "FeatureCollection", "features": features}
 

@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from .contract import DECISION_OUTPUT, EMBEDDING_OUTPUT, INPUT_NAME, ModelContract
+from .contract import ATTENTION_OUTPUT, BAG_SCORE_OUTPUT, DECISION_OUTPUT, EMBEDDING_OUTPUT, INPUT_NAME, ModelContract
 from .errors import ConfigurationError, DeviceError, InferenceError, MissingDependencyError, ModelError, first_line
+from .outputs import BAG_OUTPUTS, BagOutput, bag_output
 
 DEVICES = ("auto", "cpu", "cuda")
 CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
@@ -102,6 +103,16 @@ class ModelSession:
                                  self.path) from None
         return result[0][:n], (result[1][:n] if with_embeddings else None)
 
+    def run_bag(self, patches: np.ndarray, with_embeddings: bool = False) -> BagOutput:
+        """A bag head's outputs for all the patches of a case in one run (never padded: padding joins the bag)."""
+        outputs = BAG_OUTPUTS + ([EMBEDDING_OUTPUT] if with_embeddings else [])
+        try:
+            result = self.session.run(outputs, {INPUT_NAME: np.ascontiguousarray(patches, dtype=np.uint8)})
+        except Exception as exc:  # onnxruntime's exceptions share no base class
+            raise InferenceError(f"ONNX Runtime failed on a bag of {len(patches)} patches on {self.provider} "
+                                 f"({first_line(exc)})", self.path) from None
+        return bag_output(result, with_embeddings)
+
 
 def open_session(contract: ModelContract, device: str = "auto", threads: int | None = None) -> ModelSession:
     """Build the session from the verified bytes (no re-read, so what was hashed is what runs)."""
@@ -126,6 +137,9 @@ def open_session(contract: ModelContract, device: str = "auto", threads: int | N
     outputs = {o.name for o in session.get_outputs()}
     if INPUT_NAME not in names or DECISION_OUTPUT not in outputs:
         raise ModelError(f"model lacks input '{INPUT_NAME}' or output '{DECISION_OUTPUT}'", contract.path)
+    if contract.bag_head and not {BAG_SCORE_OUTPUT, ATTENTION_OUTPUT} <= outputs:
+        raise ModelError(f"the metadata declares a bag head but the graph lacks output '{BAG_SCORE_OUTPUT}' or "
+                         f"'{ATTENTION_OUTPUT}'", contract.path)
     return ModelSession(session=session, provider=actual, device=device, path=str(contract.path))
 
 

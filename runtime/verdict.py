@@ -56,6 +56,21 @@ def patient_verdict(decisions: np.ndarray, band: tuple[float, float] | None) -> 
                           in_band=verdict == UNCERTAIN)
 
 
+def bag_verdict(score: float, contributions: np.ndarray, band: tuple[float, float] | None) -> PatientVerdict:
+    """Verdict of a bag head (ABMIL / KMIL): S is the bag score and, outside the band, its sign decides (the bag is
+    the one voter); the patches' contributions are counted by sign for the report, they do not vote."""
+    contributions = np.asarray(contributions, dtype=np.float64)
+    if contributions.ndim != 1 or contributions.size == 0:
+        raise ValueError("contributions must be a non-empty 1-d array")
+    if not (math.isfinite(score) and np.all(np.isfinite(contributions))):
+        raise ValueError("bag score or contributions contain NaN or infinity")
+    sign = majority_label(int(score > 0), 1)
+    verdict = verdict_from_sum(score, int(score > 0), 1, band)
+    return PatientVerdict(verdict=verdict, majority=sign, patient_sum=float(score),
+                          votes_small_intestine=int(np.count_nonzero(contributions > 0)),
+                          n_patches=int(contributions.size), in_band=verdict == UNCERTAIN)
+
+
 def verdict_from_sum(s: float, votes_small_intestine: int, n_patches: int,
                      band: tuple[float, float] | None) -> str:
     """The same rule when only S and the vote count are known (calibration tables, evaluation)."""

@@ -18,7 +18,7 @@ from distributed import Client, LocalCluster
 from netorigin.calibration.embeddings import Embeddings
 from netorigin.calibration.protocols import binary_loo, extended_loo
 from netorigin.export.embeddings import EmbedderSpec, embed_manifest, embed_manifest_on
-from netorigin.export.heads import fit_head
+from netorigin.export.heads import fit_scorer
 from netorigin.runtime.batch import read_manifest, run_batch
 from netorigin.runtime.cluster import DaskMapper, LocalMapper, mapper_for
 from netorigin.runtime.errors import ConfigurationError
@@ -144,10 +144,17 @@ def _cohort(n_per_class: int) -> Embeddings:
 @pytest.mark.parametrize("protocol", [binary_loo, extended_loo])
 def test_evaluation_folds_on_the_cluster_equal_a_local_run(cluster, protocol):
     emb = _cohort(n_per_class=6)
-    fit = partial(fit_head, "reference")
+    fit = partial(fit_scorer, "reference")
     local = protocol(emb, fit, "reference", seed=2, mapper=LocalMapper())
     remote = protocol(emb, fit, "reference", seed=2, mapper=DaskMapper(cluster))
-    assert remote == local and len(local["patients"]) >= 12
+    assert _without_sums(remote) == _without_sums(local) and len(local["patients"]) >= 12
+    # LAPACK's SVD (PCA) may differ in the last bit with the worker's thread count: sums agree to 1e-9.
+    for a, b in zip(remote["patients"], local["patients"]):
+        assert a["patient_sum"] == pytest.approx(b["patient_sum"], abs=1e-9)
+
+
+def _without_sums(result: dict) -> dict:
+    return result | {"patients": [{k: v for k, v in p.items() if k != "patient_sum"} for p in result["patients"]]}
 
 
 def test_an_unreachable_scheduler_is_a_one_line_error():
@@ -166,6 +173,7 @@ def test_evaluate_folds_in_two_local_processes_equal_one(monkeypatch, capsys, tm
         assert code == 0, err
         result = json.loads((tmp_path / workers / "binary-loo.json").read_text())
         result.pop("wall_time_s")
+        result["cost"].pop("time_per_case_ms")  # measured, so never equal twice
         results.append(result)
     assert results[0] == results[1] and len(results[0]["patients"]) == 8
 

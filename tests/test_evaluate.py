@@ -13,12 +13,12 @@ from netorigin.calibration.bands import calibrate_bands
 from netorigin.calibration.embeddings import Embeddings
 from netorigin.calibration.metrics import class_metrics, clopper_pearson
 from netorigin.calibration.protocols import binary_loo, extended_loo, external_test
-from netorigin.export.heads import fit_head
+from netorigin.export.heads import fit_scorer
 from netorigin.runtime.verdict import UNCERTAIN, patient_verdict
 
 from .helpers import run_cli
 
-REFERENCE = partial(fit_head, "reference")
+REFERENCE = partial(fit_scorer, "reference")
 
 
 def cohort(seed: int, n_p: int = 8, n_si: int = 8, n_other: int = 4, patches: int = 20, shift: float = 0.6):
@@ -74,8 +74,8 @@ def test_external_applies_unchanged_thresholds(monkeypatch):
     train, test = cohort(2), cohort(5)
     fitted, calibrated = [], []
 
-    def recording_fit(x, y, seed):
-        fitted.append((x, REFERENCE(x, y, seed)))
+    def recording_fit(emb, seed):
+        fitted.append((emb.embeddings, REFERENCE(emb, seed)))
         return fitted[-1][1]
 
     def recording_calibrate(pi, others):
@@ -98,7 +98,7 @@ def test_external_applies_unchanged_thresholds(monkeypatch):
 
     def verdict(emb, patient, band=None):
         rows = emb.embeddings[emb.patients == patient].astype(np.float64)
-        return patient_verdict(head.decision_function(rows), band)
+        return patient_verdict(head.pipeline.decision_function(rows), band)
 
     sums = {p: verdict(train, p).patient_sum for p, _ in calibration}
     pi, others = [sums[p] for p, lab in calibration if lab < 2], [sums[p] for p, lab in calibration if lab == 2]

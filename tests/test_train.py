@@ -77,7 +77,7 @@ def test_summary_reports_flips_and_sklearn_difference(trained):
     assert set(summary["models"]) == {"fp32", "fp16", "int8"}
     assert summary["models"]["fp32"]["verdict_flips_vs_fp32"] == 0
     assert summary["models"]["fp32"]["max_abs_delta_s"] == 0.0
-    assert 0 <= summary["fp32_vs_sklearn_float64_max_abs_delta_s"] < 1e-3
+    assert 0 <= summary["fp32_vs_head_reference_max_abs_delta_s"] < 1e-3
 
 
 def test_embeddings_input_refuses_variants(tmp_path, trained):
