@@ -5,22 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-import numpy as np
 
 from netorigin.calibration.bands import calibrate_bands
-from netorigin.calibration.bands_io import PatientSum, read_sums, table_from_sums, write_bands, write_bands_into_model
+from netorigin.calibration.bands_io import read_sums, table_from_sums, write_bands, write_bands_into_model
 from netorigin.calibration.embeddings import Embeddings
-from netorigin.calibration.scoring import sums_by_patient
 from netorigin.calibration.splits import in_sample, refuse_in_sample
 from netorigin.runtime.contract import load_contract
 
-from .heads import load_head
-
-
-def head_patient_sums(emb: Embeddings, pipeline) -> list[PatientSum]:
-    """Per-patient sums of the head's decisions on the embedded patients."""
-    decisions = pipeline.decision_function(emb.embeddings.astype(np.float64))
-    return sums_by_patient(emb.patients, emb.labels, decisions)
+from .heads import as_scorer, load_head
 
 
 @click.command("calibrate")
@@ -49,7 +41,7 @@ def command(sums, embeddings, head, model, out, allow_in_sample) -> None:
     if sums is not None:
         rows = read_sums(sums)
     else:
-        rows = head_patient_sums(Embeddings.load(embeddings), fitted["pipeline"])
+        rows, _ = as_scorer(fitted["pipeline"]).score(Embeddings.load(embeddings))
     fit_ids = fitted["info"].get("fit_patients") if fitted else None
     contract = load_contract(model) if model is not None else None  # read once: checked, then rewritten
     fit_digests = (contract.provenance.get("training") or {}).get("fit_patients_sha256") if contract else None

@@ -77,10 +77,14 @@ class PatchSumScorer:
         return sums_by_patient(emb.patients, emb.labels, decisions), decisions
 
 
+def as_scorer(fitted: Pipeline | MilHead) -> PatchSumScorer | MilHead:
+    """A fitted head (as `fit` saves it) as the protocols and calibration score patients with it."""
+    return fitted if isinstance(fitted, MilHead) else PatchSumScorer(fitted)
+
+
 def fit_scorer(kind: str, emb: Embeddings, seed: int, mil: MilConfig = MilConfig()) -> PatchSumScorer | MilHead:
     """Any head, fitted on the labelled patients of `emb`, as evaluation's protocols score it."""
-    fitted = fit_embeddings(emb, kind, seed, mil)
-    return fitted if isinstance(fitted, MilHead) else PatchSumScorer(fitted)
+    return as_scorer(fit_embeddings(emb, kind, seed, mil))
 
 
 def save_head(path: str | Path, pipeline, *, kind: str, info: dict) -> None:

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from sklearn.pipeline import Pipeline
 
 from netorigin.calibration.bands import calibrate_bands
 from netorigin.calibration.bands_io import PatientSum, calibration_record
@@ -38,7 +37,7 @@ from .build import check_precision, with_head, write_model
 from .embedder import EmbedderInfo, PatchEmbedder
 from .embeddings import calibration_patches, check_slides, embed_manifest, is_patch_manifest, iter_cohort
 from .engines import make_engine
-from .heads import PatchSumScorer, fit_embeddings, save_head
+from .heads import PatchSumScorer, as_scorer, fit_embeddings, save_head
 from .metadata import build_metadata
 from .mil import MIL_KINDS, MilConfig, MilHead
 from .onnx_graph import export_embedder
@@ -95,10 +94,6 @@ def _case_sum(session: ModelSession, bag: bool, patient: str, label: int, pixels
     d = np.concatenate([r[0] for r in runs])
     embeddings = np.concatenate([r[1] for r in runs]) if with_embeddings else None
     return PatientSum(patient, label, patient_sum(d), int(np.sum(d > 0)), d.size), embeddings
-
-
-def _scorer(fitted: Pipeline | MilHead) -> PatchSumScorer | MilHead:
-    return fitted if isinstance(fitted, MilHead) else PatchSumScorer(fitted)
 
 
 def _patient_table(manifest: Path) -> list[tuple[str, int]]:
@@ -171,7 +166,7 @@ def train(cohort: Path, out: Path, embedder: PatchEmbedder, info: EmbedderInfo, 
         if stored is None:
             sessions[precision] = open_session(load_contract(path), "cpu")
 
-    sums, head_sums = _calibration_sums(cohort, stored, split, _scorer(pipeline), sessions, plan)
+    sums, head_sums = _calibration_sums(cohort, stored, split, as_scorer(pipeline), sessions, plan)
     bands = {precision: _bands(patient_sums) for precision, patient_sums in sums.items()}
     for precision, path in models.items():
         fresh = build_metadata(info, arrays, bands[precision], patches_per_case=plan.patches_per_case,

@@ -9,13 +9,14 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from PIL import Image
 
 from netorigin.calibration.bands import calibrate_bands
 from netorigin.calibration.bands_io import PatientSum, table_from_sums
 from netorigin.calibration.embeddings import Embeddings
 from netorigin.calibration.protocols import binary_external
 from netorigin.export.embeddings import iter_cohort
-from netorigin.export.heads import fit_scorer
+from netorigin.export.heads import fit_scorer, load_head
 from netorigin.export.mil import MilConfig, MilHead, fit_mil
 from netorigin.export.onnx_graph import attach_mil_head, export_embedder
 from netorigin.export.smoke import tiny_embedder
@@ -217,3 +218,44 @@ def test_a_case_report_carries_attention_and_the_bag_verdict(mil_model):
     assert {"bag_score", "attention"} <= {o.name for o in pixels_free}
     features = patches_geojson(case, 0)["features"]
     assert all("attention" in f["properties"]["measurements"] for f in features)
+
+
+def test_fit_calibrate_export_commands_take_a_mil_head(monkeypatch, capsys, tmp_path):
+    rng = np.random.default_rng(0)
+    rows = ["patient,label,specimen,slide,path"]
+    for p, label in enumerate(["pancreas"] * 3 + ["small_intestine"] * 3 + ["other"] * 2):
+        for k in range(3):
+            img = rng.integers(0, 256, (300, 300, 3), dtype=np.uint8) // (2 if label == "pancreas" else 1)
+            Image.fromarray(img).save(tmp_path / f"p{p}_{k}.png")
+            rows.append(f"p{p},{label},A,s{p},p{p}_{k}.png")
+    (tmp_path / "patches.csv").write_text("\n".join(rows) + "\n")
+    code, _, err = run_cli(monkeypatch, capsys, "embed", tmp_path / "patches.csv", "-o", tmp_path / "emb.npz",
+                           "--weights-kind", "random", "--patches-per-case", "3", "--engine", "onnx")
+    assert code == 0, err
+    code, out, err = run_cli(monkeypatch, capsys, "fit", tmp_path / "emb.npz", "-o", tmp_path / "head.joblib",
+                             "--head", "kmil", "--mil-epochs", "2", "--mil-hidden", "16")
+    assert code == 0, err
+    assert "fitted kmil on 18 patches" in out and "(6 patients)" in out
+    code, out, err = run_cli(monkeypatch, capsys, "calibrate", "--embeddings", tmp_path / "emb.npz", "--head",
+                             tmp_path / "head.joblib", "-o", tmp_path / "bands.json", "--allow-in-sample")
+    assert code == 0, err
+    code, _, err = run_cli(monkeypatch, capsys, "export", "--head", tmp_path / "head.joblib", "--weights-kind",
+                           "random", "--bands", tmp_path / "bands.json", "--precision", "fp16", "-o",
+                           tmp_path / "m16.onnx")
+    assert code != 0 and "kmil head exports as fp32 only" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "m16.onnx").exists()
+    code, _, err = run_cli(monkeypatch, capsys, "export", "--head", tmp_path / "head.joblib", "--weights-kind",
+                           "random", "--bands", tmp_path / "bands.json", "-o", tmp_path / "m.onnx")
+    assert code == 0, err
+    contract = load_contract(tmp_path / "m.onnx")
+    assert contract.bag_head and contract.provenance["head"]["kind"] == "kmil" and contract.bands
+    emb = Embeddings.load(tmp_path / "emb.npz")
+    head = load_head(tmp_path / "head.joblib")["pipeline"]
+    bands_sums, _ = head.score(emb)  # what calibrate saw: the head's own bag scores
+    assert [b.c for b in contract.bands] == [b.c for b in calibrate_bands(*table_from_sums(bands_sums)).bands]
+    patients = emb.patients == "p4"
+    pixels = np.stack([np.asarray(Image.open(tmp_path / f"p4_{k}.png").convert("RGB").resize((224, 224),
+                                                                                              Image.BILINEAR))
+                       for k in range(3)])
+    out = open_session(contract, "cpu").run_bag(pixels)
+    assert out.score == pytest.approx(head.bag(emb.embeddings[patients])[1], abs=1e-3)
