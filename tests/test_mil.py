@@ -259,3 +259,17 @@ def test_fit_calibrate_export_commands_take_a_mil_head(monkeypatch, capsys, tmp_
                        for k in range(3)])
     out = open_session(contract, "cpu").run_bag(pixels)
     assert out.score == pytest.approx(head.bag(emb.embeddings[patients])[1], abs=1e-3)
+
+
+def test_openvino_runs_a_bag_model_like_onnx_runtime(mil_model):
+    from netorigin.runtime.openvino_session import open_openvino
+
+    _, result = mil_model
+    contract = load_contract(result.models["fp32"])
+    patches = np.random.default_rng(3).integers(0, 256, (10, 224, 224, 3), dtype=np.uint8)
+    reference = open_session(contract, "cpu").run_bag(patches)
+    bag = open_openvino(contract, "f32").run_bag(patches)
+    # OpenVINO computes the float64 head in float32: equal to 1e-6 relative (S is in the thousands here).
+    assert bag.score == pytest.approx(reference.score, rel=1e-6)
+    np.testing.assert_allclose(bag.decisions, reference.decisions, rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(bag.attention, reference.attention, atol=1e-5)
