@@ -18,7 +18,7 @@ from .heads import HeadArrays, head_arrays
 from .metadata import build_metadata
 from .mil import MilHead
 from .onnx_graph import attach_head, attach_mil_head, export_embedder
-from .precision import convert
+from .precision import Int8Recipe, convert
 
 
 def with_head(embedder_proto: onnx.ModelProto, fitted) -> tuple[onnx.ModelProto, HeadArrays | MilHead]:
@@ -38,8 +38,8 @@ def check_precision(fitted, precision: str) -> None:
 
 def build_model_bytes(embedder: PatchEmbedder, info: EmbedderInfo, head: dict, bands: BandTable | None,
                       *, demo: bool = False, embedder_proto: onnx.ModelProto | None = None, precision: str = "fp32",
-                      calibration_patches: np.ndarray | None = None, calibration_set: dict | None = None
-                      ) -> bytes:
+                      calibration_patches: np.ndarray | None = None, calibration_set: dict | None = None,
+                      int8: Int8Recipe = Int8Recipe()) -> bytes:
     """Model bytes with metadata, in the requested precision.
 
     `embedder_proto` reuses an already exported embedder graph (it is copied, not modified);
@@ -53,14 +53,15 @@ def build_model_bytes(embedder: PatchEmbedder, info: EmbedderInfo, head: dict, b
     base = export_embedder(embedder) if embedder_proto is None else copy.deepcopy(embedder_proto)
     model, arrays = with_head(base, head["pipeline"])
     return variant_bytes(model, info, arrays, head_info, bands, demo=demo, precision=precision,
-                         calibration_patches=calibration_patches, calibration_set=calibration_set)
+                         calibration_patches=calibration_patches, calibration_set=calibration_set, int8=int8)
 
 
 def variant_bytes(model: onnx.ModelProto, info: EmbedderInfo, arrays: HeadArrays | MilHead, head_info: dict,
                   bands: BandTable | None, *, demo: bool, precision: str = "fp32",
-                  calibration_patches: np.ndarray | None = None, calibration_set: dict | None = None) -> bytes:
+                  calibration_patches: np.ndarray | None = None, calibration_set: dict | None = None,
+                  int8: Int8Recipe = Int8Recipe()) -> bytes:
     """One precision variant of an fp32 model, with its metadata."""
-    converted = convert(model, precision, calibration_patches)
+    converted = convert(model, precision, calibration_patches, int8)
     meta = build_metadata(info, arrays, bands, patches_per_case=int(head_info["patches_per_case"]),
                           cohort=head_info.get("cohort", {}), demo=demo, precision=precision,
                           calibration_set=calibration_set if precision == "int8" else None)

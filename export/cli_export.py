@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 
@@ -15,7 +16,23 @@ from .cli_embed import embedder_options
 from .embedder import build_embedder
 from .embeddings import calibration_patches as calibration_patches_from
 from .heads import load_head
-from .precision import PRECISIONS
+from .precision import INT8_METHODS, PRECISIONS, Int8Recipe
+
+
+def int8_options(function):
+    """The INT8 recipe (calibration method, stages kept in float32), shared by train and export."""
+    defaults = Int8Recipe()
+
+    @click.option("--int8-method", type=click.Choice(INT8_METHODS), default=defaults.method, show_default=True,
+                  help="INT8 activation-range calibration.")
+    @click.option("--int8-keep-float", multiple=True, default=defaults.keep_float, metavar="STAGE",
+                  show_default=True, help="ResNet50 stage kept in float32 in the INT8 model (repeatable), e.g. "
+                                          "trunk.layer4 or trunk.bn1 (the stem); see benchmarks/int8.py.")
+    @functools.wraps(function)
+    def wrapper(*args, int8_method: str, int8_keep_float: tuple[str, ...], **kwargs):
+        return function(*args, int8=Int8Recipe(int8_method, tuple(int8_keep_float)), **kwargs)
+
+    return wrapper
 
 
 @click.command("export")
@@ -33,12 +50,13 @@ from .precision import PRECISIONS
               help="Training manifest (patch folder or slides) whose patches calibrate INT8.")
 @click.option("--calibration-patches", type=click.IntRange(1), default=256, show_default=True,
               help="Training patches for INT8 calibration (MinMax; 128+ measured clearly better than 64).")
+@int8_options
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
               help="Seed for choosing calibration patches.")
 @click.option("--out", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path))
 @region_options
 def command(head_path, weights_kind, weights, weights_seed, bands, no_bands, demo, precision, calibration_manifest,
-            calibration_patches, seed, out, include, exclude, object_types, mpp, force_mpp) -> None:
+            calibration_patches, int8, seed, out, include, exclude, object_types, mpp, force_mpp) -> None:
     """Export the model; the embedder weights must be those the head was fitted on."""
     if (bands is None) == (not no_bands):
         raise click.UsageError("give --bands FILE, or --no-bands to export an uncalibrated model explicitly")
@@ -50,11 +68,12 @@ def command(head_path, weights_kind, weights, weights_seed, bands, no_bands, dem
         patches, calibration_set = calibration_patches_from(
             calibration_manifest, calibration_patches, seed, rules=region_rules(include, exclude, object_types),
             mpp=mpp_rule(mpp, force_mpp))
+        calibration_set |= int8.as_dict()
     head = load_head(head_path)
     table = read_bands(bands) if bands else None
     embedder, info = build_embedder(weights_kind, weights, weights_seed)
     model_bytes = build_model_bytes(embedder, info, head, table, demo=demo, precision=precision,
-                                       calibration_patches=patches, calibration_set=calibration_set)
+                                       calibration_patches=patches, calibration_set=calibration_set, int8=int8)
     write_model(out, model_bytes)
     click.echo(f"exported {out} ({precision}, {len(model_bytes) / 1e6:.1f} MB, {time.perf_counter() - start:.1f} s)"
                + ("" if table else "  [no bands: majority vote only]"))

@@ -12,6 +12,7 @@ from netorigin.runtime.cli_options import mpp_rule, region_options, region_rules
 from netorigin.runtime.names import check_name
 
 from .cli_embed import embedder_options
+from .cli_export import int8_options
 from .cli_fit import HEAD_HELP, mil_options
 from .embedder import build_embedder
 from .engines import ENGINES
@@ -35,6 +36,7 @@ from .train import TrainPlan, train
               show_default=True, help="Models to build (repeatable); fp32 always; each gets its own bands.")
 @click.option("--int8-calibration-patches", type=click.IntRange(1), default=256, show_default=True,
               help="Fit-patient patches that calibrate INT8 quantisation.")
+@int8_options
 @click.option("--patches-per-case", type=click.IntRange(1), default=100, show_default=True)
 @click.option("--engine", type=click.Choice(ENGINES), default="onnx", show_default=True,
               help="Embedding engine for the fit patients.")
@@ -46,8 +48,8 @@ from .train import TrainPlan, train
 @mil_options
 @region_options
 def command(cohort, out, weights_kind, weights, weights_seed, head, fit_fraction, split_file, precisions,
-            int8_calibration_patches, patches_per_case, engine, seed, name, demo, mil, include, exclude, object_types,
-            mpp, force_mpp) -> None:
+            int8_calibration_patches, int8, patches_per_case, engine, seed, name, demo, mil, include, exclude,
+            object_types, mpp, force_mpp) -> None:
     """Train on COHORT (slide manifest case,label,specimen,slide,annotations; patch manifest
     patient,label,specimen,slide,path; or an embeddings .npz for fp32 only)."""
     ensure_writable_dir(out)
@@ -55,7 +57,7 @@ def command(cohort, out, weights_kind, weights, weights_seed, head, fit_fraction
     embedder, info = build_embedder(weights_kind, weights, weights_seed)
     plan = TrainPlan(head=head, fit_fraction=fit_fraction, split_file=split_file, seed=seed,
                      patches_per_case=patches_per_case, precisions=tuple(dict.fromkeys(("fp32", *precisions))),
-                     int8_calibration_patches=int8_calibration_patches, engine=engine, mil=mil,
+                     int8_calibration_patches=int8_calibration_patches, int8=int8, engine=engine, mil=mil,
                      rules=region_rules(include, exclude, object_types), mpp=mpp_rule(mpp, force_mpp), name=name,
                      demo=demo)
     result = train(cohort, out, embedder, info, plan, echo=click.echo)

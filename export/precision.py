@@ -3,21 +3,39 @@
 fp16 (GPUs): onnxruntime.transformers' converter with input/output types kept (uint8 in, float32 out);
 onnxconverter-common's converter breaks our in-graph Cast (microsoft/onnxconverter-common#320).
 INT8 (CPUs): static QDQ quantisation, per-channel S8 weights / U8 activations, of the convolutions only,
-calibrated on real training patches.
+calibrated on real training patches. Mixed precision: the convolutions of the ResNet50 stages named in
+`Int8Recipe.keep_float` (e.g. `trunk.layer4`, the stage that writes the embedding) stay float32; which stages
+hurt most, and what keeping them costs in speed, is measured by benchmarks/int8.py.
 """
 
 from __future__ import annotations
 
+import ast
 import copy
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnx
 
+from netorigin.calibration.errors import InputDataError
+
 from .onnx_graph import is_head_node
 
 PRECISIONS = ("fp32", "fp16", "int8")
+INT8_METHODS = ("minmax", "percentile", "entropy")
+
+
+@dataclass(frozen=True)
+class Int8Recipe:
+    """How INT8 is calibrated: the range method and the ResNet50 stages (module prefixes) kept in float32."""
+
+    method: str = "minmax"
+    keep_float: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict:
+        return {"method": self.method, "keep_float": list(self.keep_float)}
 
 
 def _head_nodes(model: onnx.ModelProto) -> list[str]:
@@ -32,7 +50,8 @@ def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 class _PatchReader:
-    """Feeds calibration patches to onnxruntime.quantization in small batches."""
+    """Feeds calibration patches to onnxruntime.quantization in small batches (histogram methods stack every
+    batch's activations into one array, so they get single patches: equal shapes)."""
 
     def __init__(self, patches: np.ndarray, batch: int = 8) -> None:
         self.batches = iter([patches[i:i + batch] for i in range(0, len(patches), batch)])
@@ -42,23 +61,59 @@ class _PatchReader:
         return None if batch is None else {"patches": batch}
 
 
-def to_int8(model: onnx.ModelProto, calibration_patches: np.ndarray) -> onnx.ModelProto:
-    """Static QDQ INT8 of the convolutions, calibrated (MinMax) on uint8 training patches."""
+def conv_modules(model: onnx.ModelProto) -> dict[str, str]:
+    """Each convolution node's PyTorch module scope (e.g. `trunk.layer4.2.bn3`: the exporter fused the batch norm
+    into the convolution), read from the exporter's name-scope metadata; empty for graphs without it."""
+    out = {}
+    for node in model.graph.node:
+        if node.op_type != "Conv":
+            continue
+        scopes = {p.key: p.value for p in node.metadata_props}.get("pkg.torch.onnx.name_scopes")
+        if scopes:
+            names = [n for n in ast.literal_eval(scopes) if n.startswith("trunk")]
+            out[node.name] = names[-1] if names else ""
+    return out
+
+
+def kept_float_nodes(model: onnx.ModelProto, keep_float: tuple[str, ...]) -> list[str]:
+    """The convolutions inside the named stages (module prefixes such as `trunk.layer4` or `trunk.bn1`)."""
+    modules = conv_modules(model)
+
+    def inside(module: str, prefix: str) -> bool:
+        return module == prefix or module.startswith(prefix + ".")
+
+    for prefix in keep_float:
+        if not any(inside(module, prefix) for module in modules.values()):
+            raise InputDataError(f"--int8-keep-float {prefix!r} names no convolution of the embedder (stages: "
+                                 f"{', '.join(sorted({'.'.join(m.split('.')[:2]) for m in modules.values()}))})")
+    return [name for name, module in modules.items() if any(inside(module, prefix) for prefix in keep_float)]
+
+
+def to_int8(model: onnx.ModelProto, calibration_patches: np.ndarray, recipe: Int8Recipe = Int8Recipe()
+            ) -> onnx.ModelProto:
+    """Static QDQ INT8 of the convolutions (except the recipe's float stages), calibrated on uint8 training
+    patches."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    if recipe.method not in INT8_METHODS:
+        raise ValueError(f"unknown INT8 calibration method {recipe.method!r}")
+    method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+              "entropy": CalibrationMethod.Entropy}[recipe.method]
 
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         onnx.save(model, str(src))
-        quantize_static(str(src), str(dst), _PatchReader(calibration_patches), quant_format=QuantFormat.QDQ,
+        reader = _PatchReader(calibration_patches, 8 if recipe.method == "minmax" else 1)
+        quantize_static(str(src), str(dst), reader, quant_format=QuantFormat.QDQ,
                         per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        nodes_to_exclude=_head_nodes(model),
-                        calibrate_method=CalibrationMethod.MinMax,
+                        nodes_to_exclude=_head_nodes(model) + kept_float_nodes(model, recipe.keep_float),
+                        calibrate_method=method,
                         extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
         return onnx.load(str(dst))
 
 
-def convert(model: onnx.ModelProto, precision: str, calibration_patches: np.ndarray | None = None
-            ) -> onnx.ModelProto:
+def convert(model: onnx.ModelProto, precision: str, calibration_patches: np.ndarray | None = None,
+            recipe: Int8Recipe = Int8Recipe()) -> onnx.ModelProto:
     if precision == "fp32":
         return model
     if precision == "fp16":
@@ -66,5 +121,5 @@ def convert(model: onnx.ModelProto, precision: str, calibration_patches: np.ndar
     if precision == "int8":
         if calibration_patches is None or len(calibration_patches) == 0:
             raise ValueError("INT8 needs calibration patches")
-        return to_int8(model, calibration_patches)
+        return to_int8(model, calibration_patches, recipe)
     raise ValueError(f"unknown precision {precision!r}")

@@ -41,7 +41,7 @@ from .heads import PatchSumScorer, as_scorer, fit_embeddings, save_head
 from .metadata import build_metadata
 from .mil import MIL_KINDS, MilConfig, MilHead
 from .onnx_graph import export_embedder
-from .precision import PRECISIONS, convert
+from .precision import PRECISIONS, Int8Recipe, convert
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,7 @@ class TrainPlan:
     patches_per_case: int = 100
     precisions: tuple[str, ...] = ("fp32",)
     int8_calibration_patches: int = 256
+    int8: Int8Recipe = field(default_factory=Int8Recipe)
     engine: str = "onnx"
     mil: MilConfig = field(default_factory=MilConfig)
     rules: RegionRules = field(default_factory=RegionRules)
@@ -146,6 +147,7 @@ def train(cohort: Path, out: Path, embedder: PatchEmbedder, info: EmbedderInfo, 
     if "int8" in plan.precisions:
         int8_patches, int8_set = calibration_patches(cohort, plan.int8_calibration_patches, plan.seed,
                                                      patients=set(split.fit), rules=plan.rules, mpp=plan.mpp)
+        int8_set |= plan.int8.as_dict()
     sampling = {"seed": plan.seed, "patches_per_case": plan.patches_per_case, "region_rules": plan.rules.as_dict(),
                 "mpp": {"fallback": plan.mpp.fallback, "forced": plan.mpp.forced},
                 "sampled_from_slides": stored is None and not is_patch_manifest(cohort)}  # else these did not apply
@@ -156,7 +158,7 @@ def train(cohort: Path, out: Path, embedder: PatchEmbedder, info: EmbedderInfo, 
     graphs: dict[str, bytes] = {}
     for precision in plan.precisions:
         check_precision(pipeline, precision)
-        graph = convert(fp32, precision, int8_patches).SerializeToString()
+        graph = convert(fp32, precision, int8_patches, plan.int8).SerializeToString()
         meta = build_metadata(info, arrays, None, patches_per_case=plan.patches_per_case, cohort=head_info["cohort"],
                               training=training, demo=plan.demo, precision=precision,
                               calibration_set=int8_set if precision == "int8" else None)

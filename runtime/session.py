@@ -114,7 +114,8 @@ class ModelSession:
         return bag_output(result, with_embeddings)
 
 
-def open_session(contract: ModelContract, device: str = "auto", threads: int | None = None) -> ModelSession:
+def open_session(contract: ModelContract, device: str = "auto", threads: int | None = None,
+                 spinning: bool = True) -> ModelSession:
     """Build the session from the verified bytes (no re-read, so what was hashed is what runs)."""
     if device not in DEVICES:
         raise DeviceError(f"unknown device {device!r} (choose from {', '.join(DEVICES)})")
@@ -122,6 +123,9 @@ def open_session(contract: ModelContract, device: str = "auto", threads: int | N
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = threads or os.cpu_count() or 1
+    # Idle ONNX Runtime threads spin by default; while slide readers share the cores that spinning steals their
+    # time, so the case pipeline turns it off (benchmarks/case_time.py measures both).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     options.log_severity_level = 3
     providers = _providers(device)
     try:

@@ -7,8 +7,11 @@ import onnx
 import pytest
 import torch
 
+from netorigin.calibration.errors import InputDataError
 from netorigin.export.build import build_model_bytes
 from netorigin.export.heads import fit_head
+from netorigin.export.onnx_graph import export_embedder
+from netorigin.export.precision import Int8Recipe, conv_modules, to_int8
 from netorigin.export.smoke import head_record, tiny_embedder
 from netorigin.runtime.contract import load_contract
 from netorigin.runtime.session import open_session
@@ -79,3 +82,23 @@ def test_cuda_path_pads_to_a_fixed_batch_and_returns_only_real_rows(variants):
     assert calls == [CUDA_BATCH] and decisions.shape == (5,) and embeddings.shape == (5, 2048)
     reference, _ = ModelSession(session=cpu.session, provider="CPUExecutionProvider", device="cpu").run(patches[:5])
     np.testing.assert_allclose(decisions, reference, rtol=1e-5, atol=1e-6)
+
+
+def test_int8_recipe_keeps_the_named_stages_in_float32(variants):
+    embedder, _ = tiny_embedder(seed=1)
+    fp32 = export_embedder(embedder)
+    modules = conv_modules(fp32)
+    assert sorted(modules.values()) == ["trunk.0", "trunk.2"]  # the exporter's scopes name each convolution
+    _, patches = variants
+    quantised = {recipe: to_int8(fp32, patches[::8], recipe) for recipe in
+                 (Int8Recipe("minmax"), Int8Recipe("percentile", ("trunk.2",)))}
+
+    def quantised_convs(model: onnx.ModelProto) -> int:
+        produced = {n.output[0]: n.op_type for n in model.graph.node}
+        return sum(1 for n in model.graph.node
+                   if n.op_type == "Conv" and produced.get(n.input[1]) == "DequantizeLinear")
+
+    assert quantised_convs(quantised[Int8Recipe("minmax")]) == 2
+    assert quantised_convs(quantised[Int8Recipe("percentile", ("trunk.2",))]) == 1
+    with pytest.raises(InputDataError, match="names no convolution"):
+        to_int8(fp32, patches[::8], Int8Recipe("minmax", ("trunk.layer9",)))

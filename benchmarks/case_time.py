@@ -1,0 +1,134 @@
+"""One case, open -> verdict, against reading alone and inference alone on the same patches, on slides of
+realistic size at 20x and 40x.
+
+    python benchmarks/case_time.py --model MODEL.onnx [--reps 5] [--workdir DIR]
+
+Writes two Aperio-style slides once (JPEG tiles, pyramid 1 / 4 / 16, 20,000 x 16,000 px at level 0): 10 x 8 mm at
+20x (0.5 um/px) and 5 x 4 mm at 40x (0.25 um/px), each with a QuPath tumour annotation. Then per repetition and
+slide, with a new seed and new slide handles every time, interleaved:
+
+- read: the runtime's own sampling of the case's patches alone (open, annotations, reads, resize; read threads
+  as the configuration says);
+- inference: the engine alone on those very patches at the product's batch (32 on the CPU);
+- case: `Predictor.predict_case`, open -> verdict, for each configuration (ONNX Runtime threads spinning or not,
+  read threads).
+
+Reports the median and min-max over repetitions and each configuration's case / inference ratio (the goal: a case
+within 1.1x of its inference alone, reading hidden behind it). Goals are stated, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))
+from common import environment, table, write_results  # noqa: E402
+
+from netorigin.export.synthetic import make_slide, patient_texture  # noqa: E402
+from netorigin.runtime.predictor import Predictor  # noqa: E402
+from netorigin.runtime.regions import load_annotations  # noqa: E402
+from netorigin.runtime.sampling import PatchGeometry, plan_reads, sample_slide  # noqa: E402
+from netorigin.runtime.session import open_session  # noqa: E402
+from netorigin.runtime.slide import Slide  # noqa: E402
+
+SLIDES = {"20x": (0.5, (10_000, 8_000)), "40x": (0.25, (5_000, 4_000))}
+CONFIGS = (("spinning, 4 read threads", True, 4), ("no spinning, 4 read threads", False, 4),
+           ("no spinning, 2 read threads", False, 2))
+
+
+def write_slides(workdir: Path) -> dict[str, Path]:
+    paths = {}
+    for index, (name, (mpp, size_um)) in enumerate(SLIDES.items()):
+        path = workdir / f"case-time-{name}.svs"
+        if not path.exists():
+            rng = np.random.default_rng(100 + index)
+            make_slide(path, "pancreas", patient_texture("pancreas", rng), rng, mpp=mpp, size_um=size_um)
+        paths[name] = path
+    return paths
+
+
+def read_patches(path: Path, n: int, seed: int, workers: int) -> tuple[np.ndarray, float]:
+    """The runtime's sampling of one slide, timed from open to the last resized patch."""
+    start = time.perf_counter()
+    with Slide(path) as slide, ThreadPoolExecutor(workers) as pool:
+        regions = load_annotations(path.with_suffix(".geojson"), slide)
+        pixels = [p.pixels for p in sample_slide(slide, regions, n, PatchGeometry(), seed, 0, pool,
+                                                 plan_reads(slide, PatchGeometry()))]
+    return np.stack(pixels), time.perf_counter() - start
+
+
+def infer(session, pixels: np.ndarray) -> float:
+    start = time.perf_counter()
+    for i in range(0, len(pixels), session.batch_size):
+        session.run(pixels[i:i + session.batch_size])
+    return time.perf_counter() - start
+
+
+def summary(values: list[float]) -> dict:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--workdir", type=Path, default=Path("netorigin-bench"))
+    args = parser.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    slides = write_slides(args.workdir)
+    written_s = time.perf_counter() - start
+    base = Predictor(args.model, device="cpu")
+    n = base.contract.patches_per_case
+    sessions = {spinning: open_session(base.contract, "cpu", spinning=spinning) for spinning in (True, False)}
+    for session in sessions.values():  # warm-up: first runs allocate
+        session.run(np.zeros((session.batch_size, 224, 224, 3), np.uint8))
+    raw: dict = {name: {"read (2 threads)": [], "inference": [], **{c[0]: [] for c in CONFIGS}} for name in slides}
+    for rep in range(args.reps):
+        for name, path in slides.items():
+            seed = 1000 * rep + 7
+            pixels, read_s = read_patches(path, n, seed, 2)
+            raw[name]["read (2 threads)"].append(read_s)
+            raw[name]["inference"].append(infer(sessions[False], pixels))
+            for label, spinning, workers in CONFIGS:
+                predictor = base.for_run(seed, None, base.rules, workers)
+                predictor.session = sessions[spinning]
+                t = time.perf_counter()
+                predictor.predict_case([path], [path.with_suffix(".geojson")])
+                raw[name][label].append(time.perf_counter() - t)
+    results = {"environment": environment(), "model": str(args.model), "patches_per_case": n, "reps": args.reps,
+               "slides": {name: {"mpp": mpp, "size_um": size_um, "level0_px": [round(size_um[0] / mpp),
+                                                                             round(size_um[1] / mpp)]}
+                          for name, (mpp, size_um) in SLIDES.items()},
+               "slides_written_s": round(written_s, 1), "seconds": {}, "case_over_inference": {}}
+    rows = []
+    for name in slides:
+        results["seconds"][name] = {k: summary(v) for k, v in raw[name].items()}
+        inference = raw[name]["inference"]
+        for label, values in raw[name].items():
+            ratio = None
+            if label not in ("inference", "read (2 threads)"):
+                ratio = summary([c / i for c, i in zip(values, inference)])
+                results["case_over_inference"].setdefault(name, {})[label] = ratio
+            s = results["seconds"][name][label]
+            rows.append([name, label, f"{s['median']:.2f}", f"{s['min']:.2f}–{s['max']:.2f}",
+                         "" if ratio is None else f"{ratio['median']:.2f} ({ratio['min']:.2f}–{ratio['max']:.2f})"])
+    markdown = "\n".join([
+        f"# One case vs its inference alone ({args.reps} repetitions, new seed and handles each, "
+        f"{n} patches, {environment()['cpu']}, {environment()['cores']} cores)", "",
+        table(["slide", "what", "median s", "min–max s", "case / inference (median, min–max)"], rows), "",
+        "Goal: case / inference ≤ 1.1 at 20x and 40x."])
+    write_results(ROOT / "results", "case-time", results, markdown)
+    print(markdown)
+
+
+if __name__ == "__main__":
+    main()
