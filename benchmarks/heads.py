@@ -61,9 +61,8 @@ def main() -> None:
         seconds = time.perf_counter() - start
         comparison = json.loads((out / f"{protocol}-comparison.json").read_text())
         results["protocols"][protocol] = comparison | {"wall_time_s": round(seconds, 1)}
-        table = done.stdout[done.stdout.index("head "):] if "head " in done.stdout else done.stdout
         lines += [f"## {protocol} ({seconds:.0f} s for all three heads, {args.workers} workers)", "", "```",
-                  table.rstrip(), "```", ""]
+                  done.stdout.rstrip(), "```", ""]
     write_results(ROOT / "results", "heads", results, "\n".join(lines))
 
 

@@ -128,7 +128,7 @@ def finetune(cases: list[CasePatches], embedder: PatchEmbedder, info: EmbedderIn
                     optimiser.zero_grad()
                     loss.backward()
                     optimiser.step()
-                    total += float(loss) * len(pick)
+                    total += float(loss.detach()) * len(pick)
                 losses.append({"step": step, "epoch": epoch + 1, "train_loss": total / len(x_train)})
                 echo(f"step {step} ({trainable}) epoch {epoch + 1}: train loss {total / len(x_train):.4f}")
         after = _accuracy(embedder, classifier, x_val, y_val, plan.batch_size)

@@ -35,8 +35,8 @@ def patch_contract(field_of_view_um: float = 497.0, pixels: int = 224) -> dict[s
         "channels": "RGB", "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "scale": 1 / 255,
         "normalisation": "in-graph", "resize": "PIL bilinear",
         "level_rule": "read at the pyramid level whose microns per pixel are closest to, but not coarser "
-                      "than, field_of_view_um / pixels; read round(field_of_view_um / level_mpp) px; "
-                      "RGBA -> RGB by dropping alpha",
+                      "than, field_of_view_um / pixels; read round(field_of_view_um / level_mpp) px, its top-left "
+                      "snapped to the nearest pixel of that level; RGBA -> RGB by dropping alpha",
         "anchor": "centre",
         "white_filter": {"luma_above": 240, "max_fraction": 0.8},
     }

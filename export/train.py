@@ -27,9 +27,10 @@ from netorigin.runtime.bands import BandTable
 from netorigin.runtime.contract import load_contract, with_metadata
 from netorigin.runtime.manifest import read_csv_rows
 from netorigin.runtime.names import check_name
+from netorigin.runtime.openvino_session import bf16_available, open_openvino
 from netorigin.runtime.regions import RegionRules
 from netorigin.runtime.sampling import PatchGeometry
-from netorigin.runtime.session import CPU_BATCH, ModelSession, open_session
+from netorigin.runtime.session import BF16_CHECK, BF16_MAX_DELTA_OVER_WIDTH, CPU_BATCH, ModelSession, open_session
 from netorigin.runtime.slide import MppRule
 from netorigin.runtime.verdict import patient_sum, verdict_from_sum
 
@@ -167,9 +168,14 @@ def train(cohort: Path, out: Path, embedder: PatchEmbedder, info: EmbedderInfo, 
         models[precision], graphs[precision] = path, graph
         if stored is None:
             sessions[precision] = open_session(load_contract(path), "cpu")
+    if stored is None and bf16_available():  # the check `--engine auto` needs before it may choose bf16
+        sessions[BF16_CHECK] = open_openvino(load_contract(models["fp32"]), "bf16")
 
     sums, head_sums = _calibration_sums(cohort, stored, split, as_scorer(pipeline), sessions, plan)
+    check_sums = sums.pop(BF16_CHECK, None)
     bands = {precision: _bands(patient_sums) for precision, patient_sums in sums.items()}
+    engine_checks = {} if check_sums is None else {BF16_CHECK: _engine_check(check_sums, sums["fp32"],
+                                                                             bands["fp32"])}
     for precision, path in models.items():
         fresh = build_metadata(info, arrays, bands[precision], patches_per_case=plan.patches_per_case,
                                cohort=head_info["cohort"], training=training, demo=plan.demo, precision=precision,
@@ -177,8 +183,11 @@ def train(cohort: Path, out: Path, embedder: PatchEmbedder, info: EmbedderInfo, 
         fresh["netorigin.provenance"]["calibration"] |= {
             "in_sample": False, "split": split.source, "sums": calibration_record(sums[precision]),
             "decisions": "this model on ONNX Runtime (CPU)" if sessions else "the head on stored embeddings"}
+        if precision == "fp32" and engine_checks:
+            fresh["netorigin.provenance"]["calibration"]["engine_checks"] = engine_checks
         write_model(path, with_metadata(graphs[precision], fresh))
-    summary = _summary(sums, head_sums, bands, split, models, isinstance(pipeline, MilHead)) | {"sampling": sampling}
+    summary = _summary(sums, head_sums, bands, split, models, isinstance(pipeline, MilHead)) | {
+        "sampling": sampling, "engine_checks": engine_checks}
     write_text_atomic(out / f"{plan.name}-train.json", json.dumps(summary, indent=2))
     echo(f"calibrated {len(bands['fp32'].bands)} bands per model on {len(split.calibration)} held-out patients")
     return TrainResult(models, bands, split, sums, head_path, summary)
@@ -208,6 +217,23 @@ def _calibration_sums(cohort: Path, stored: Embeddings | None, split: PatientSpl
                                             np.array(["A"] * n), np.array(["-"] * n), np.arange(n).astype(str)))
         reference.append(row)
     return sums, reference
+
+
+def _engine_check(engine_sums: list[PatientSum], fp32_sums: list[PatientSum], fp32_bands: BandTable) -> dict:
+    """Another engine on the same model and bands: verdict flips against ONNX Runtime fp32 at every stored band,
+    and max |dS| / width of the default band; passed = no flip and |dS| within 1 % of the band."""
+    flips = 0
+    for band in fp32_bands.bands:
+        for a, b in zip(engine_sums, fp32_sums):
+            flips += (verdict_from_sum(a.s, a.votes_small_intestine, a.n_patches, (band.lower, band.upper))
+                      != verdict_from_sum(b.s, b.votes_small_intestine, b.n_patches, (band.lower, band.upper)))
+    default = fp32_bands.at(fp32_bands.default_confidence)
+    width = default.upper - default.lower
+    delta = max(abs(a.s - b.s) for a, b in zip(engine_sums, fp32_sums))
+    ratio = delta / width if width > 0 else None  # no band width to compare with: never passes
+    return {"verdict_flips": flips, "max_abs_delta_s_over_band_width": ratio, "patients": len(fp32_sums),
+            "bands_checked": len(fp32_bands.bands), "threshold": BF16_MAX_DELTA_OVER_WIDTH,
+            "passed": flips == 0 and ratio is not None and ratio <= BF16_MAX_DELTA_OVER_WIDTH}
 
 
 def _summary(sums: dict[str, list[PatientSum]], head_sums: list[PatientSum], bands: dict[str, BandTable],

@@ -33,6 +33,15 @@ def openvino() -> ModuleType:
         raise MissingDependencyError(f"--engine openvino needs OpenVINO: {INSTALL_HINT}") from None
 
 
+def bf16_available() -> bool:
+    """OpenVINO is installed and says this CPU runs bf16 (AVX512-BF16 / AMX)."""
+    try:
+        ov = importlib.import_module("openvino")
+    except ModuleNotFoundError:
+        return False
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
 @dataclass
 class OpenVinoSession:
     """A compiled OpenVINO model on the CPU; `run` matches ModelSession.run (float64 decisions)."""

@@ -18,7 +18,7 @@ from .errors import ConfigurationError, InferenceError, InsufficientTissueError
 from .names import case_id_from_path, check_case_id
 from .regions import RegionRules, Regions, detect_tissue, load_annotations
 from .sampling import Patch, PatchGeometry, ReadPlan, allot_case, plan_reads, sample_slide
-from .session import ONNXRUNTIME, open_engine
+from .session import AUTO, OPENVINO, choose_engine, open_engine
 from .signing import load_public_key, trusted_keys_from_env, verify_signature
 from .slide import MppRule, Slide, as_mpp_rule
 from .verdict import PatientVerdict, bag_verdict, patient_sum, patient_verdict
@@ -81,6 +81,7 @@ class CaseResult:
     model: dict[str, Any]
     notes: list[str] = field(default_factory=list)
     warning: str | None = None
+    engine: dict[str, str] = field(default_factory=dict)  # asked for, ran, and why (`auto` chooses)
     region_rules: dict[str, list[str]] = field(default_factory=dict)
     # For the case page, not the JSON record: each slide's sampled region, the calibration patients' sums.
     regions: list[Any] = field(default_factory=list)
@@ -119,7 +120,7 @@ class PredictorSettings:
     threads: int | None = None
     rules: RegionRules = RegionRules()
     trusted_keys: tuple[str, ...] | None = None
-    engine: str = ONNXRUNTIME
+    engine: str = AUTO
     ov_precision: str = "auto"
 
     def build(self, inference: bool = True) -> Predictor:
@@ -139,13 +140,19 @@ class Predictor:
     def __init__(self, model: str | Path | ModelContract, device: str = "auto",
                  confidence: float | str | None = None, seed: int = 0, read_workers: int = 4,
                  threads: int | None = None, rules: RegionRules = RegionRules(),
-                 trusted_keys: Sequence[str | Path] | None = None, engine: str = ONNXRUNTIME,
+                 trusted_keys: Sequence[str | Path] | None = None, engine: str = AUTO,
                  ov_precision: str = "auto", inference: bool = True) -> None:
         self.contract = model if isinstance(model, ModelContract) else load_contract(model)
         keys = trusted_keys_from_env() if trusted_keys is None else trusted_keys
         self.signature = verify_signature(self.contract, [load_public_key(k) for k in keys])
         self.band = self.contract.band(confidence)
-        self.session = open_engine(self.contract, engine, device, threads, ov_precision) if inference else None
+        self.engine_choice: dict[str, str] = {"requested": engine}
+        self.session = None
+        if inference:
+            chosen, why = choose_engine(self.contract, device) if engine == AUTO else (engine, "asked for")
+            ov_precision = "bf16" if engine == AUTO and chosen == OPENVINO else ov_precision
+            self.session = open_engine(self.contract, chosen, device, threads, ov_precision)
+            self.engine_choice |= {"ran": chosen, "why": why}
         self.geometry = PatchGeometry.from_metadata(self.contract.patch)
         self.seed = seed
         self.read_workers = read_workers
@@ -227,7 +234,7 @@ class Predictor:
         notes = [n for s in summaries for n in s.notes] + self.model_notes()
         return CaseResult(case_id=case_id, verdict=verdict, band=self.band, decisions=decisions,
                           patches=records, slides=summaries, seed=self.seed, provider=self.provider,
-                          timings=timings, model=self.model_info(), notes=notes,
+                          timings=timings, model=self.model_info(), notes=notes, engine=dict(self.engine_choice),
                           warning=DEMO_WARNING if self.contract.is_demo else None,
                           region_rules=self.rules.as_dict(), regions=[r.geometry for r in regions],
                           calibration_sums=self.calibration_sums)

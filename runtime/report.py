@@ -62,6 +62,7 @@ def case_report(result: CaseResult) -> dict[str, Any]:
         "seed": result.seed,
         "region_rules": result.region_rules,
         "provider": result.provider,
+        "engine": result.engine,
         "model": result.model,
         "slides": [asdict(s) for s in result.slides],
         "notes": result.notes,

@@ -60,6 +60,16 @@ class ReadPlan:
     size_level0: float
     field_of_view_um: float
 
+    def top_left(self, x: float, y: float, centred: bool) -> tuple[int, int]:
+        """Level-0 top-left of the read around the point (x, y), snapped to the nearest pixel of the read level.
+
+        Off that grid OpenSlide resamples a level > 0 read by blending neighbouring pixels: about 3x slower at
+        40x (measured) and not the pixels the scanner stored. The snap moves the patch by at most half a level
+        pixel (1 um at 20x and 40x when reading level 1 of a 1 / 4 / 16 pyramid)."""
+        half = self.size_level0 / 2 if centred else 0.0
+        step = self.level.downsample
+        return (int(round(round((x - half) / step) * step)), int(round(round((y - half) / step) * step)))
+
 
 def plan_reads(slide: Slide, geometry: PatchGeometry, level_index: int | None = None) -> ReadPlan:
     """Read at the level closest to, not coarser than, what `pixels` over the field of view needs.
@@ -169,10 +179,9 @@ def sample_slide(slide: Slide, regions: Regions, count: int, geometry: PatchGeom
         return
     plan = plan or plan_reads(slide, geometry)
     points = RegionPointSampler(regions, np.random.default_rng([seed, slide_index]))
-    half = plan.size_level0 / 2 if geometry.anchor == "centre" else 0.0
 
     def read(point: tuple[float, float]) -> tuple[int, int, np.ndarray | None]:
-        x0, y0 = int(round(point[0] - half)), int(round(point[1] - half))
+        x0, y0 = plan.top_left(point[0], point[1], geometry.anchor == "centre")
         rgba = slide.read_rgba(x0, y0, plan.level, plan.read_size)
         if empty_fraction(rgba, geometry.luma_above) > geometry.max_fraction:
             return x0, y0, None

@@ -24,8 +24,11 @@ CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
 # Fixed batch on CUDA (padded) so cuDNN's algorithm search runs once; CPU runs the real size.
 CUDA_BATCH = 128
 CPU_BATCH = 32
-ONNXRUNTIME, OPENVINO = "onnxruntime", "openvino"
-ENGINES = (ONNXRUNTIME, OPENVINO)
+ONNXRUNTIME, OPENVINO, AUTO = "onnxruntime", "openvino", "auto"
+ENGINES = (AUTO, ONNXRUNTIME, OPENVINO)
+# The model's own check of OpenVINO bf16 (`train`, calibration patients): what `auto` needs to choose it.
+BF16_CHECK = "openvino-bf16"
+BF16_MAX_DELTA_OVER_WIDTH = 0.01
 
 
 INSTALL_HINT = "pip install 'netorigin[cpu]' (CPU) or 'netorigin[gpu]' (NVIDIA GPU)"
@@ -147,13 +150,40 @@ def open_session(contract: ModelContract, device: str = "auto", threads: int | N
     return ModelSession(session=session, provider=actual, device=device, path=str(contract.path))
 
 
-def open_engine(contract: ModelContract, engine: str = ONNXRUNTIME, device: str = "auto", threads: int | None = None,
-                ov_precision: str = "auto") -> ModelSession | Any:
-    """ONNX Runtime on `device`, or OpenVINO on the CPU; both run the verified bytes and return float64 decisions."""
+def bf16_check(contract: ModelContract) -> dict | None:
+    """The model's recorded OpenVINO bf16 check (verdict flips and max |dS| / band width on its calibration
+    patients against ONNX Runtime fp32), or None when it was not run."""
+    return ((contract.provenance.get("calibration") or {}).get("engine_checks") or {}).get(BF16_CHECK)
+
+
+def choose_engine(contract: ModelContract, device: str) -> tuple[str, str]:
+    """`auto`: OpenVINO bf16 only on a CPU run, when OpenVINO is installed, the CPU has bf16 and this model's own
+    calibration patients showed it flips no verdict and moves S by at most 1 % of the band; else ONNX Runtime.
+    Returns the engine and why, for the report."""
+    if device == "cuda" or (device == "auto" and CUDA in onnxruntime().get_available_providers()):
+        return ONNXRUNTIME, "a GPU run"
+    check = bf16_check(contract)
+    if check is None:
+        return ONNXRUNTIME, "the model records no OpenVINO bf16 check"
+    if not check.get("passed"):
+        return ONNXRUNTIME, (f"OpenVINO bf16 failed this model's check ({check['verdict_flips']} verdict flips, "
+                             f"max |dS| / band width {check['max_abs_delta_s_over_band_width']})")
+    from .openvino_session import bf16_available
+
+    if not bf16_available():
+        return ONNXRUNTIME, "OpenVINO is not installed or this CPU has no bf16"
+    return OPENVINO, (f"OpenVINO bf16 passed this model's check ({check['verdict_flips']} verdict flips, max |dS| / "
+                      f"band width {check['max_abs_delta_s_over_band_width']:.4f} on its calibration patients)")
+
+
+def open_engine(contract: ModelContract, engine: str = ONNXRUNTIME, device: str = "auto",
+                threads: int | None = None, ov_precision: str = "auto", spinning: bool = True) -> ModelSession | Any:
+    """ONNX Runtime on `device`, or OpenVINO on the CPU (`auto` is resolved by the caller with choose_engine); both
+    run the verified bytes and return float64 decisions."""
     if engine == ONNXRUNTIME:
-        return open_session(contract, device, threads)
+        return open_session(contract, device, threads, spinning)
     if engine != OPENVINO:
-        raise ConfigurationError(f"unknown engine {engine!r} (choose from {', '.join(ENGINES)})")
+        raise ConfigurationError(f"unknown engine {engine!r} (choose from {ONNXRUNTIME}, {OPENVINO})")
     if device == "cuda":
         raise DeviceError("--engine openvino runs on the CPU: use --device cpu or auto, or --engine onnxruntime")
     from .openvino_session import open_openvino

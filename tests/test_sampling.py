@@ -84,3 +84,19 @@ def test_level_zero_reads_the_same_field_of_view(predictor, slides):
     level0 = predictor.predict_case([s.slide], [s.annotations], level=0)
     assert level0.slides[0].level == 0 and level0.slides[0].read_size == 994
     assert best.slides[0].field_of_view_um == pytest.approx(level0.slides[0].field_of_view_um, rel=0.005)
+
+
+def test_reads_above_level_zero_start_on_that_levels_pixel_grid(predictor, slides):
+    """OpenSlide blends neighbouring pixels for a level > 0 read off the level's grid (slower, not the stored
+    pixels): every read starts on the read level's grid, within half a level pixel of the drawn point."""
+    s = slides["svs40x"]
+    result = predictor.predict_case([s.slide], [s.annotations])
+    assert result.slides[0].level == 1 and result.slides[0].downsample == 4
+    assert all(p["x"] % 4 == 0 and p["y"] % 4 == 0 for p in result.patches)
+    with Slide(s.slide) as slide:
+        plan = plan_reads(slide, PatchGeometry())
+        assert plan.top_left(1001.0 + plan.size_level0 / 2, 1002.1 + plan.size_level0 / 2, True) == (1000, 1004)
+        stored = np.asarray(slide._handle.read_region((0, 0), 1, (slide.levels[1].width, slide.levels[1].height)))
+        x, y = result.patches[0]["x"], result.patches[0]["y"]
+        grid = stored[y // 4:y // 4 + plan.read_size, x // 4:x // 4 + plan.read_size]
+        np.testing.assert_array_equal(slide.read_rgba(x, y, plan.level, plan.read_size), grid)
