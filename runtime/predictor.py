@@ -6,6 +6,7 @@ import copy
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from .contract import DEMO_WARNING, ModelContract, load_contract
 from .errors import ConfigurationError, InferenceError, InsufficientTissueError
 from .names import case_id_from_path, check_case_id
 from .regions import RegionRules, Regions, detect_tissue, load_annotations
-from .sampling import Patch, PatchGeometry, ReadPlan, allot_case, plan_reads, sample_slide
+from .sampling import Patch, PatchGeometry, ReadPlan, allot_case, plan_reads, sample_case
 from .session import AUTO, OPENVINO, choose_engine, open_engine
 from .signing import load_public_key, trusted_keys_from_env, verify_signature
 from .slide import MppRule, Slide, as_mpp_rule
@@ -241,8 +242,8 @@ class Predictor:
 
     def _sample_and_infer(self, slides: list[Slide], regions: list[Regions], plans: list[ReadPlan],
                           counts: list[int]) -> tuple[list[Patch], CaseOutput, float, float]:
-        """Read patches in threads while the previous batch runs on ONNX Runtime in another thread; a bag head
-        runs once, on all the case's patches, when the last one is read."""
+        """Read patches in threads (all the case's slides at once) while the previous batch runs on the engine in
+        another thread; a bag head runs once, on all the case's patches, when the last one is read."""
         bag = self.contract.bag_head
         batch_size = self.contract.patches_per_case if bag else self.session.batch_size
         patches: list[Patch] = []
@@ -261,18 +262,18 @@ class Predictor:
 
         with ThreadPoolExecutor(self.read_workers) as readers, ThreadPoolExecutor(1) as inference:
             pending: list[np.ndarray] = []
-            for index, (slide, reg, plan, n) in enumerate(zip(slides, regions, plans, counts)):
-                try:
-                    for patch in sample_slide(slide, reg, n, self.geometry, self.seed, index, readers, plan,
-                                              resize_times):
+            try:  # closing: the slides' producers stop and join before the slides may close, whatever happens
+                with closing(sample_case(slides, regions, counts, self.geometry, self.seed, readers, plans,
+                                         resize_times)) as case_patches:
+                    for patch in case_patches:
                         patches.append(patch)
                         pending.append(patch.pixels)
                         if len(pending) == batch_size:
                             futures.append(inference.submit(infer, np.stack(pending)))
                             pending = []
-                except InsufficientTissueError as exc:  # counted for the case, not the slide's share
-                    raise InsufficientTissueError(exc.problem, exc.path, possible=len(patches),
-                                                  required=self.contract.patches_per_case) from None
+            except InsufficientTissueError as exc:  # counted for the case, not the slide's share
+                raise InsufficientTissueError(exc.problem, exc.path, possible=len(patches),
+                                              required=self.contract.patches_per_case) from None
             if pending:
                 futures.append(inference.submit(infer, np.stack(pending)))
             results = [f.result() for f in futures]

@@ -6,6 +6,8 @@ threads; acceptance is decided in candidate order, so the patches never depend o
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import Executor, wait
@@ -219,3 +221,41 @@ def sample_slide(slide: Slide, regions: Regions, count: int, geometry: PatchGeom
             for future in futures:
                 future.cancel()
             wait(futures)
+
+
+_DONE = object()
+
+
+def sample_case(slides: list[Slide], regions: list[Regions], counts: list[int], geometry: PatchGeometry, seed: int,
+                executor: Executor, plans: list[ReadPlan], resize_times: list[float] | None = None
+                ) -> Iterator[Patch]:
+    """Every slide's patches, in slide order, the slides sampled concurrently: one producer thread per slide
+    shares the reader threads, so a case's second slide is read while its first is still being consumed. Each
+    slide's patches are exactly what `sample_slide` gives it alone (its own seeded generator, draw order)."""
+    stop = threading.Event()
+    queues: list[queue.SimpleQueue] = [queue.SimpleQueue() for _ in slides]
+
+    def produce(index: int) -> None:
+        try:
+            for patch in sample_slide(slides[index], regions[index], counts[index], geometry, seed, index, executor,
+                                      plans[index], resize_times):
+                if stop.is_set():
+                    break  # closes the generator: its reads in flight finish before the slide may close
+                queues[index].put(patch)
+            queues[index].put(_DONE)
+        except BaseException as exc:  # handed to the consumer, raised in slide order
+            queues[index].put(exc)
+
+    producers = [threading.Thread(target=produce, args=(i,), daemon=True) for i in range(len(slides))]
+    for thread in producers:
+        thread.start()
+    try:
+        for q in queues:
+            while (item := q.get()) is not _DONE:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+    finally:
+        stop.set()
+        for thread in producers:
+            thread.join()

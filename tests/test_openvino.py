@@ -9,10 +9,12 @@ import numpy as np
 import openvino
 import pytest
 
-from netorigin.runtime.contract import load_contract
+from netorigin.runtime.contract import ModelContract, load_contract, with_metadata
 from netorigin.runtime.errors import DeviceError, MissingDependencyError
-from netorigin.runtime.openvino_session import open_openvino
-from netorigin.runtime.session import open_engine, open_session
+from netorigin.runtime.openvino_session import bf16_available, open_openvino
+from netorigin.runtime.predictor import Predictor
+from netorigin.runtime.report import case_report
+from netorigin.runtime.session import BF16_CHECK, ONNXRUNTIME, OPENVINO, choose_engine, open_engine, open_session
 
 from .helpers import run_cli
 
@@ -65,3 +67,63 @@ def test_openvino_on_cuda_or_missing_is_a_one_line_error(monkeypatch, tiny_model
     monkeypatch.setattr(module.importlib, "import_module", missing)
     with pytest.raises(MissingDependencyError, match=r"pip install 'netorigin\[openvino\]'"):
         open_openvino(contract)
+
+
+def with_bf16_check(model_path, tmp_path, passed: bool) -> ModelContract:
+    """The model with an OpenVINO bf16 check recorded in its provenance, as `train` records it."""
+    contract = load_contract(model_path)
+    meta = dict(contract.meta)
+    provenance = dict(meta["netorigin.provenance"])
+    provenance["calibration"] = dict(provenance["calibration"] or {}) | {"engine_checks": {BF16_CHECK: {
+        "verdict_flips": 0 if passed else 2, "max_abs_delta_s_over_band_width": 0.004 if passed else 0.03,
+        "passed": passed}}}
+    meta["netorigin.provenance"] = provenance
+    path = tmp_path / f"checked-{passed}.onnx"
+    path.write_bytes(with_metadata(contract.model_bytes, meta))
+    return load_contract(path)
+
+
+def test_auto_chooses_openvino_bf16_only_on_a_passed_check_and_a_bf16_cpu(monkeypatch, tiny_model, tmp_path):
+    import netorigin.runtime.openvino_session as module
+
+    passed, failed = with_bf16_check(tiny_model, tmp_path, True), with_bf16_check(tiny_model, tmp_path, False)
+    unchecked = load_contract(tiny_model)
+    monkeypatch.setattr(module, "bf16_available", lambda: True)
+    assert choose_engine(passed, "cpu")[0] == OPENVINO
+    assert choose_engine(passed, "cuda") == (ONNXRUNTIME, "a GPU run")
+    engine, why = choose_engine(failed, "cpu")
+    assert engine == ONNXRUNTIME and "failed this model's check (2 verdict flips" in why
+    assert choose_engine(unchecked, "cpu") == (ONNXRUNTIME, "the model records no OpenVINO bf16 check")
+    monkeypatch.setattr(module, "bf16_available", lambda: False)
+    assert choose_engine(passed, "cpu")[0] == ONNXRUNTIME
+
+
+def test_predictor_reports_what_auto_chose(tiny_model, slides, tmp_path):
+    s = slides["svs20x"]
+    predictor = Predictor(tiny_model, device="cpu")  # engine auto; this model records no bf16 check
+    report = case_report(predictor.predict_case([s.slide], [s.annotations]))
+    assert report["engine"] == {"requested": "auto", "ran": ONNXRUNTIME,
+                                "why": "the model records no OpenVINO bf16 check"}
+    assert report["provider"] == "CPUExecutionProvider"
+    if not bf16_available():
+        return  # the rest needs a CPU with bf16
+    checked = with_bf16_check(tiny_model, tmp_path, True)
+    report = case_report(Predictor(checked, device="cpu").predict_case([s.slide], [s.annotations]))
+    assert report["engine"]["ran"] == OPENVINO and report["provider"].endswith("CPU bf16")
+
+
+def test_train_records_the_bf16_check_with_fp32_bands():
+    from netorigin.calibration.bands_io import PatientSum
+    from netorigin.export.train import _engine_check
+    from netorigin.runtime.bands import Band, BandTable
+
+    fp32 = [PatientSum(f"p{i}", i % 3, s, 60 if s > 0 else 40, 100) for i, s in enumerate([-30.0, 25.0, 1.0, -2.0])]
+    table = BandTable((Band(0.0, 0, 0.0, 0.0), Band(1.0, 1, -5.0, 5.0)), n_pi=2, n_other=2)
+    close = [PatientSum(p.patient, p.label, p.s + 0.05, p.votes_small_intestine, 100) for p in fp32]
+    check = _engine_check(close, fp32, table)
+    assert check["verdict_flips"] == 0 and check["passed"] and check["max_abs_delta_s_over_band_width"] == \
+        pytest.approx(0.05 / 10)
+    across = [PatientSum(p.patient, p.label, p.s + (5.0 if p.s == 1.0 else 0.0), p.votes_small_intestine, 100)
+              for p in fp32]  # S = 1 moves out of the band: uncertain -> small intestine
+    check = _engine_check(across, fp32, table)
+    assert check["verdict_flips"] == 1 and not check["passed"]

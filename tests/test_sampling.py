@@ -7,7 +7,7 @@ import pytest
 import shapely
 
 from netorigin.runtime.predictor import Predictor
-from netorigin.runtime.regions import load_annotations
+from netorigin.runtime.regions import Regions, load_annotations
 from netorigin.runtime.sampling import PatchGeometry, allot, allot_case, empty_fraction, plan_reads
 from netorigin.runtime.slide import Slide
 
@@ -100,3 +100,35 @@ def test_reads_above_level_zero_start_on_that_levels_pixel_grid(predictor, slide
         x, y = result.patches[0]["x"], result.patches[0]["y"]
         grid = stored[y // 4:y // 4 + plan.read_size, x // 4:x // 4 + plan.read_size]
         np.testing.assert_array_equal(slide.read_rgba(x, y, plan.level, plan.read_size), grid)
+
+
+def test_slides_of_a_case_read_together_give_each_slides_own_patches_in_slide_order(slides):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from netorigin.runtime.errors import InsufficientTissueError
+    from netorigin.runtime.sampling import sample_case, sample_slide
+
+    items = [slides["svs20x"], slides["svs40x"], slides["tiff20x"]]
+    opened = [Slide(i.slide) for i in items]
+    try:
+        regions = [load_annotations(i.annotations, s) for i, s in zip(items, opened)]
+        plans = [plan_reads(s, PatchGeometry()) for s in opened]
+        counts = [5, 4, 3]
+        with ThreadPoolExecutor(4) as pool:
+            together = list(sample_case(opened, regions, counts, PatchGeometry(), 3, pool, plans))
+            alone = [p for k, s in enumerate(opened)
+                     for p in sample_slide(s, regions[k], counts[k], PatchGeometry(), 3, k, pool, plans[k])]
+            assert [(p.slide_index, p.x, p.y) for p in together] == [(p.slide_index, p.x, p.y) for p in alone]
+            assert all(np.array_equal(a.pixels, b.pixels) for a, b in zip(together, alone))
+            # A slide that cannot give its share (its region is blank glass) fails the case after the earlier
+            # slides' patches, never silently.
+            glass = Regions(shapely.box(0, 0, 400, 400), "annotations")
+            got = []
+            with pytest.raises(InsufficientTissueError):
+                for patch in sample_case(opened, [regions[0], glass, regions[2]], [2, 3, 1], PatchGeometry(), 3,
+                                         pool, plans):
+                    got.append(patch.slide_index)
+            assert got == [0, 0]
+    finally:
+        for s in opened:
+            s.close()

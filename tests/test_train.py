@@ -159,3 +159,25 @@ def test_train_checks_every_slide_before_writing_anything(tmp_path, slides):
         train(cohort, tmp_path / "out", embedder, info, TrainPlan(patches_per_case=4))
     assert str(editor) in str(exc.value)
     assert not (tmp_path / "out").exists()
+
+
+def test_fp32_model_records_the_openvino_bf16_check_where_the_cpu_has_bf16(trained, cohort):
+    from netorigin.runtime.openvino_session import bf16_available, open_openvino
+
+    checks = {p: (load_contract(path).provenance["calibration"] or {}).get("engine_checks")
+              for p, path in trained.models.items()}
+    assert checks["fp16"] is None and checks["int8"] is None  # only the fp32 model is the one bf16 would run
+    if not bf16_available():
+        assert checks["fp32"] is None
+        return
+    check = checks["fp32"]["openvino-bf16"]
+    assert check["patients"] == len(trained.split.calibration) and check["bands_checked"] >= 2
+    assert check["passed"] == (check["verdict_flips"] == 0 and check["max_abs_delta_s_over_band_width"] <= 0.01)
+    # Recompute the largest |dS| with the runtime's own sessions on the calibration patients.
+    contract = load_contract(trained.models["fp32"])
+    ov, reference = open_openvino(contract, "bf16"), open_session(contract, "cpu")
+    deltas = [abs(patient_sum(ov.run(c.pixels)[0]) - patient_sum(reference.run(c.pixels)[0]))
+              for c in iter_cohort(cohort, PATCHES, 1, patients=set(trained.split.calibration))]
+    band = trained.bands["fp32"].at(trained.bands["fp32"].default_confidence)
+    assert check["max_abs_delta_s_over_band_width"] == pytest.approx(max(deltas) / (band.upper - band.lower),
+                                                                     rel=1e-6)
