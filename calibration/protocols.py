@@ -66,8 +66,9 @@ def _score_patient(scorer: PatientScorer, emb: Embeddings, patient: str) -> tupl
 def _binary_outcome(scorer: PatientScorer, emb: Embeddings, patient: str, label: int) -> PatientOutcome:
     ps, d = _score_patient(scorer, emb, patient)
     majority = verdict_from_sum(ps.s, ps.votes_small_intestine, ps.n_patches, None)
+    pooled = d != 0  # a bag head's patch left out of its pooling has no side
     return PatientOutcome(patient, TRUE_CLASSES[label], ps.s, ps.votes_small_intestine, int(d.size), [majority],
-                          float(np.mean((d > 0) == label)))
+                          float(np.mean((d[pooled] > 0) == label)) if pooled.any() else float("nan"))
 
 
 def binary_fold(held_out: tuple[str, int], emb: Embeddings, fit: FitHead, seed: int) -> PatientOutcome:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from sklearn.pipeline import Pipeline
 
 from netorigin.calibration.errors import InputDataError
 from netorigin.runtime.atomic import write_bytes_atomic
@@ -21,7 +22,8 @@ from .onnx_graph import attach_head, attach_mil_head, export_embedder
 from .precision import Int8Recipe, convert
 
 
-def with_head(embedder_proto: onnx.ModelProto, fitted) -> tuple[onnx.ModelProto, HeadArrays | MilHead]:
+def with_head(embedder_proto: onnx.ModelProto, fitted: Pipeline | MilHead
+              ) -> tuple[onnx.ModelProto, HeadArrays | MilHead]:
     """The full graph for a fitted head (a scikit-learn pipeline or a MIL head) and what its metadata describes."""
     if isinstance(fitted, MilHead):
         return attach_mil_head(embedder_proto, fitted), fitted
@@ -29,7 +31,7 @@ def with_head(embedder_proto: onnx.ModelProto, fitted) -> tuple[onnx.ModelProto,
     return attach_head(embedder_proto, arrays), arrays
 
 
-def check_precision(fitted, precision: str) -> None:
+def check_precision(fitted: Pipeline | MilHead, precision: str) -> None:
     """fp16 / INT8 variants convert the embedder and keep the SVM head's float64 nodes; MIL heads export as fp32."""
     if isinstance(fitted, MilHead) and precision != "fp32":
         raise InputDataError(f"the {fitted.kind} head exports as fp32 only (precision {precision} is for the "

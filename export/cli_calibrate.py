@@ -9,10 +9,12 @@ import click
 from netorigin.calibration.bands import calibrate_bands
 from netorigin.calibration.bands_io import read_sums, table_from_sums, write_bands, write_bands_into_model
 from netorigin.calibration.embeddings import Embeddings
+from netorigin.calibration.errors import InputDataError
 from netorigin.calibration.splits import in_sample, refuse_in_sample
 from netorigin.runtime.contract import load_contract
 
 from .heads import as_scorer, load_head
+from .mil import MilHead
 
 
 @click.command("calibrate")
@@ -44,6 +46,10 @@ def command(sums, embeddings, head, model, out, allow_in_sample) -> None:
         rows, _ = as_scorer(fitted["pipeline"]).score(Embeddings.load(embeddings))
     fit_ids = fitted["info"].get("fit_patients") if fitted else None
     contract = load_contract(model) if model is not None else None  # read once: checked, then rewritten
+    if contract is not None and fitted is not None and \
+            contract.bag_head != isinstance(fitted["pipeline"], MilHead):
+        raise InputDataError(f"the head ({fitted['kind']}) and the model score cases differently (bag score vs "
+                             "sum of patch decisions): its sums cannot calibrate this model's bands", model)
     fit_digests = (contract.provenance.get("training") or {}).get("fit_patients_sha256") if contract else None
     overlap = in_sample([r.patient for r in rows], fit_ids, fit_digests)
     refuse_in_sample(overlap, allow_in_sample, sums or embeddings)

@@ -25,6 +25,8 @@ from .costs import head_cost
 from .heads import ALL_HEADS, fit_scorer
 
 PROTOCOLS = ("binary", "binary-external", "extended", "external")
+PATCH_ACCURACY = ("patch-sum heads: the patch classifier's sign; MIL heads: the sign of each pooled patch's "
+                  "contribution to S (a MIL head has no patch classifier of its own)")
 
 
 def confusion_text(confusion: dict) -> str:
@@ -49,9 +51,10 @@ def comparison_row(result: dict, cost: dict, confidence: float) -> dict:
     called = sum(table[t][p] for t in labelled for p in PREDICTED if p != UNCERTAIN)
     right = sum(table[t][t] for t in labelled)
     others = sum(table["other"].values())
+    n_labelled = sum(sum(table[t].values()) for t in labelled)
     return row | {"c": float(key), "accuracy_of_calls": right / called if called else float("nan"),
-                  "labelled_uncertain": sum(table[t][UNCERTAIN] for t in labelled) / sum(
-                      sum(table[t].values()) for t in labelled),
+                  "labelled_uncertain": (sum(table[t][UNCERTAIN] for t in labelled) / n_labelled
+                                         if n_labelled else float("nan")),
                   "others_uncertain": table["other"][UNCERTAIN] / others if others else float("nan")}
 
 
@@ -104,9 +107,9 @@ def _detail_lines(result: dict, confidence: tuple[str, ...], out: Path, stem: st
                    "external: fit and bands on EMBEDDINGS, applied unchanged to --external.")
 @click.option("--external", "external_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Embeddings of the external cohort (protocols external and binary-external).")
-@click.option("--head", "heads", multiple=True, type=click.Choice(ALL_HEADS), default=("reference",),
+@click.option("--head", "heads", multiple=True, type=click.Choice((*ALL_HEADS, "all")), default=("reference",),
               show_default=True, help="Head to evaluate; repeat for a side-by-side table (e.g. --head reference "
-                                      "--head abmil --head kmil).")
+                                      "--head abmil --head kmil); all = every head.")
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
 @click.option("--confidence", "-c", multiple=True, default=("0", "0.875", "1"), show_default=True,
               help="Confidence levels to report in detail (nearest column); the first non-zero one is the "
@@ -126,7 +129,7 @@ def command(embeddings, protocol, external_path, heads, seed, confidence, out, s
     ensure_writable_dir(out)
     emb = Embeddings.load(embeddings)
     external = Embeddings.load(external_path) if external_path is not None else None
-    heads = tuple(dict.fromkeys(heads))
+    heads = ALL_HEADS if "all" in heads else tuple(dict.fromkeys(heads))
     table_confidence = next((parse_confidence(c) for c in confidence if parse_confidence(c) > 0), 1.0)
     rows, lines = [], []
     with mapper_for(scheduler, workers=workers) as mapper:
@@ -141,8 +144,9 @@ def command(embeddings, protocol, external_path, heads, seed, confidence, out, s
             result["cost"] = head_cost(fit(emb, seed))
             rows.append(comparison_row(result, result["cost"], table_confidence))
             write_text_atomic(out / f"{stem}.json", json.dumps(result, indent=2))
-    comparison = {"protocol": protocol, "seed": seed, "rows": rows,
+    comparison = {"protocol": protocol, "seed": seed, "rows": rows, "patch_accuracy_means": PATCH_ACCURACY,
                   "cost_measured": "head only, fitted on every labelled patient of EMBEDDINGS; ONNX Runtime CPU, "
                                    "median of 7 cases of 100 patches"}
     write_text_atomic(out / f"{protocol}-comparison.json", json.dumps(comparison, indent=2))
-    click.echo("\n".join([*lines[1:], "", comparison_text(rows)]))
+    click.echo("\n".join([*lines[1:], "", comparison_text(rows)]
+                          + ([f"patch acc: {PATCH_ACCURACY}"] if "patient_accuracy" in rows[0] else [])))

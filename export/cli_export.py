@@ -11,7 +11,7 @@ import click
 from netorigin.calibration.bands_io import read_bands
 from netorigin.runtime.cli_options import mpp_rule, region_options, region_rules
 
-from .build import build_model_bytes, write_model
+from .build import build_model_bytes, check_precision, write_model
 from .cli_embed import embedder_options
 from .embedder import build_embedder
 from .embeddings import calibration_patches as calibration_patches_from
@@ -63,13 +63,14 @@ def command(head_path, weights_kind, weights, weights_seed, bands, no_bands, dem
     if precision == "int8" and calibration_manifest is None:
         raise click.UsageError("--precision int8 needs --calibration-manifest (training patches)")
     start = time.perf_counter()
+    head = load_head(head_path)
+    check_precision(head["pipeline"], precision)  # before any training patch is read
     patches, calibration_set = (None, None)
     if precision == "int8":
         patches, calibration_set = calibration_patches_from(
             calibration_manifest, calibration_patches, seed, rules=region_rules(include, exclude, object_types),
             mpp=mpp_rule(mpp, force_mpp))
         calibration_set |= int8.as_dict()
-    head = load_head(head_path)
     table = read_bands(bands) if bands else None
     embedder, info = build_embedder(weights_kind, weights, weights_seed)
     model_bytes = build_model_bytes(embedder, info, head, table, demo=demo, precision=precision,

@@ -43,6 +43,8 @@ def command(manifest, out, weights_kind, weights, weights_seed, patches_per_case
             force_mpp) -> None:
     """Fine-tune on MANIFEST (slide manifest case,label,specimen,slide,annotations or patch manifest
     patient,label,specimen,slide,path; labels pancreas / small intestine, others are skipped)."""
+    if out.suffix == ".json":
+        raise click.UsageError("--out is the checkpoint (.pt); its JSON record is written beside it")
     start = time.perf_counter()
     rules, mpp_rules = region_rules(include, exclude, object_types), mpp_rule(mpp, force_mpp)
     if not is_patch_manifest(manifest):
@@ -58,4 +60,5 @@ def command(manifest, out, weights_kind, weights, weights_seed, patches_per_case
     write_text_atomic(out.with_suffix(".json"), json.dumps(record, indent=2))
     accuracy = record["validation_patch_accuracy"]
     click.echo(f"fine-tuned ({trainable}) on {record['train_patches']} patches; validation patch accuracy "
-               f"{accuracy['before']:.3f} -> {accuracy['after']:.3f} -> {out} ({time.perf_counter() - start:.1f} s)")
+               f"{accuracy['frozen_features']:.3f} (frozen features, trained layer) -> {accuracy['fine_tuned']:.3f} "
+               f"-> {out} ({time.perf_counter() - start:.1f} s)")

@@ -34,7 +34,7 @@ from netorigin.runtime.session import BF16_CHECK, BF16_MAX_DELTA_OVER_WIDTH, CPU
 from netorigin.runtime.slide import MppRule
 from netorigin.runtime.verdict import patient_sum, verdict_from_sum
 
-from .build import check_precision, with_head, write_model
+from .build import with_head, write_model
 from .embedder import EmbedderInfo, PatchEmbedder
 from .embeddings import calibration_patches, check_slides, embed_manifest, is_patch_manifest, iter_cohort
 from .engines import make_engine
@@ -158,7 +158,6 @@ def train(cohort: Path, out: Path, embedder: PatchEmbedder, info: EmbedderInfo, 
     sessions: dict[str, ModelSession] = {}
     graphs: dict[str, bytes] = {}
     for precision in plan.precisions:
-        check_precision(pipeline, precision)
         graph = convert(fp32, precision, int8_patches, plan.int8).SerializeToString()
         meta = build_metadata(info, arrays, None, patches_per_case=plan.patches_per_case, cohort=head_info["cohort"],
                               training=training, demo=plan.demo, precision=precision,

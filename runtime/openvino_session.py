@@ -18,7 +18,7 @@ import numpy as np
 
 from .contract import DECISION_OUTPUT, EMBEDDING_OUTPUT, INPUT_NAME, ModelContract
 from .errors import ConfigurationError, InferenceError, MissingDependencyError, ModelError, first_line
-from .outputs import BAG_OUTPUTS, BagOutput, bag_output
+from .outputs import BAG_OUTPUTS, CaseOutput, bag_output
 
 PRECISIONS = ("auto", "bf16", "f32")
 INSTALL_HINT = "pip install 'netorigin[openvino]'"
@@ -69,7 +69,7 @@ class OpenVinoSession:
         embeddings = np.asarray(outputs[self.compiled.output(EMBEDDING_OUTPUT)]) if with_embeddings else None
         return decisions, embeddings
 
-    def run_bag(self, patches: np.ndarray, with_embeddings: bool = False) -> BagOutput:
+    def run_bag(self, patches: np.ndarray, with_embeddings: bool = False) -> CaseOutput:
         """A bag head's outputs for all the patches of a case in one request."""
         try:
             outputs = self.compiled.create_infer_request().infer(

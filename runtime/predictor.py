@@ -17,6 +17,7 @@ from .bands import Band
 from .contract import DEMO_WARNING, ModelContract, load_contract
 from .errors import ConfigurationError, InferenceError, InsufficientTissueError
 from .names import case_id_from_path, check_case_id
+from .outputs import CaseOutput
 from .regions import RegionRules, Regions, detect_tissue, load_annotations
 from .sampling import Patch, PatchGeometry, ReadPlan, allot_case, plan_reads, sample_case
 from .session import AUTO, OPENVINO, choose_engine, open_engine
@@ -55,15 +56,6 @@ class SlideSummary:
     field_of_view_um: float
     patches: int
     notes: list[str]
-
-
-@dataclass(frozen=True)
-class CaseOutput:
-    """The model's output for a case: per-patch decisions, S, and a bag head's attention (None for patch heads)."""
-
-    decisions: np.ndarray
-    score: float
-    attention: np.ndarray | None
 
 
 @dataclass
@@ -253,8 +245,7 @@ class Predictor:
         def infer(batch: np.ndarray) -> tuple[CaseOutput, float]:
             t = time.perf_counter()
             if bag:
-                out = self.session.run_bag(batch)
-                result = CaseOutput(out.decisions, out.score, out.attention)
+                result = self.session.run_bag(batch)
             else:
                 decisions, _ = self.session.run(batch)
                 result = CaseOutput(decisions, float("nan"), None)

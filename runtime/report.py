@@ -54,8 +54,7 @@ def case_report(result: CaseResult) -> dict[str, Any]:
         "majority_vote": v.majority,
         "patient_sum": v.patient_sum,
         "score": result.model.get("score", "patch-sum"),
-        "votes": {"small_intestine": v.votes_small_intestine,
-                  "pancreas": v.n_patches - v.votes_small_intestine, "n_patches": v.n_patches},
+        "votes": _votes(result),
         "band": None if result.band is None else asdict(result.band),
         "confidence": None if result.band is None else result.band.c,
         "in_band": v.in_band,
@@ -72,6 +71,26 @@ def case_report(result: CaseResult) -> dict[str, Any]:
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     return report
+
+
+def _votes(result: CaseResult) -> dict[str, int]:
+    """Patches per side. A bag head's patches do not vote (the sign of S decides): they are counted by the sign
+    of their contribution, and KMIL's patches that key recognition left out of the pooling (contribution exactly
+    0) are counted apart, never as pancreas."""
+    v = result.verdict
+    if result.model.get("score") != "bag":
+        return {"small_intestine": v.votes_small_intestine, "pancreas": v.n_patches - v.votes_small_intestine,
+                "n_patches": v.n_patches}
+    d = np.asarray(result.decisions)
+    return {"small_intestine": int(np.sum(d > 0)), "pancreas": int(np.sum(d < 0)), "not_pooled": int(np.sum(d == 0)),
+            "n_patches": int(d.size)}
+
+
+def patch_class(p: dict) -> str:
+    """QuPath class of a sampled patch: the side its decision points to; a bag head's unpooled patch apart."""
+    if p.get("attention") == 0.0:
+        return "Not pooled"
+    return "Small intestine" if p["decision"] > 0 else "Pancreas"
 
 
 def write_insufficient_report(out: Path, case_id: str, exc: InsufficientTissueError, predictor: Predictor) -> Path:
@@ -121,7 +140,7 @@ def patches_geojson(result: CaseResult, slide_index: int, offset: tuple[int, int
         if p["slide"] != slide_index:
             continue
         x, y, s = p["x"] - offset[0], p["y"] - offset[1], p["size_level0"]
-        cls = "Small intestine" if p["decision"] > 0 else "Pancreas"
+        cls = patch_class(p)
         features.append({
             "type": "Feature",
             "geometry": {"type": "Polygon", "coordinates": [[[x, y], [x + s, y], [x + s, y + s], [x, y + s],
@@ -133,7 +152,8 @@ def patches_geojson(result: CaseResult, slide_index: int, offset: tuple[int, int
 
 
 def thumbnail_png(result: CaseResult, slide_index: int, slide: Slide, max_size: int = 1024) -> bytes:
-    """The slide with its patches outlined: red for small intestine votes, blue for pancreas votes."""
+    """The slide with its patches outlined: red for small intestine votes, blue for pancreas votes, grey for a
+    bag head's patches left out of its pooling."""
     image = slide.thumbnail(max_size)
     scale = image.width / slide.dimensions[0]
     draw = ImageDraw.Draw(image)
@@ -141,8 +161,8 @@ def thumbnail_png(result: CaseResult, slide_index: int, slide: Slide, max_size: 
         if p["slide"] != slide_index:
             continue
         x, y, s = p["x"] * scale, p["y"] * scale, p["size_level0"] * scale
-        draw.rectangle((x, y, x + s, y + s), outline=(220, 30, 30) if p["decision"] > 0 else (30, 60, 220),
-                       width=2)
+        colour = {"Small intestine": (220, 30, 30), "Pancreas": (30, 60, 220)}.get(patch_class(p), (128, 128, 128))
+        draw.rectangle((x, y, x + s, y + s), outline=colour, width=2)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()

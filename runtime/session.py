@@ -17,7 +17,7 @@ import numpy as np
 
 from .contract import ATTENTION_OUTPUT, BAG_SCORE_OUTPUT, DECISION_OUTPUT, EMBEDDING_OUTPUT, INPUT_NAME, ModelContract
 from .errors import ConfigurationError, DeviceError, InferenceError, MissingDependencyError, ModelError, first_line
-from .outputs import BAG_OUTPUTS, BagOutput, bag_output
+from .outputs import BAG_OUTPUTS, CaseOutput, bag_output
 
 DEVICES = ("auto", "cpu", "cuda")
 CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
@@ -106,7 +106,7 @@ class ModelSession:
                                  self.path) from None
         return result[0][:n], (result[1][:n] if with_embeddings else None)
 
-    def run_bag(self, patches: np.ndarray, with_embeddings: bool = False) -> BagOutput:
+    def run_bag(self, patches: np.ndarray, with_embeddings: bool = False) -> CaseOutput:
         """A bag head's outputs for all the patches of a case in one run (never padded: padding joins the bag)."""
         outputs = BAG_OUTPUTS + ([EMBEDDING_OUTPUT] if with_embeddings else [])
         try:

@@ -94,27 +94,42 @@ def test_training_is_seeded_and_deterministic():
     assert not all(np.array_equal(a.state[k], c.state[k]) for k in a.state)
 
 
-def test_kmil_pools_only_the_kept_patches_and_falls_back_to_all():
-    emb = bag_cohort()
-    bag = emb.embeddings[emb.patients == "p07"]
-    keep_all = fit_mil("kmil", emb, seed=1, config=MilConfig(**{**FAST.__dict__, "key_threshold": 0.0}))
-    _, _, attention = keep_all.bag(bag)
-    assert (attention > 0).all()
-    strict = MilHead("kmil", MilConfig(**{**FAST.__dict__, "key_threshold": 0.5}), keep_all.state)
-    model = strict.module()
+def confident_kmil(threshold: float) -> MilHead:
+    """A KMIL head whose patch MLP is made very confident, so key recognition drops many patches."""
+    head = fit_mil("kmil", bag_cohort(dim=2048), seed=1, config=FAST)
+    state = {k: v.copy() for k, v in head.state.items()}
+    state["patch.2.weight"] *= 40.0
+    return MilHead("kmil", MilConfig(**{**FAST.__dict__, "key_threshold": threshold}), state)
+
+
+def test_kmil_pools_only_the_hard_patches_and_falls_back_to_all():
+    bag = bag_cohort(dim=2048, seed=9).embeddings[:24]
+    head = confident_kmil(0.1)
+    model = head.module()
     with torch.no_grad():
-        q = torch.sigmoid(model.patch(torch.relu(model.reduce((torch.from_numpy(bag) - model.mean) * model.inv_std)))
-                          .diff(dim=1).squeeze(1)).numpy()
-    kept = 1 - 4 * (q - 0.5) ** 2 >= 0.5
-    _, _, attention = strict.bag(bag)
-    if kept.any():
-        assert (attention[~kept] == 0).all() and (attention[kept] > 0).all()
-    else:
-        assert (attention > 0).all()
+        h = torch.relu(model.reduce((torch.from_numpy(bag) - model.mean) * model.inv_std))
+        q = torch.sigmoid(model.patch(h).diff(dim=1).squeeze(1)).numpy()
+    kept = 1 - 4 * (q - 0.5) ** 2 >= 0.1  # the paper's hard-sample score against the threshold
+    assert 0 < kept.sum() < len(bag)  # this bag really exercises the selection
+    _, score, attention = head.bag(bag)
+    assert (attention[~kept] == 0).all() and (attention[kept] > 0).all()
     assert attention.sum() == pytest.approx(1.0, abs=1e-6)
-    nothing = MilHead("kmil", MilConfig(**{**FAST.__dict__, "key_threshold": 1.01}), keep_all.state)
-    _, _, attention = nothing.bag(bag)  # no patch qualifies: all are pooled
-    assert (attention > 0).all()
+    embedder, _ = tiny_embedder()
+    session = ort.InferenceSession(attach_mil_head(export_embedder(embedder), head).SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    graph = onnx_head(head)
+    onnx_decision, onnx_score, onnx_attention = graph.run(None, {"embedding": bag})
+    assert np.abs(onnx_attention - attention).max() <= 1e-6 and abs(onnx_score[0] - score) <= 1e-4
+    assert (onnx_attention[~kept] == 0).all()
+    assert {o.name for o in session.get_outputs()} >= {"decision", "bag_score", "attention"}
+    _, _, attention = MilHead("kmil", MilConfig(**{**FAST.__dict__, "key_threshold": 1.01}), head.state).bag(bag)
+    assert (attention > 0).all()  # no patch qualifies: all are pooled
+
+
+def onnx_head(head: MilHead) -> ort.InferenceSession:
+    from netorigin.export.onnx_graph import mil_head_graph
+
+    return ort.InferenceSession(mil_head_graph(head).SerializeToString(), providers=["CPUExecutionProvider"])
 
 
 def test_bag_verdict_uses_the_sign_and_the_band():
@@ -161,7 +176,8 @@ def test_evaluate_compares_heads_side_by_side_with_cost_lines(monkeypatch, capsy
     assert set(rows) == {"reference", "abmil", "kmil"}
     # ABMIL's trainable weights with 16 hidden units on 64-d inputs (reduce, attention, bag classifier).
     assert rows["abmil"]["parameters"] == 64 * 16 + 16 + 16 * 128 + 128 + 128 + 1 + 16 * 2 + 2
-    assert rows["abmil"]["flops_per_case"] >= 2 * 100 * 64 * 16
+    # 2 x multiply-adds of reduce, attention (two layers) and the contributions' projection, for 100 patches.
+    assert rows["abmil"]["flops_per_case"] == 2 * 100 * (64 * 16 + 16 * 128 + 128 * 1 + 16 * 1)
     assert rows["kmil"]["parameters"] > rows["abmil"]["parameters"]
     assert all(r["time_per_case_ms"] > 0 for r in rows.values())
     for head_name in rows:
@@ -213,14 +229,19 @@ def test_a_case_report_carries_attention_and_the_bag_verdict(mil_model):
     assert report["score"] == "bag" and report["model"]["score"] == "bag"
     band = (case.band.lower, case.band.upper)
     assert report["verdict"] == bag_verdict(report["patient_sum"], case.decisions, band).verdict
-    session = predictor.session.session
-    pixels_free = session.get_outputs()  # the graph the runtime ran is the bag graph
-    assert {"bag_score", "attention"} <= {o.name for o in pixels_free}
+    # S is the bag score: the contributions plus the bag classifier's bias, not their sum alone.
+    head = load_head(result.head_path)["pipeline"]
+    bias = float(head.state["bag.bias"][1] - head.state["bag.bias"][0])
+    assert report["patient_sum"] == pytest.approx(float(np.sum(case.decisions)) + bias, abs=1e-6)
+    assert abs(bias) > 1e-6
+    no_band = Predictor(result.models["fp32"], device="cpu", confidence="0")
+    unbanded = case_report(no_band.predict_case([root / row[3]], [root / row[4]]))
+    assert unbanded["verdict"] == (SMALL_INTESTINE if unbanded["patient_sum"] > 0 else PANCREAS)
     features = patches_geojson(case, 0)["features"]
     assert all("attention" in f["properties"]["measurements"] for f in features)
 
 
-def test_fit_calibrate_export_commands_take_a_mil_head(monkeypatch, capsys, tmp_path):
+def test_fit_calibrate_export_commands_take_a_mil_head(monkeypatch, capsys, tmp_path, tiny_model):
     rng = np.random.default_rng(0)
     rows = ["patient,label,specimen,slide,path"]
     for p, label in enumerate(["pancreas"] * 3 + ["small_intestine"] * 3 + ["other"] * 2):
@@ -259,6 +280,11 @@ def test_fit_calibrate_export_commands_take_a_mil_head(monkeypatch, capsys, tmp_
                        for k in range(3)])
     out = open_session(contract, "cpu").run_bag(pixels)
     assert out.score == pytest.approx(head.bag(emb.embeddings[patients])[1], abs=1e-3)
+    # A bag head's sums never calibrate a patch-sum model's bands (other scale), nor the reverse.
+    code, _, err = run_cli(monkeypatch, capsys, "calibrate", "--embeddings", tmp_path / "emb.npz", "--head",
+                           tmp_path / "head.joblib", "--model", tiny_model, "-o", tmp_path / "wrong.onnx",
+                           "--allow-in-sample")
+    assert code == 1 and "score cases differently" in err and not (tmp_path / "wrong.onnx").exists()
 
 
 def test_openvino_runs_a_bag_model_like_onnx_runtime(mil_model):
