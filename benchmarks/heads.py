@@ -41,9 +41,11 @@ def main() -> None:
     engine = make_engine(embedder, "onnx")
     files = {}
     for offset, split in enumerate(("train", "test")):
+        files[split] = args.out / f"{split}.npz"
+        if files[split].exists():  # embedded once per output folder
+            continue
         manifest = make_cohort(args.out / "cohort" / split, getattr(FULL, split), seed=offset, mpps=(0.5,),
                                size_um=FULL.size_um)
-        files[split] = args.out / f"{split}.npz"
         embed_manifest(manifest, engine, info, patches_per_case=FULL.patches_per_case, seed=0).save(files[split])
     results = {"environment": environment(), "cohort": {"train": FULL.train, "test": FULL.test,
                                                         "patches_per_case": FULL.patches_per_case},

@@ -58,25 +58,23 @@ class OpenVinoSession:
         """The engine, device and precision that actually ran, as reports name them."""
         return f"OpenVINO {self.version} CPU {self.precision}"
 
-    def run(self, patches: np.ndarray, with_embeddings: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    def _infer(self, patches: np.ndarray, what: str) -> dict:
         try:
-            outputs = self.compiled.create_infer_request().infer(
+            return self.compiled.create_infer_request().infer(
                 {INPUT_NAME: np.ascontiguousarray(patches, dtype=np.uint8)})
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses of its own
-            raise InferenceError(f"OpenVINO failed on a batch of {len(patches)} patches ({first_line(exc)})",
+            raise InferenceError(f"OpenVINO failed on a {what} of {len(patches)} patches ({first_line(exc)})",
                                  self.path) from None
+
+    def run(self, patches: np.ndarray, with_embeddings: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        outputs = self._infer(patches, "batch")
         decisions = np.asarray(outputs[self.compiled.output(DECISION_OUTPUT)], dtype=np.float64)
         embeddings = np.asarray(outputs[self.compiled.output(EMBEDDING_OUTPUT)]) if with_embeddings else None
         return decisions, embeddings
 
     def run_bag(self, patches: np.ndarray, with_embeddings: bool = False) -> CaseOutput:
         """A bag head's outputs for all the patches of a case in one request."""
-        try:
-            outputs = self.compiled.create_infer_request().infer(
-                {INPUT_NAME: np.ascontiguousarray(patches, dtype=np.uint8)})
-        except Exception as exc:  # OpenVINO raises RuntimeError subclasses of its own
-            raise InferenceError(f"OpenVINO failed on a bag of {len(patches)} patches ({first_line(exc)})",
-                                 self.path) from None
+        outputs = self._infer(patches, "bag")
         names = BAG_OUTPUTS + ([EMBEDDING_OUTPUT] if with_embeddings else [])
         return bag_output([outputs[self.compiled.output(name)] for name in names], with_embeddings)
 
