@@ -24,7 +24,7 @@ from netorigin.export.synthetic import make_cohort
 from netorigin.export.train import TrainPlan, train
 from netorigin.runtime.contract import load_contract
 from netorigin.runtime.predictor import Predictor
-from netorigin.runtime.report import case_report, patches_geojson
+from netorigin.runtime.report import case_report, patches_geojson, write_case_outputs
 from netorigin.runtime.session import open_session
 from netorigin.runtime.verdict import PANCREAS, SMALL_INTESTINE, UNCERTAIN, bag_verdict
 
@@ -217,7 +217,7 @@ def test_train_calibrates_bands_on_the_models_own_bag_scores(mil_model):
     assert calibrate_bands(*table_from_sums(sums)).to_json() == result.bands["fp32"].to_json()
 
 
-def test_a_case_report_carries_attention_and_the_bag_verdict(mil_model):
+def test_a_case_report_carries_attention_and_the_bag_verdict(mil_model, tmp_path):
     cohort, result = mil_model
     root = cohort.parent
     row = next(line.split(",") for line in cohort.read_text().splitlines()[1:] if line.startswith("oth"))
@@ -239,6 +239,12 @@ def test_a_case_report_carries_attention_and_the_bag_verdict(mil_model):
     assert unbanded["verdict"] == (SMALL_INTESTINE if unbanded["patient_sum"] > 0 else PANCREAS)
     features = patches_geojson(case, 0)["features"]
     assert all("attention" in f["properties"]["measurements"] for f in features)
+    written = write_case_outputs(case, tmp_path, geojson=True, thumbnail=True)
+    page = next(p for p in written if p.suffix == ".html").read_text()  # the case page lists where the head looked
+    top = sorted(report["patches"], key=lambda p: -p["attention"])[:5]
+    table = page[page.index('id="top-attention"'):page.index("</table>", page.index('id="top-attention"'))]
+    assert [f"{p['attention']:.3f}" for p in top] == [cell.split("</td>")[0] for cell in
+                                                      table.split("<td>")[4::5]]
 
 
 def test_fit_calibrate_export_commands_take_a_mil_head(monkeypatch, capsys, tmp_path, tiny_model):
