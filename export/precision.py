@@ -51,7 +51,7 @@ def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
 
 class _PatchReader:
     """Feeds calibration patches to onnxruntime.quantization in small batches (histogram methods stack every
-    batch's activations into one array, so they get single patches: equal shapes)."""
+    batch's activations into one array, so they get batches of one size that divides the patch count)."""
 
     def __init__(self, patches: np.ndarray, batch: int = 8) -> None:
         self.batches = iter([patches[i:i + batch] for i in range(0, len(patches), batch)])
@@ -103,7 +103,9 @@ def to_int8(model: onnx.ModelProto, calibration_patches: np.ndarray, recipe: Int
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         onnx.save(model, str(src))
-        reader = _PatchReader(calibration_patches, 8 if recipe.method == "minmax" else 1)
+        n = len(calibration_patches)
+        reader = _PatchReader(calibration_patches, 8 if recipe.method == "minmax" else
+                              max(b for b in range(1, 9) if n % b == 0))
         quantize_static(str(src), str(dst), reader, quant_format=QuantFormat.QDQ,
                         per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         nodes_to_exclude=_head_nodes(model) + kept_float_nodes(model, recipe.keep_float),
