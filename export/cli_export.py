@@ -16,21 +16,19 @@ from .cli_embed import embedder_options
 from .embedder import build_embedder
 from .embeddings import calibration_patches as calibration_patches_from
 from .heads import load_head
-from .precision import INT8_METHODS, PRECISIONS, Int8Recipe
+from .precision import PRECISIONS, Int8Recipe
 
 
 def int8_options(function):
-    """The INT8 recipe (calibration method, stages kept in float32), shared by train and export."""
+    """The INT8 recipe (stages kept in float32), shared by train and export."""
     defaults = Int8Recipe()
 
-    @click.option("--int8-method", type=click.Choice(INT8_METHODS), default=defaults.method, show_default=True,
-                  help="INT8 activation-range calibration.")
     @click.option("--int8-keep-float", multiple=True, default=defaults.keep_float, metavar="STAGE",
                   show_default=True, help="ResNet50 stage kept in float32 in the INT8 model (repeatable), e.g. "
                                           "trunk.layer4 or trunk.bn1 (the stem); see benchmarks/int8.py.")
     @functools.wraps(function)
-    def wrapper(*args, int8_method: str, int8_keep_float: tuple[str, ...], **kwargs):
-        return function(*args, int8=Int8Recipe(int8_method, tuple(int8_keep_float)), **kwargs)
+    def wrapper(*args, int8_keep_float: tuple[str, ...], **kwargs):
+        return function(*args, int8=Int8Recipe(tuple(int8_keep_float)), **kwargs)
 
     return wrapper
 

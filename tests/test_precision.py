@@ -90,15 +90,14 @@ def test_int8_recipe_keeps_the_named_stages_in_float32(variants):
     modules = conv_modules(fp32)
     assert sorted(modules.values()) == ["trunk.0", "trunk.2"]  # the exporter's scopes name each convolution
     _, patches = variants
-    quantised = {recipe: to_int8(fp32, patches[::8], recipe) for recipe in
-                 (Int8Recipe("minmax"), Int8Recipe("percentile", ("trunk.2",)))}
+    quantised = {recipe: to_int8(fp32, patches[::8], recipe) for recipe in (Int8Recipe(), Int8Recipe(("trunk.2",)))}
 
     def quantised_convs(model: onnx.ModelProto) -> int:
         produced = {n.output[0]: n.op_type for n in model.graph.node}
         return sum(1 for n in model.graph.node
                    if n.op_type == "Conv" and produced.get(n.input[1]) == "DequantizeLinear")
 
-    assert quantised_convs(quantised[Int8Recipe("minmax")]) == 2
-    assert quantised_convs(quantised[Int8Recipe("percentile", ("trunk.2",))]) == 1
+    assert quantised_convs(quantised[Int8Recipe()]) == 2
+    assert quantised_convs(quantised[Int8Recipe(("trunk.2",))]) == 1
     with pytest.raises(InputDataError, match="names no convolution"):
-        to_int8(fp32, patches[::8], Int8Recipe("minmax", ("trunk.layer9",)))
+        to_int8(fp32, patches[::8], Int8Recipe(("trunk.layer9",)))
