@@ -39,8 +39,9 @@ from netorigin.runtime.verdict import patient_sum, verdict_from_sum  # noqa: E40
 
 BATCH = 32
 STAGES = ("trunk.bn1", "trunk.layer1", "trunk.layer2", "trunk.layer3", "trunk.layer4")
-RECIPES = [Int8Recipe()] + [Int8Recipe((stage,)) for stage in STAGES] + \
-          [Int8Recipe(("trunk.bn1", "trunk.layer4")), Int8Recipe(("trunk.layer3", "trunk.layer4"))]
+RECIPES = [Int8Recipe(float_stem=False)] + [Int8Recipe((stage,), float_stem=False) for stage in STAGES] + \
+          [Int8Recipe(("trunk.bn1", "trunk.layer4"), float_stem=False),
+           Int8Recipe(("trunk.layer3", "trunk.layer4"), float_stem=False)]
 
 
 def session(model: onnx.ModelProto) -> ort.InferenceSession:
@@ -100,6 +101,7 @@ def main() -> None:
     for recipe in RECIPES:
         name = (f"float {', '.join(s.removeprefix('trunk.') for s in recipe.keep_float)}" if recipe.keep_float
                 else "all convolutions INT8")
+        name = name.replace("float bn1", "float stem (conv1)")
         t = time.perf_counter()
         sess = session(convert(fp32, "int8", patches, recipe))
         build_s = time.perf_counter() - t

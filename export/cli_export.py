@@ -23,12 +23,14 @@ def int8_options(function):
     """The INT8 recipe (stages kept in float32), shared by train and export."""
     defaults = Int8Recipe()
 
+    @click.option("--int8-stem", type=click.Choice(["float", "int8"]), default="float" if defaults.float_stem
+                  else "int8", show_default=True, help="The stem convolution in the INT8 model.")
     @click.option("--int8-keep-float", multiple=True, default=defaults.keep_float, metavar="STAGE",
                   show_default=True, help="ResNet50 stage kept in float32 in the INT8 model (repeatable), e.g. "
                                           "trunk.layer4 or trunk.bn1 (the stem); see benchmarks/int8.py.")
     @functools.wraps(function)
-    def wrapper(*args, int8_keep_float: tuple[str, ...], **kwargs):
-        return function(*args, int8=Int8Recipe(tuple(int8_keep_float)), **kwargs)
+    def wrapper(*args, int8_stem: str, int8_keep_float: tuple[str, ...], **kwargs):
+        return function(*args, int8=Int8Recipe(tuple(int8_keep_float), int8_stem == "float"), **kwargs)
 
     return wrapper
 

@@ -90,14 +90,20 @@ def test_int8_recipe_keeps_the_named_stages_in_float32(variants):
     modules = conv_modules(fp32)
     assert sorted(modules.values()) == ["trunk.0", "trunk.2"]  # the exporter's scopes name each convolution
     _, patches = variants
-    quantised = {recipe: to_int8(fp32, patches[::8], recipe) for recipe in (Int8Recipe(), Int8Recipe(("trunk.2",)))}
+    recipes = (Int8Recipe(float_stem=False), Int8Recipe(("trunk.2",), float_stem=False), Int8Recipe())
+    quantised = {recipe: to_int8(fp32, patches[::8], recipe) for recipe in recipes}
 
     def quantised_convs(model: onnx.ModelProto) -> int:
         produced = {n.output[0]: n.op_type for n in model.graph.node}
         return sum(1 for n in model.graph.node
                    if n.op_type == "Conv" and produced.get(n.input[1]) == "DequantizeLinear")
 
-    assert quantised_convs(quantised[Int8Recipe()]) == 2
-    assert quantised_convs(quantised[Int8Recipe(("trunk.2",))]) == 1
+    assert quantised_convs(quantised[recipes[0]]) == 2
+    assert quantised_convs(quantised[recipes[1]]) == 1
+    stem = next(n for n in fp32.graph.node if n.op_type == "Conv").name
+    convs = {n.name: n for n in quantised[recipes[2]].graph.node if n.op_type == "Conv"}
+    produced = {n.output[0]: n.op_type for n in quantised[recipes[2]].graph.node}
+    assert produced.get(convs[stem].input[1]) != "DequantizeLinear"  # the default keeps the stem float
+    assert quantised_convs(quantised[recipes[2]]) == 1
     with pytest.raises(InputDataError, match="names no convolution"):
         to_int8(fp32, patches[::8], Int8Recipe(("trunk.layer9",)))
