@@ -127,3 +127,7 @@ def test_train_records_the_bf16_check_with_fp32_bands():
               for p in fp32]  # S = 1 moves out of the band: uncertain -> small intestine
     check = _engine_check(across, fp32, table)
     assert check["verdict_flips"] == 1 and not check["passed"]
+    edge = [PatientSum("o", 2, -5.0 + 1e-7, 0, 100), PatientSum("p", 0, -30.0, 0, 100)]  # defines the band's edge
+    moved = [PatientSum("o", 2, -5.0 - 1e-3, 0, 100), PatientSum("p", 0, -30.0, 0, 100)]
+    check = _engine_check(moved, edge, table)
+    assert check["verdict_flips"] == 0 and check["edge_patients_skipped"] == 1
