@@ -16,7 +16,8 @@ from .cli_embed import embedder_options
 from .embedder import build_embedder
 from .embeddings import calibration_patches as calibration_patches_from
 from .heads import load_head
-from .precision import PRECISIONS, Int8Recipe
+from .onnx_graph import export_embedder
+from .precision import PRECISIONS, Int8Recipe, kept_float_nodes
 
 
 def int8_options(function):
@@ -65,16 +66,18 @@ def command(head_path, weights_kind, weights, weights_seed, bands, no_bands, dem
     start = time.perf_counter()
     head = load_head(head_path)
     check_precision(head["pipeline"], precision)  # before any training patch is read
+    table = read_bands(bands) if bands else None
+    embedder, info = build_embedder(weights_kind, weights, weights_seed)
+    proto = export_embedder(embedder)
     patches, calibration_set = (None, None)
     if precision == "int8":
+        kept_float_nodes(proto, int8.keep_float)  # a misnamed stage is refused before any patch is read
         patches, calibration_set = calibration_patches_from(
             calibration_manifest, calibration_patches, seed, rules=region_rules(include, exclude, object_types),
             mpp=mpp_rule(mpp, force_mpp))
         calibration_set |= int8.as_dict()
-    table = read_bands(bands) if bands else None
-    embedder, info = build_embedder(weights_kind, weights, weights_seed)
-    model_bytes = build_model_bytes(embedder, info, head, table, demo=demo, precision=precision,
-                                       calibration_patches=patches, calibration_set=calibration_set, int8=int8)
+    model_bytes = build_model_bytes(embedder, info, head, table, demo=demo, precision=precision, embedder_proto=proto,
+                                    calibration_patches=patches, calibration_set=calibration_set, int8=int8)
     write_model(out, model_bytes)
     click.echo(f"exported {out} ({precision}, {len(model_bytes) / 1e6:.1f} MB, {time.perf_counter() - start:.1f} s)"
                + ("" if table else "  [no bands: majority vote only]"))

@@ -110,7 +110,6 @@ def to_int8(model: onnx.ModelProto, calibration_patches: np.ndarray, recipe: Int
     patches."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         onnx.save(model, str(src))

@@ -37,9 +37,9 @@ def bf16_available() -> bool:
     """OpenVINO is installed and says this CPU runs bf16 (AVX512-BF16 / AMX)."""
     try:
         ov = importlib.import_module("openvino")
-    except ModuleNotFoundError:
+        return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    except Exception:  # not installed, or a broken install / CPU plugin: then `auto` keeps ONNX Runtime
         return False
-    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
 @dataclass

@@ -20,7 +20,7 @@ from .names import case_id_from_path, check_case_id
 from .outputs import CaseOutput
 from .regions import RegionRules, Regions, detect_tissue, load_annotations
 from .sampling import Patch, PatchGeometry, ReadPlan, allot_case, plan_reads, sample_case
-from .session import AUTO, OPENVINO, choose_engine, open_engine
+from .session import AUTO, ONNXRUNTIME, OPENVINO, choose_engine, open_engine
 from .signing import load_public_key, trusted_keys_from_env, verify_signature
 from .slide import MppRule, Slide, as_mpp_rule
 from .verdict import PatientVerdict, bag_verdict, patient_sum, patient_verdict
@@ -143,8 +143,12 @@ class Predictor:
         self.session = None
         if inference:
             chosen, why = choose_engine(self.contract, device) if engine == AUTO else (engine, "asked for")
+            if engine == AUTO and chosen == OPENVINO and ov_precision == "f32":
+                chosen, why = ONNXRUNTIME, "--ov-precision f32 asked for: auto only chooses OpenVINO for bf16"
             ov_precision = "bf16" if engine == AUTO and chosen == OPENVINO else ov_precision
             self.session = open_engine(self.contract, chosen, device, threads, ov_precision)
+            if why == "a GPU run" and self.session.provider != "CUDAExecutionProvider":
+                why = "CUDA is listed but did not start: ONNX Runtime ran on the CPU"
             self.engine_choice |= {"ran": chosen, "why": why}
         self.geometry = PatchGeometry.from_metadata(self.contract.patch)
         self.seed = seed

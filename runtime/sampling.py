@@ -67,7 +67,9 @@ class ReadPlan:
 
         Off that grid OpenSlide resamples a level > 0 read by blending neighbouring pixels: about 3x slower at
         40x (measured) and not the pixels the scanner stored. The snap moves the patch by at most half a level
-        pixel (1 um at 20x and 40x when reading level 1 of a 1 / 4 / 16 pyramid)."""
+        pixel (1 um at 20x and 40x when reading level 1 of a 1 / 4 / 16 pyramid). It lands exactly on the grid
+        only where the level's downsample is a whole number; OpenSlide derives downsamples from level sizes, and
+        a scan whose level-0 size is not a multiple of it (4.00015, say) still reads slightly off the grid."""
         half = self.size_level0 / 2 if centred else 0.0
         step = self.level.downsample
         return (int(round(round((x - half) / step) * step)), int(round(round((y - half) / step) * step)))

@@ -131,3 +131,11 @@ def test_train_records_the_bf16_check_with_fp32_bands():
     moved = [PatientSum("o", 2, -5.0 - 1e-3, 0, 100), PatientSum("p", 0, -30.0, 0, 100)]
     check = _engine_check(moved, edge, table)
     assert check["verdict_flips"] == 0 and check["edge_patients_skipped"] == 1
+
+
+def test_auto_never_overrides_an_explicit_f32_request(monkeypatch, tiny_model, tmp_path):
+    import netorigin.runtime.openvino_session as module
+
+    monkeypatch.setattr(module, "bf16_available", lambda: True)
+    predictor = Predictor(with_bf16_check(tiny_model, tmp_path, True), device="cpu", ov_precision="f32")
+    assert predictor.engine_choice["ran"] == ONNXRUNTIME and "--ov-precision f32" in predictor.engine_choice["why"]

@@ -107,3 +107,28 @@ def test_int8_recipe_keeps_the_named_stages_in_float32(variants):
     assert quantised_convs(quantised[recipes[2]]) == 1
     with pytest.raises(InputDataError, match="names no convolution"):
         to_int8(fp32, patches[::8], Int8Recipe(("trunk.layer9",)))
+
+
+def test_strided_int8_calibration_gives_the_ranges_of_one_pass(variants, tmp_path):
+    """Ranges merged over strides of batches (bounded memory) equal the ranges of all patches at once."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    from netorigin.export.precision import _PatchReader
+
+    embedder, _ = tiny_embedder(seed=1)
+    fp32 = export_embedder(embedder)
+    _, patches = variants
+    calibration = patches[:48]  # 6 batches of 8: strides of 3
+    strided = to_int8(fp32, calibration, Int8Recipe(float_stem=False))
+    onnx.save(fp32, str(tmp_path / "fp32.onnx"))
+    quantize_static(str(tmp_path / "fp32.onnx"), str(tmp_path / "one.onnx"), _PatchReader(calibration),
+                    quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
+                    weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
+                    extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+    one_pass = onnx.load(str(tmp_path / "one.onnx"))
+
+    def scales(model: onnx.ModelProto) -> dict:
+        return {i.name: onnx.numpy_helper.to_array(i).tolist() for i in model.graph.initializer
+                if i.name.endswith("_scale") or i.name.endswith("_zero_point")}
+
+    assert scales(strided) and scales(strided) == scales(one_pass)

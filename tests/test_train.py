@@ -181,3 +181,14 @@ def test_fp32_model_records_the_openvino_bf16_check_where_the_cpu_has_bf16(train
     band = trained.bands["fp32"].at(trained.bands["fp32"].default_confidence)
     assert check["max_abs_delta_s_over_band_width"] == pytest.approx(max(deltas) / (band.upper - band.lower),
                                                                      rel=1e-6)
+
+
+def test_a_misnamed_int8_stage_is_refused_before_any_output(cohort, tmp_path):
+    from netorigin.export.precision import Int8Recipe
+
+    embedder, info = tiny_embedder()
+    plan = TrainPlan(seed=1, patches_per_case=PATCHES, precisions=("fp32", "int8"), name="bad",
+                     int8=Int8Recipe(("trunk.layer9",)))
+    with pytest.raises(InputDataError, match="'trunk.layer9' names no convolution"):
+        train(cohort, tmp_path / "out", embedder, info, plan, echo=lambda _: None)
+    assert not any((tmp_path / "out").iterdir())
