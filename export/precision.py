@@ -33,8 +33,8 @@ RANGE_BATCHES = 4
 @dataclass(frozen=True)
 class Int8Recipe:
     """How INT8 is calibrated: MinMax ranges; the stem (the graph's first convolution, 3 input channels) and the
-    named ResNet50 stages (module prefixes) stay float32. Float stem by default: on the demo model it was both
-    faster and closer to fp32 than an INT8 stem (benchmarks/int8.py)."""
+    named ResNet50 stages (module prefixes) stay float32. Float stem by default: on the demo model it was as
+    fast as an INT8 stem and closer to fp32 (benchmarks/int8.py)."""
 
     keep_float: tuple[str, ...] = ()
     float_stem: bool = True
