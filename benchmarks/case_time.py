@@ -20,7 +20,6 @@ within 1.1x of its inference alone, reading hidden behind it). Goals are stated,
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -30,12 +29,12 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
-from common import environment, table, write_results  # noqa: E402
+from common import environment, spread, table, write_results  # noqa: E402
 
 from netorigin.export.synthetic import make_slide, patient_texture  # noqa: E402
 from netorigin.runtime.predictor import Predictor  # noqa: E402
 from netorigin.runtime.regions import load_annotations  # noqa: E402
-from netorigin.runtime.sampling import PatchGeometry, plan_reads, sample_slide  # noqa: E402
+from netorigin.runtime.sampling import PatchGeometry, sample_slide  # noqa: E402
 from netorigin.runtime.session import open_session  # noqa: E402
 from netorigin.runtime.slide import Slide  # noqa: E402
 
@@ -55,13 +54,12 @@ def write_slides(workdir: Path) -> dict[str, Path]:
     return paths
 
 
-def read_patches(path: Path, n: int, seed: int, workers: int) -> tuple[np.ndarray, float]:
+def read_patches(path: Path, n: int, geometry: PatchGeometry, seed: int, workers: int) -> tuple[np.ndarray, float]:
     """The runtime's sampling of one slide, timed from open to the last resized patch."""
     start = time.perf_counter()
     with Slide(path) as slide, ThreadPoolExecutor(workers) as pool:
         regions = load_annotations(path.with_suffix(".geojson"), slide)
-        pixels = [p.pixels for p in sample_slide(slide, regions, n, PatchGeometry(), seed, 0, pool,
-                                                 plan_reads(slide, PatchGeometry()))]
+        pixels = [p.pixels for p in sample_slide(slide, regions, n, geometry, seed, 0, pool)]
     return np.stack(pixels), time.perf_counter() - start
 
 
@@ -70,10 +68,6 @@ def infer(session, pixels: np.ndarray) -> float:
     for i in range(0, len(pixels), session.batch_size):
         session.run(pixels[i:i + session.batch_size])
     return time.perf_counter() - start
-
-
-def summary(values: list[float]) -> dict:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
 
 
 def main() -> None:
@@ -86,7 +80,7 @@ def main() -> None:
     start = time.perf_counter()
     slides = write_slides(args.workdir)
     written_s = time.perf_counter() - start
-    base = Predictor(args.model, device="cpu")
+    base = Predictor(args.model, device="cpu", inference=False)  # each run gets one of the sessions below
     n = base.contract.patches_per_case
     sessions = {spinning: open_session(base.contract, "cpu", spinning=spinning) for spinning in (True, False)}
     for session in sessions.values():  # warm-up: first runs allocate
@@ -95,7 +89,7 @@ def main() -> None:
     for rep in range(args.reps):
         for name, path in slides.items():
             seed = 1000 * rep + 7
-            pixels, read_s = read_patches(path, n, seed, 2)
+            pixels, read_s = read_patches(path, n, base.geometry, seed, 2)
             raw[name]["read (2 threads)"].append(read_s)
             raw[name]["inference"].append(infer(sessions[False], pixels))
             for label, spinning, workers in CONFIGS:
@@ -111,19 +105,19 @@ def main() -> None:
                "slides_written_s": round(written_s, 1), "seconds": {}, "case_over_inference": {}}
     rows = []
     for name in slides:
-        results["seconds"][name] = {k: summary(v) for k, v in raw[name].items()}
+        results["seconds"][name] = {k: spread(v) for k, v in raw[name].items()}
         inference = raw[name]["inference"]
         for label, values in raw[name].items():
             ratio = None
             if label not in ("inference", "read (2 threads)"):
-                ratio = summary([c / i for c, i in zip(values, inference)])
+                ratio = spread([c / i for c, i in zip(values, inference)])
                 results["case_over_inference"].setdefault(name, {})[label] = ratio
             s = results["seconds"][name][label]
             rows.append([name, label, f"{s['median']:.2f}", f"{s['min']:.2f}–{s['max']:.2f}",
                          "" if ratio is None else f"{ratio['median']:.2f} ({ratio['min']:.2f}–{ratio['max']:.2f})"])
     markdown = "\n".join([
         f"# One case vs its inference alone ({args.reps} repetitions, new seed and handles each, "
-        f"{n} patches, {environment()['cpu']}, {environment()['cores']} cores)", "",
+        f"{n} patches, {results['environment']['cpu']}, {results['environment']['cores']} cores)", "",
         table(["slide", "what", "median s", "min–max s", "case / inference (median, min–max)"], rows), "",
         "Goal: case / inference ≤ 1.1 at 20x and 40x."])
     write_results(ROOT / "results", "case-time", results, markdown)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
-from common import environment, table, write_results  # noqa: E402
+from common import environment, spread, table, write_results  # noqa: E402
 from distributed import Client, LocalCluster  # noqa: E402
 from protocols_scale import synthetic  # noqa: E402
 
@@ -35,11 +35,6 @@ from netorigin.runtime.cluster import DaskMapper, LocalMapper  # noqa: E402
 from netorigin.runtime.predictor import Predictor  # noqa: E402
 
 SETUPS = (("local", 0, None), ("dask-1", 1, None), ("dask-2", 2, 1))  # name, worker processes, ORT threads
-
-
-def stats(values: list[float]) -> dict:
-    return {"median": round(statistics.median(values), 3), "min": round(min(values), 3),
-            "max": round(max(values), 3), "n": len(values)}
 
 
 def batch_times(model: Path, cases, workers: int, threads: int | None, repeats: int, work: Path) -> list[float]:
@@ -99,7 +94,7 @@ def main() -> None:
     for name, workers, threads in SETUPS:
         seconds = batch_times(args.model, cases, workers, threads, args.repeats, work)
         per_case = [s / len(cases) for s in seconds]
-        result["batch"][name] = {"seconds_per_case": stats(per_case),
+        result["batch"][name] = {"seconds_per_case": spread(per_case, 3),
                                  "cases_per_hour": round(3600 / statistics.median(per_case), 1)}
         print(name, result["batch"][name], flush=True)
     local, one = (result["batch"][n]["seconds_per_case"]["median"] for n in ("local", "dask-1"))

@@ -5,9 +5,18 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+
+def spread(values: list[float], digits: int | None = None) -> dict:
+    """Median and min-max of repeated measurements (rounded to `digits` when given)."""
+    def r(value: float) -> float:
+        return value if digits is None else round(value, digits)
+
+    return {"median": r(statistics.median(values)), "min": r(min(values)), "max": r(max(values)), "n": len(values)}
 
 
 def best_of(fn: Callable[[], object], repeats: int = 3) -> float:

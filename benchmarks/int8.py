@@ -26,7 +26,7 @@ import onnxruntime as ort
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
-from common import environment, table, write_results  # noqa: E402
+from common import environment, spread, table, write_results  # noqa: E402
 
 from netorigin.calibration.bands import calibrate_bands  # noqa: E402
 from netorigin.export.demo import FULL  # noqa: E402
@@ -125,17 +125,18 @@ def main() -> None:
     rows = []
     for name, stats in rows_raw.items():
         pps = times[name]
-        stats["patches_per_s"] = {"median": statistics.median(pps), "min": min(pps), "max": max(pps)}
-        stats["speedup_vs_fp32"] = statistics.median(pps) / fp32_median
-        rows.append([name, f"{statistics.median(pps):.1f} ({min(pps):.1f}–{max(pps):.1f})",
+        stats["patches_per_s"] = spread(pps)
+        stats["speedup_vs_fp32"] = stats["patches_per_s"]["median"] / fp32_median
+        rows.append([name, f"{stats['patches_per_s']['median']:.1f} ({min(pps):.1f}–{max(pps):.1f})",
                      f"{stats['speedup_vs_fp32']:.2f}×", stats["calibration_flips"],
                      f"{stats['calibration_max_dS_over_width']:.4f}", stats["test_flips"],
                      f"{stats['test_max_dS_over_width']:.4f}"])
     results = {"environment": environment(), "batch": BATCH, "reps": args.reps,
-               "fp32_patches_per_s": {"median": fp32_median, "min": min(times["fp32"]), "max": max(times["fp32"])},
+               "fp32_patches_per_s": spread(times["fp32"]),
                "calibration_patients": len(cal_cases), "test_cases": len(test_cases), "recipes": rows_raw}
     markdown = "\n".join([
-        f"# INT8 recipes on the demo cohort ({environment()['cpu']}, {environment()['cores']} cores)", "",
+        f"# INT8 recipes on the demo cohort ({results['environment']['cpu']}, "
+        f"{results['environment']['cores']} cores)", "",
         f"fp32: {fp32_median:.1f} patches/s at batch {BATCH} (min–max {min(times['fp32']):.1f}–"
         f"{max(times['fp32']):.1f}); {len(cal_cases)} calibration patients, {len(test_cases)} test cases, 100 "
         "patches each; each INT8 model's bands from its own decisions.", "",

@@ -25,6 +25,11 @@ class PatientSum:
     n_patches: int | None = None
 
 
+def bag_sum(patient: str, label: int, score: float) -> PatientSum:
+    """A bag head's S for a patient: the bag is the one voter, so its sign decides outside the band."""
+    return PatientSum(patient, label, score, int(score > 0), 1)
+
+
 def read_sums(path: str | Path) -> list[PatientSum]:
     """CSV (patient,label,sum[,votes,n_patches]) or JSON (list of such objects, or {"sums": {label: [...]}})."""
     path = Path(path)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,6 +60,18 @@ class Embeddings:
     def select(self, mask: np.ndarray) -> Embeddings:
         return Embeddings(self.embeddings[mask], self.patients[mask], self.labels[mask], self.specimens[mask],
                           self.slides[mask], self.patch_ids[mask], self.info)
+
+    @classmethod
+    def of_case(cls, patient: str, label: int, vectors: np.ndarray) -> Embeddings:
+        """One patient's patch vectors, as a head scores them (no slide or patch ids to record)."""
+        n = len(vectors)
+        return cls(vectors, np.array([patient] * n), np.full(n, label), np.array(["A"] * n), np.array(["-"] * n),
+                   np.arange(n).astype(str))
+
+    def by_patient(self) -> Iterator[tuple[str, np.ndarray]]:
+        """Each patient and the mask of its patches, in order of first appearance."""
+        for patient in dict.fromkeys(self.patients.tolist()):
+            yield str(patient), self.patients == patient
 
     def patient_table(self) -> list[tuple[str, int]]:
         """(patient, label) in order of first appearance."""

@@ -17,7 +17,7 @@ from netorigin.runtime.contract import with_metadata
 from .embedder import EmbedderInfo, PatchEmbedder
 from .heads import HeadArrays, head_arrays
 from .metadata import build_metadata
-from .mil import MilHead
+from .mil import MIL_KINDS, MilHead
 from .onnx_graph import attach_head, attach_mil_head, export_embedder
 from .precision import Int8Recipe, convert
 
@@ -31,10 +31,10 @@ def with_head(embedder_proto: onnx.ModelProto, fitted: Pipeline | MilHead
     return attach_head(embedder_proto, arrays), arrays
 
 
-def check_precision(fitted: Pipeline | MilHead, precision: str) -> None:
+def check_precision(kind: str, precision: str) -> None:
     """fp16 / INT8 variants convert the embedder and keep the SVM head's float64 nodes; MIL heads export as fp32."""
-    if isinstance(fitted, MilHead) and precision != "fp32":
-        raise InputDataError(f"the {fitted.kind} head exports as fp32 only (precision {precision} is for the "
+    if kind in MIL_KINDS and precision != "fp32":
+        raise InputDataError(f"the {kind} head exports as fp32 only (precision {precision} is for the "
                              "SVM-sum heads)")
 
 
@@ -51,7 +51,7 @@ def build_model_bytes(embedder: PatchEmbedder, info: EmbedderInfo, head: dict, b
     if head_info.get("embedder", {}).get("weights_sha256") not in (None, info.weights_sha256):
         raise InputDataError("the head was fitted on embeddings of different embedder weights "
                              f"({head_info['embedder']['name']}); export with the same weights")
-    check_precision(head["pipeline"], precision)
+    check_precision(head["kind"], precision)
     base = export_embedder(embedder) if embedder_proto is None else copy.deepcopy(embedder_proto)
     model, arrays = with_head(base, head["pipeline"])
     return variant_bytes(model, info, arrays, head_info, bands, demo=demo, precision=precision,

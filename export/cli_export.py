@@ -65,7 +65,7 @@ def command(head_path, weights_kind, weights, weights_seed, bands, no_bands, dem
         raise click.UsageError("--precision int8 needs --calibration-manifest (training patches)")
     start = time.perf_counter()
     head = load_head(head_path)
-    check_precision(head["pipeline"], precision)  # before any training patch is read
+    check_precision(head["kind"], precision)  # before any training patch is read
     table = read_bands(bands) if bands else None
     embedder, info = build_embedder(weights_kind, weights, weights_seed)
     proto = export_embedder(embedder)

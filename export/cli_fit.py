@@ -13,8 +13,8 @@ from netorigin.calibration.embeddings import Embeddings
 from netorigin.calibration.labels import LABEL_NAMES
 from netorigin.runtime.verdict import verdict_from_sum
 
-from .heads import ALL_HEADS, fit_scorer, save_head
-from .mil import MilConfig, MilHead
+from .heads import ALL_HEADS, as_scorer, fit_embeddings, save_head
+from .mil import MilConfig
 
 HEAD_HELP = ("reference = PCA(0.95) + SVC(rbf, gamma='scale'); paper-text = SVC(rbf, gamma='auto'), no PCA; "
              "abmil / kmil = attention-MIL heads scoring each patient's bag (seed 001).")
@@ -50,14 +50,15 @@ def command(embeddings, out, kind, seed, mil) -> None:
     """Fit the head on EMBEDDINGS (labels 0 pancreas, 1 small intestine; others are skipped)."""
     start = time.perf_counter()
     emb = Embeddings.load(embeddings)
-    scorer = fit_scorer(kind, emb, seed, mil)
+    fitted = fit_embeddings(emb, kind, seed, mil)
+    scorer = as_scorer(fitted)
     labelled = emb.select(emb.labels < 2)
     sums, decisions = scorer.score(labelled)
     patch_accuracy = float(np.mean((decisions > 0) == labelled.labels))
     patient_accuracy = float(np.mean([verdict_from_sum(s.s, s.votes_small_intestine, s.n_patches, None)
                                       == LABEL_NAMES[s.label] for s in sums]))
     info = dict(emb.fit_record(), head=kind, fit_seed=seed)
-    save_head(out, scorer if isinstance(scorer, MilHead) else scorer.pipeline, kind=kind, info=info)
+    save_head(out, fitted, kind=kind, info=info)
     click.echo(f"fitted {kind} on {len(labelled.embeddings)} patches: training patch accuracy {patch_accuracy:.3f}, "
                f"patient accuracy {patient_accuracy:.3f} ({len(sums)} patients) -> {out} "
                f"({time.perf_counter() - start:.1f} s)")

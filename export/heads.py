@@ -62,7 +62,7 @@ def fit_embeddings(emb: Embeddings, kind: str, seed: int, mil: MilConfig = MilCo
     if not mask.any():
         raise InputDataError("no pancreas or small-intestine patches to fit on")
     if kind in MIL_KINDS:
-        return fit_mil(kind, emb.select(mask), seed, mil)
+        return fit_mil(kind, emb, seed, mil)  # it keeps the labelled patients itself
     return fit_head(kind, emb.embeddings[mask], emb.labels[mask], seed)
 
 

@@ -18,12 +18,13 @@ It is seeded and runs on the CPU, so the same seed and data give the same weight
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
 
-from netorigin.calibration.bands_io import PatientSum
+from netorigin.calibration.bands_io import PatientSum, bag_sum
 from netorigin.calibration.embeddings import Embeddings
 from netorigin.calibration.errors import InputDataError
 
@@ -130,28 +131,24 @@ class MilHead:
         model = self.module()
         sums, decisions = [], np.empty(len(emb.embeddings), dtype=np.float64)
         with torch.inference_mode():
-            for patient in dict.fromkeys(emb.patients.tolist()):
-                mask = emb.patients == patient
-                c, s, _ = model(torch.from_numpy(np.ascontiguousarray(emb.embeddings[mask], dtype=np.float32)))
+            for patient, label, mask, bag in _bags(emb):
+                c, s, _ = model(bag)
                 decisions[mask] = c.numpy()
-                bag_score = float(s[0])
-                sums.append(PatientSum(str(patient), int(emb.labels[mask][0]), bag_score, int(bag_score > 0), 1))
+                sums.append(bag_sum(patient, label, float(s[0])))
         return sums, decisions
 
 
-def _bags(emb: Embeddings) -> list[tuple[torch.Tensor, int]]:
-    out = []
-    for patient in dict.fromkeys(emb.patients.tolist()):
-        mask = emb.patients == patient
-        out.append((torch.from_numpy(np.ascontiguousarray(emb.embeddings[mask], dtype=np.float32)),
-                    int(emb.labels[mask][0])))
-    return out
+def _bags(emb: Embeddings) -> Iterator[tuple[str, int, np.ndarray, torch.Tensor]]:
+    """Each patient, its label, the mask of its patches and its bag as a float32 tensor."""
+    for patient, mask in emb.by_patient():
+        yield patient, int(emb.labels[mask][0]), mask, torch.from_numpy(
+            np.ascontiguousarray(emb.embeddings[mask], dtype=np.float32))
 
 
 def fit_mil(kind: str, emb: Embeddings, seed: int = 0, config: MilConfig = MilConfig()) -> MilHead:
     """Train on the pancreas / small-intestine patients of `emb` (one bag per patient), seeded, on the CPU."""
     labelled = emb.select(emb.labels < 2)
-    bags = _bags(labelled)
+    bags = [(bag, label) for _, label, _, bag in _bags(labelled)]
     if {label for _, label in bags} != {0, 1}:
         raise InputDataError("fitting a MIL head needs pancreas and small-intestine patients")
     features = labelled.embeddings.astype(np.float64)

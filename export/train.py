@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from netorigin.calibration.bands import calibrate_bands
-from netorigin.calibration.bands_io import PatientSum, calibration_record
+from netorigin.calibration.bands_io import PatientSum, bag_sum, calibration_record
 from netorigin.calibration.embeddings import Embeddings
 from netorigin.calibration.errors import InputDataError
 from netorigin.calibration.labels import label_code
 from netorigin.calibration.splits import PatientSplit, patient_digests, read_split, stratified_split
 from netorigin.runtime.atomic import write_text_atomic
-from netorigin.runtime.bands import BandTable
+from netorigin.runtime.bands import Band, BandTable
 from netorigin.runtime.contract import load_contract, with_metadata
 from netorigin.runtime.manifest import read_csv_rows
 from netorigin.runtime.names import check_name
@@ -34,13 +34,13 @@ from netorigin.runtime.session import BF16_CHECK, BF16_MAX_DELTA_OVER_WIDTH, CPU
 from netorigin.runtime.slide import MppRule
 from netorigin.runtime.verdict import patient_sum, verdict_from_sum
 
-from .build import with_head, write_model
+from .build import check_precision, with_head, write_model
 from .embedder import EmbedderInfo, PatchEmbedder
 from .embeddings import calibration_patches, check_slides, embed_manifest, is_patch_manifest, iter_cohort
 from .engines import make_engine
 from .heads import PatchSumScorer, as_scorer, fit_embeddings, save_head
 from .metadata import build_metadata
-from .mil import MIL_KINDS, MilConfig, MilHead
+from .mil import MilConfig, MilHead
 from .onnx_graph import export_embedder
 from .precision import PRECISIONS, Int8Recipe, convert, kept_float_nodes
 
@@ -91,7 +91,7 @@ def _case_sum(session: ModelSession, bag: bool, patient: str, label: int, pixels
     of the whole bag for a bag head (whose one vote is its sign)."""
     if bag:
         out = session.run_bag(pixels, with_embeddings)
-        return PatientSum(patient, label, out.score, int(out.score > 0), 1), out.embeddings
+        return bag_sum(patient, label, out.score), out.embeddings
     runs = [session.run(pixels[i:i + CPU_BATCH], with_embeddings) for i in range(0, len(pixels), CPU_BATCH)]
     d = np.concatenate([r[0] for r in runs])
     embeddings = np.concatenate([r[1] for r in runs]) if with_embeddings else None
@@ -113,9 +113,8 @@ def train(cohort: Path, out: Path, embedder: PatchEmbedder, info: EmbedderInfo, 
     if unknown or "fp32" not in plan.precisions:
         raise InputDataError(f"precisions must include fp32 and be among {', '.join(PRECISIONS)}")
     check_name(plan.name, "model name")
-    if plan.head in MIL_KINDS and plan.precisions != ("fp32",):
-        raise InputDataError(f"the {plan.head} head exports as fp32 only: fp16 / INT8 variants are for the SVM-sum "
-                             "heads")
+    for precision in plan.precisions:
+        check_precision(plan.head, precision)
     from_embeddings = cohort.suffix == ".npz"
     if from_embeddings and plan.precisions != ("fp32",):
         raise InputDataError("fp16 / INT8 variants are calibrated on their own decisions and so need the "
@@ -213,11 +212,13 @@ def _calibration_sums(cohort: Path, stored: Embeddings | None, split: PatientSpl
                                              with_embeddings=precision == "fp32")
             embeddings = case_embeddings if precision == "fp32" else embeddings
             sums[precision].append(row)
-        n = len(embeddings)
-        (row,), _ = scorer.score(Embeddings(embeddings, np.array([case.patient] * n), np.full(n, case.label),
-                                            np.array(["A"] * n), np.array(["-"] * n), np.arange(n).astype(str)))
+        (row,), _ = scorer.score(Embeddings.of_case(case.patient, case.label, embeddings))
         reference.append(row)
     return sums, reference
+
+
+def _verdict(row: PatientSum, band: Band) -> str:
+    return verdict_from_sum(row.s, row.votes_small_intestine, row.n_patches, (band.lower, band.upper))
 
 
 def _engine_check(engine_sums: list[PatientSum], fp32_sums: list[PatientSum], fp32_bands: BandTable) -> dict:
@@ -233,8 +234,7 @@ def _engine_check(engine_sums: list[PatientSum], fp32_sums: list[PatientSum], fp
             if band.upper > band.lower and min(abs(b.s - band.lower), abs(b.s - band.upper)) <= 2e-7:
                 skipped += 1
                 continue
-            flips += (verdict_from_sum(a.s, a.votes_small_intestine, a.n_patches, (band.lower, band.upper))
-                      != verdict_from_sum(b.s, b.votes_small_intestine, b.n_patches, (band.lower, band.upper)))
+            flips += _verdict(a, band) != _verdict(b, band)
     default = fp32_bands.at(fp32_bands.default_confidence)
     width = default.upper - default.lower
     delta = max(abs(a.s - b.s) for a, b in zip(engine_sums, fp32_sums))
@@ -250,7 +250,7 @@ def _summary(sums: dict[str, list[PatientSum]], head_sums: list[PatientSum], ban
     """Per model: bands, and against fp32 on the calibration patients: verdict flips and max |dS| / band width."""
     def verdicts(rows: list[PatientSum], table: BandTable) -> list[str]:
         band = table.at(table.default_confidence)
-        return [verdict_from_sum(r.s, r.votes_small_intestine, r.n_patches, (band.lower, band.upper)) for r in rows]
+        return [_verdict(r, band) for r in rows]
 
     fp32 = sums["fp32"]
     fp32_band = bands["fp32"].at(bands["fp32"].default_confidence)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from functools import cache
 from types import ModuleType
 from typing import Any
 
@@ -18,7 +19,7 @@ import numpy as np
 
 from .contract import DECISION_OUTPUT, EMBEDDING_OUTPUT, INPUT_NAME, ModelContract
 from .errors import ConfigurationError, InferenceError, MissingDependencyError, ModelError, first_line
-from .outputs import BAG_OUTPUTS, CaseOutput, bag_output
+from .outputs import CaseOutput, bag_output, bag_output_names
 
 PRECISIONS = ("auto", "bf16", "f32")
 INSTALL_HINT = "pip install 'netorigin[openvino]'"
@@ -33,11 +34,17 @@ def openvino() -> ModuleType:
         raise MissingDependencyError(f"--engine openvino needs OpenVINO: {INSTALL_HINT}") from None
 
 
+@cache
+def _core_and_capabilities() -> tuple[Any, tuple[str, ...]]:
+    """One OpenVINO Core per process and what it says the CPU can do (asked once)."""
+    core = openvino().Core()
+    return core, tuple(core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+
+
 def bf16_available() -> bool:
     """OpenVINO is installed and says this CPU runs bf16 (AVX512-BF16 / AMX)."""
     try:
-        ov = importlib.import_module("openvino")
-        return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+        return "BF16" in _core_and_capabilities()[1]
     except Exception:  # not installed, or a broken install / CPU plugin: then `auto` keeps ONNX Runtime
         return False
 
@@ -75,8 +82,7 @@ class OpenVinoSession:
     def run_bag(self, patches: np.ndarray, with_embeddings: bool = False) -> CaseOutput:
         """A bag head's outputs for all the patches of a case in one request."""
         outputs = self._infer(patches, "bag")
-        names = BAG_OUTPUTS + ([EMBEDDING_OUTPUT] if with_embeddings else [])
-        return bag_output([outputs[self.compiled.output(name)] for name in names], with_embeddings)
+        return bag_output([outputs[self.compiled.output(name)] for name in bag_output_names(with_embeddings)])
 
 
 def open_openvino(contract: ModelContract, precision: str = "auto", threads: int | None = None) -> OpenVinoSession:
@@ -84,8 +90,7 @@ def open_openvino(contract: ModelContract, precision: str = "auto", threads: int
     if precision not in PRECISIONS:
         raise ConfigurationError(f"unknown OpenVINO precision {precision!r} (choose from {', '.join(PRECISIONS)})")
     ov = openvino()
-    core = ov.Core()
-    capabilities = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    core, capabilities = _core_and_capabilities()
     if precision == "bf16" and "BF16" not in capabilities:
         raise ConfigurationError(f"--ov-precision bf16: this CPU has no bf16 (OpenVINO lists "
                                  f"{', '.join(capabilities)}); use auto or f32")

@@ -6,24 +6,26 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .contract import ATTENTION_OUTPUT, BAG_SCORE_OUTPUT, DECISION_OUTPUT
+from .contract import ATTENTION_OUTPUT, BAG_SCORE_OUTPUT, DECISION_OUTPUT, EMBEDDING_OUTPUT
 
 
 @dataclass(frozen=True)
 class CaseOutput:
-    """Per-patch decisions and S; a bag head's decisions are contributions to its bag score, and it adds each
-    patch's attention (None for a patch-sum head)."""
+    """Per-patch decisions; a bag head's are contributions to its bag score S, and it adds S and each patch's
+    attention (None for a patch-sum head, whose S the verdict sums from the decisions)."""
 
     decisions: np.ndarray
-    score: float
+    score: float | None
     attention: np.ndarray | None
     embeddings: np.ndarray | None = None
 
 
-BAG_OUTPUTS = [DECISION_OUTPUT, BAG_SCORE_OUTPUT, ATTENTION_OUTPUT]
+def bag_output_names(with_embeddings: bool) -> list[str]:
+    """What a bag run asks the engine for, in bag_output's order."""
+    return [DECISION_OUTPUT, BAG_SCORE_OUTPUT, ATTENTION_OUTPUT] + ([EMBEDDING_OUTPUT] if with_embeddings else [])
 
 
-def bag_output(values: list, with_embeddings: bool) -> CaseOutput:
-    """A bag head's CaseOutput from the engine's outputs in BAG_OUTPUTS order (+ embeddings)."""
+def bag_output(values: list) -> CaseOutput:
+    """A bag head's CaseOutput from the engine's outputs in bag_output_names order."""
     return CaseOutput(np.asarray(values[0], dtype=np.float64), float(np.asarray(values[1]).reshape(-1)[0]),
-                     np.asarray(values[2], dtype=np.float64), values[3] if with_embeddings else None)
+                      np.asarray(values[2], dtype=np.float64), values[3] if len(values) > 3 else None)

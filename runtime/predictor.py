@@ -20,10 +20,10 @@ from .names import case_id_from_path, check_case_id
 from .outputs import CaseOutput
 from .regions import RegionRules, Regions, detect_tissue, load_annotations
 from .sampling import Patch, PatchGeometry, ReadPlan, allot_case, plan_reads, sample_case
-from .session import AUTO, ONNXRUNTIME, OPENVINO, choose_engine, open_engine
+from .session import AUTO, CPU, CUDA, ONNXRUNTIME, choose_engine, onnxruntime, open_engine
 from .signing import load_public_key, trusted_keys_from_env, verify_signature
 from .slide import MppRule, Slide, as_mpp_rule
-from .verdict import PatientVerdict, bag_verdict, patient_sum, patient_verdict
+from .verdict import PatientVerdict, bag_verdict, patient_verdict
 
 IN_SAMPLE_NOTE = ("RESEARCH ONLY: this model's bands were calibrated on patients that also fitted its head "
                   "(in-sample, too narrow)")
@@ -142,12 +142,11 @@ class Predictor:
         self.engine_choice: dict[str, str] = {"requested": engine}
         self.session = None
         if inference:
-            chosen, why = choose_engine(self.contract, device) if engine == AUTO else (engine, "asked for")
-            if engine == AUTO and chosen == OPENVINO and ov_precision == "f32":
-                chosen, why = ONNXRUNTIME, "--ov-precision f32 asked for: auto only chooses OpenVINO for bf16"
-            ov_precision = "bf16" if engine == AUTO and chosen == OPENVINO else ov_precision
+            chosen, why = (choose_engine(self.contract, device, ov_precision) if engine == AUTO
+                           else (engine, "asked for"))
             self.session = open_engine(self.contract, chosen, device, threads, ov_precision)
-            if why == "a GPU run" and self.session.provider != "CUDAExecutionProvider":
+            if engine == AUTO and device == "auto" and chosen == ONNXRUNTIME and self.session.provider == CPU \
+                    and CUDA in onnxruntime().get_available_providers():
                 why = "CUDA is listed but did not start: ONNX Runtime ran on the CPU"
             self.engine_choice |= {"ran": chosen, "why": why}
         self.geometry = PatchGeometry.from_metadata(self.contract.patch)
@@ -202,7 +201,7 @@ class Predictor:
             counts = allot_case(self.contract.patches_per_case, [item.specimen for item in items])
             patches, output, resize_s, infer_s = self._sample_and_infer(opened, regions, plans, counts)
             decisions = output.decisions
-            if not (np.isfinite(decisions).all() and np.isfinite(output.score)):
+            if not (np.isfinite(decisions).all() and (output.score is None or np.isfinite(output.score))):
                 raise InferenceError("the model returned non-finite decision values (NaN or infinity)",
                                      self.contract.path)
             timings["resize"] = resize_s
@@ -246,13 +245,9 @@ class Predictor:
         futures = []
         resize_times: list[float] = []
 
-        def infer(batch: np.ndarray) -> tuple[CaseOutput, float]:
+        def infer(batch: np.ndarray) -> tuple[CaseOutput | np.ndarray, float]:
             t = time.perf_counter()
-            if bag:
-                result = self.session.run_bag(batch)
-            else:
-                decisions, _ = self.session.run(batch)
-                result = CaseOutput(decisions, float("nan"), None)
+            result = self.session.run_bag(batch) if bag else self.session.run(batch)[0]
             return result, time.perf_counter() - t
 
         with ThreadPoolExecutor(self.read_workers) as readers, ThreadPoolExecutor(1) as inference:
@@ -272,8 +267,8 @@ class Predictor:
             if pending:
                 futures.append(inference.submit(infer, np.stack(pending)))
             results = [f.result() for f in futures]
-        decisions = np.concatenate([r[0].decisions for r in results]).astype(np.float64)
-        output = results[0][0] if bag else CaseOutput(decisions, patient_sum(decisions), None)
+        output = results[0][0] if bag else CaseOutput(np.concatenate([r[0] for r in results]).astype(np.float64),
+                                                      None, None)
         return patches, output, float(sum(resize_times)), float(sum(r[1] for r in results))
 
     def model_notes(self) -> list[str]:

@@ -75,21 +75,25 @@ def case_report(result: CaseResult) -> dict[str, Any]:
 
 def _votes(result: CaseResult) -> dict[str, int]:
     """Patches per side. A bag head's patches do not vote (the sign of S decides): they are counted by the sign
-    of their contribution, and KMIL's patches that key recognition left out of the pooling (contribution exactly
-    0) are counted apart, never as pancreas."""
+    of their contribution, and KMIL's patches that key recognition left out of the pooling are counted apart,
+    never as pancreas."""
     v = result.verdict
-    if result.model.get("score") != "bag":
-        return {"small_intestine": v.votes_small_intestine, "pancreas": v.n_patches - v.votes_small_intestine,
-                "n_patches": v.n_patches}
-    d = np.asarray(result.decisions)
-    return {"small_intestine": int(np.sum(d > 0)), "pancreas": int(np.sum(d < 0)), "not_pooled": int(np.sum(d == 0)),
-            "n_patches": int(d.size)}
+    votes = {"small_intestine": v.votes_small_intestine, "pancreas": v.n_patches - v.votes_small_intestine,
+             "n_patches": v.n_patches}
+    if result.model.get("score") == "bag":
+        votes["not_pooled"] = sum(patch_class(p) == NOT_POOLED for p in result.patches)
+        votes["pancreas"] -= votes["not_pooled"]
+    return votes
+
+
+NOT_POOLED = "Not pooled"
 
 
 def patch_class(p: dict) -> str:
-    """QuPath class of a sampled patch: the side its decision points to; a bag head's unpooled patch apart."""
+    """QuPath class of a sampled patch: the side its decision points to; a bag head's unpooled patch (attention
+    exactly 0, so its contribution is 0 too) apart."""
     if p.get("attention") == 0.0:
-        return "Not pooled"
+        return NOT_POOLED
     return "Small intestine" if p["decision"] > 0 else "Pancreas"
 
 

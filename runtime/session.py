@@ -17,7 +17,7 @@ import numpy as np
 
 from .contract import ATTENTION_OUTPUT, BAG_SCORE_OUTPUT, DECISION_OUTPUT, EMBEDDING_OUTPUT, INPUT_NAME, ModelContract
 from .errors import ConfigurationError, DeviceError, InferenceError, MissingDependencyError, ModelError, first_line
-from .outputs import BAG_OUTPUTS, CaseOutput, bag_output
+from .outputs import CaseOutput, bag_output, bag_output_names
 
 DEVICES = ("auto", "cpu", "cuda")
 CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
@@ -97,24 +97,19 @@ class ModelSession:
         if self.provider == CUDA and n < CUDA_BATCH:
             pad = np.zeros((CUDA_BATCH - n, *patches.shape[1:]), dtype=np.uint8)
             patches = np.concatenate([patches, pad])
-        outputs = [DECISION_OUTPUT] + ([EMBEDDING_OUTPUT] if with_embeddings else [])
-        try:
-            result = self.session.run(outputs, {INPUT_NAME: np.ascontiguousarray(patches, dtype=np.uint8)})
-        except Exception as exc:  # onnxruntime's exceptions share no base class; out of memory is one of them
-            raise InferenceError(f"ONNX Runtime failed on a batch of {n} patches on {self.provider} "
-                                 f"({first_line(exc)})",
-                                 self.path) from None
+        result = self._run([DECISION_OUTPUT] + ([EMBEDDING_OUTPUT] if with_embeddings else []), patches, "batch", n)
         return result[0][:n], (result[1][:n] if with_embeddings else None)
 
     def run_bag(self, patches: np.ndarray, with_embeddings: bool = False) -> CaseOutput:
         """A bag head's outputs for all the patches of a case in one run (never padded: padding joins the bag)."""
-        outputs = BAG_OUTPUTS + ([EMBEDDING_OUTPUT] if with_embeddings else [])
+        return bag_output(self._run(bag_output_names(with_embeddings), patches, "bag", len(patches)))
+
+    def _run(self, outputs: list[str], patches: np.ndarray, what: str, n: int) -> list:
         try:
-            result = self.session.run(outputs, {INPUT_NAME: np.ascontiguousarray(patches, dtype=np.uint8)})
-        except Exception as exc:  # onnxruntime's exceptions share no base class
-            raise InferenceError(f"ONNX Runtime failed on a bag of {len(patches)} patches on {self.provider} "
+            return self.session.run(outputs, {INPUT_NAME: np.ascontiguousarray(patches, dtype=np.uint8)})
+        except Exception as exc:  # onnxruntime's exceptions share no base class; out of memory is one of them
+            raise InferenceError(f"ONNX Runtime failed on a {what} of {n} patches on {self.provider} "
                                  f"({first_line(exc)})", self.path) from None
-        return bag_output(result, with_embeddings)
 
 
 def open_session(contract: ModelContract, device: str = "auto", threads: int | None = None,
@@ -156,12 +151,14 @@ def bf16_check(contract: ModelContract) -> dict | None:
     return ((contract.provenance.get("calibration") or {}).get("engine_checks") or {}).get(BF16_CHECK)
 
 
-def choose_engine(contract: ModelContract, device: str) -> tuple[str, str]:
-    """`auto`: OpenVINO bf16 only on a CPU run, when OpenVINO is installed, the CPU has bf16 and this model's own
-    calibration patients showed it flips no verdict and moves S by at most 1 % of the band; else ONNX Runtime.
-    Returns the engine and why, for the report."""
+def choose_engine(contract: ModelContract, device: str, ov_precision: str = "auto") -> tuple[str, str]:
+    """`auto`: OpenVINO bf16 only on a CPU run, when OpenVINO is installed, the CPU has bf16, f32 was not asked for
+    and this model's own calibration patients showed bf16 flips no verdict and moves S by at most 1 % of the band;
+    else ONNX Runtime. Returns the engine and why, for the report."""
     if device == "cuda" or (device == "auto" and CUDA in onnxruntime().get_available_providers()):
         return ONNXRUNTIME, "a GPU run"
+    if ov_precision == "f32":
+        return ONNXRUNTIME, "--ov-precision f32 asked for: auto only chooses OpenVINO for bf16"
     check = bf16_check(contract)
     if check is None:
         return ONNXRUNTIME, "the model records no OpenVINO bf16 check"
@@ -177,11 +174,11 @@ def choose_engine(contract: ModelContract, device: str) -> tuple[str, str]:
 
 
 def open_engine(contract: ModelContract, engine: str = ONNXRUNTIME, device: str = "auto",
-                threads: int | None = None, ov_precision: str = "auto", spinning: bool = True) -> ModelSession | Any:
+                threads: int | None = None, ov_precision: str = "auto") -> ModelSession | Any:
     """ONNX Runtime on `device`, or OpenVINO on the CPU (`auto` is resolved by the caller with choose_engine); both
     run the verified bytes and return float64 decisions."""
     if engine == ONNXRUNTIME:
-        return open_session(contract, device, threads, spinning)
+        return open_session(contract, device, threads)
     if engine != OPENVINO:
         raise ConfigurationError(f"unknown engine {engine!r} (choose from {ONNXRUNTIME}, {OPENVINO})")
     if device == "cuda":
