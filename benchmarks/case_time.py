@@ -22,45 +22,19 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
-from common import environment, spread, table, write_results  # noqa: E402
+from common import REALISTIC_SLIDES, environment, read_patches, realistic_slides, spread, table, write_results  # noqa: E402,E501
 
-from netorigin.export.synthetic import make_slide, patient_texture  # noqa: E402
 from netorigin.runtime.predictor import Predictor  # noqa: E402
-from netorigin.runtime.regions import load_annotations  # noqa: E402
-from netorigin.runtime.sampling import PatchGeometry, sample_slide  # noqa: E402
 from netorigin.runtime.session import open_session  # noqa: E402
-from netorigin.runtime.slide import Slide  # noqa: E402
 
-SLIDES = {"20x": (0.5, (10_000, 8_000)), "40x": (0.25, (5_000, 4_000))}
 CONFIGS = (("spinning, 4 read threads", True, 4), ("no spinning, 4 read threads", False, 4),
            ("no spinning, 2 read threads", False, 2))
-
-
-def write_slides(workdir: Path) -> dict[str, Path]:
-    paths = {}
-    for index, (name, (mpp, size_um)) in enumerate(SLIDES.items()):
-        path = workdir / f"case-time-{name}.svs"
-        if not path.exists():
-            rng = np.random.default_rng(100 + index)
-            make_slide(path, "pancreas", patient_texture("pancreas", rng), rng, mpp=mpp, size_um=size_um)
-        paths[name] = path
-    return paths
-
-
-def read_patches(path: Path, n: int, geometry: PatchGeometry, seed: int, workers: int) -> tuple[np.ndarray, float]:
-    """The runtime's sampling of one slide, timed from open to the last resized patch."""
-    start = time.perf_counter()
-    with Slide(path) as slide, ThreadPoolExecutor(workers) as pool:
-        regions = load_annotations(path.with_suffix(".geojson"), slide)
-        pixels = [p.pixels for p in sample_slide(slide, regions, n, geometry, seed, 0, pool)]
-    return np.stack(pixels), time.perf_counter() - start
 
 
 def infer(session, pixels: np.ndarray) -> float:
@@ -78,7 +52,7 @@ def main() -> None:
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    slides = write_slides(args.workdir)
+    slides = realistic_slides(args.workdir)
     written_s = time.perf_counter() - start
     base = Predictor(args.model, device="cpu", inference=False)  # each run gets one of the sessions below
     n = base.contract.patches_per_case
@@ -101,7 +75,7 @@ def main() -> None:
     results = {"environment": environment(), "model": str(args.model), "patches_per_case": n, "reps": args.reps,
                "slides": {name: {"mpp": mpp, "size_um": size_um, "level0_px": [round(size_um[0] / mpp),
                                                                              round(size_um[1] / mpp)]}
-                          for name, (mpp, size_um) in SLIDES.items()},
+                          for name, (mpp, size_um) in REALISTIC_SLIDES.items()},
                "slides_written_s": round(written_s, 1), "seconds": {}, "case_over_inference": {}}
     rows = []
     for name in slides:

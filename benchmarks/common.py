@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+REALISTIC_SLIDES = {"20x": (0.5, (10_000, 8_000)), "40x": (0.25, (5_000, 4_000))}  # um/px, size in um
+
 
 def spread(values: list[float], digits: int | None = None) -> dict:
     """Median and min-max of repeated measurements (rounded to `digits` when given)."""
@@ -19,15 +21,53 @@ def spread(values: list[float], digits: int | None = None) -> dict:
     return {"median": r(statistics.median(values)), "min": r(min(values)), "max": r(max(values)), "n": len(values)}
 
 
-def best_of(fn: Callable[[], object], repeats: int = 3) -> float:
-    """Fastest of `repeats` runs after one warm-up (seconds)."""
+def timed(fn: Callable[[], object], reps: int) -> list[float]:
+    """Seconds of each of `reps` runs after one warm-up run (first runs allocate)."""
     fn()
     times = []
-    for _ in range(repeats):
+    for _ in range(reps):
         t = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t)
-    return min(times)
+    return times
+
+
+def realistic_slides(workdir: Path) -> dict[str, Path]:
+    """Two Aperio-style slides of realistic size, written once: JPEG tiles, pyramid 1 / 4 / 16, 20,000 x 16,000 px
+    at level 0: 10 x 8 mm at 20x (0.5 um/px) and 5 x 4 mm at 40x (0.25 um/px), each with a QuPath tumour
+    annotation."""
+    import numpy as np
+
+    from netorigin.export.synthetic import make_slide, patient_texture
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for index, (name, (mpp, size_um)) in enumerate(REALISTIC_SLIDES.items()):
+        path = workdir / f"case-time-{name}.svs"
+        if not path.exists():
+            rng = np.random.default_rng(100 + index)
+            make_slide(path, "pancreas", patient_texture("pancreas", rng), rng, mpp=mpp, size_um=size_um)
+        paths[name] = path
+    return paths
+
+
+def read_patches(path: Path, n: int, geometry, seed: int, workers: int, level: int | None = None):
+    """The runtime's sampling of one slide on a new handle: (uint8 patches, seconds from open to the last resized
+    patch)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+
+    from netorigin.runtime.regions import load_annotations
+    from netorigin.runtime.sampling import plan_reads, sample_slide
+    from netorigin.runtime.slide import Slide
+
+    start = time.perf_counter()
+    with Slide(path) as slide, ThreadPoolExecutor(workers) as pool:
+        regions = load_annotations(path.with_suffix(".geojson"), slide)
+        plan = plan_reads(slide, geometry, level)
+        pixels = [p.pixels for p in sample_slide(slide, regions, n, geometry, seed, 0, pool, plan)]
+    return np.stack(pixels), time.perf_counter() - start
 
 
 def environment() -> dict:

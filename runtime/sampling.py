@@ -142,10 +142,11 @@ class Patch:
     pixels: np.ndarray  # uint8 [P, P, 3]
 
 
-def empty_fraction(rgba: np.ndarray, luma_above: int) -> float:
-    """Share of pixels that are white (8-bit luma above the threshold) or outside the scan (transparent)."""
-    luma = np.asarray(Image.fromarray(np.ascontiguousarray(rgba[:, :, :3])).convert("L"))
-    return float(np.mean((luma > luma_above) | (rgba[:, :, 3] == 0)))
+def empty_fraction(region: Image.Image, luma_above: int) -> float:
+    """Share of an RGBA region's pixels that are white (8-bit luma above the threshold) or outside the scan
+    (transparent)."""
+    luma = np.asarray(region.convert("L"))
+    return float(np.mean((luma > luma_above) | (np.asarray(region.getchannel("A")) == 0)))
 
 
 class RegionPointSampler:
@@ -186,10 +187,10 @@ def sample_slide(slide: Slide, regions: Regions, count: int, geometry: PatchGeom
 
     def read(point: tuple[float, float]) -> tuple[int, int, np.ndarray | None]:
         x0, y0 = plan.top_left(point[0], point[1], geometry.anchor == "centre")
-        rgba = slide.read_rgba(x0, y0, plan.level, plan.read_size)
-        if empty_fraction(rgba, geometry.luma_above) > geometry.max_fraction:
+        region = slide.read_region(x0, y0, plan.level, plan.read_size)
+        if empty_fraction(region, geometry.luma_above) > geometry.max_fraction:
             return x0, y0, None
-        image = Image.fromarray(np.ascontiguousarray(rgba[:, :, :3]))
+        image = region.convert("RGB")
         if plan.read_size != geometry.pixels:
             t = time.perf_counter()
             image = image.resize((geometry.pixels, geometry.pixels), Image.BILINEAR)

@@ -12,7 +12,6 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import openslide
 from PIL import Image
 
@@ -145,16 +144,17 @@ class Slide:
         fitting = [lv for lv in self.levels if self.mpp * lv.downsample <= target_mpp * (1 + 1e-6)]
         return max(fitting, key=lambda lv: lv.downsample) if fitting else self.levels[0]
 
-    def read_rgba(self, x0: int, y0: int, level: Level, size: int) -> np.ndarray:
-        """RGBA uint8 [size, size, 4] at `level`, top-left (x0, y0) in level-0 pixels (alpha 0 = not scanned)."""
+    def read_region(self, x0: int, y0: int, level: Level, size: int) -> Image.Image:
+        """RGBA image of size x size at `level`, top-left (x0, y0) in level-0 pixels (alpha 0 = not scanned).
+
+        Kept as OpenSlide's PIL image: the white filter and the resize work on it without a NumPy copy."""
         try:
-            region = self._handle.read_region((x0, y0), level.index, (size, size))
+            return self._handle.read_region((x0, y0), level.index, (size, size))
         except openslide.OpenSlideError as exc:
             with self._lock:
                 self._handle = self._open()
             raise SlideError(f"tile cannot be decoded at ({x0}, {y0}) level {level.index} ({exc})",
                              self.path) from None
-        return np.asarray(region)
 
     def thumbnail(self, max_size: int) -> Image.Image:
         try:
