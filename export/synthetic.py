@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,7 +98,8 @@ def write_pyramid(path: Path, level0: Image.Image, mpp: float | None, downsample
             data = base if ds == 1 else np.asarray(level0.resize((max(1, round(w / ds)), max(1, round(h / ds))),
                                                                    Image.BILINEAR))
             kwargs = dict(tile=(TILE, TILE), compression="jpeg", compressionargs={"level": quality},
-                          photometric="rgb", metadata=None, subfiletype=0 if i == 0 else 1)
+                          photometric="rgb", metadata=None, subfiletype=0 if i == 0 else 1,
+                          maxworkers=os.cpu_count())  # tiles compress independently: same bytes, every core
             if svs:
                 if i == 0:
                     kwargs["description"] = (f"Aperio Image Library v12.0.0\r\n{w}x{h} [0,0 {w}x{h}] "

@@ -13,7 +13,7 @@ from netorigin.calibration.bands import calibrate_bands
 from netorigin.calibration.embeddings import Embeddings
 from netorigin.calibration.metrics import class_metrics, clopper_pearson
 from netorigin.calibration.protocols import binary_loo, extended_loo, external_test
-from netorigin.export.heads import fit_scorer
+from netorigin.export.heads import SVC_CACHE_MB, fit_head, fit_scorer, make_head
 from netorigin.runtime.verdict import UNCERTAIN, patient_verdict
 
 from .helpers import run_cli
@@ -38,6 +38,21 @@ def test_binary_loo_accuracy_on_separable_cohort():
     result = binary_loo(cohort(0), REFERENCE, "reference")
     assert result["patient_accuracy"] >= 0.9 and 0.5 < result["patch_accuracy"] <= 1.0
     assert len(result["patients"]) == 16  # others are not part of the binary task
+
+
+def test_svm_kernel_cache_size_changes_no_bit_of_the_fit():
+    """The heads' larger libsvm cache is a speed setting only: a fit that must recompute kernel columns (a 1 MB
+    cache, smaller than this 1.4 MB kernel) gives the same support vectors and decisions, bit for bit."""
+    rng = np.random.default_rng(3)
+    x = rng.gamma(1.5, 0.3, (600, 64))
+    y = np.repeat([0, 1], 300)
+    x[y == 1, :8] += 0.1
+    for kind in ("reference", "paper-text", "linear-svm"):
+        ours = fit_head(kind, x, y, seed=0)
+        assert ours.named_steps["clf"].cache_size == SVC_CACHE_MB
+        tiny_cache = make_head(kind, 0).set_params(clf__cache_size=1).fit(x, y)
+        np.testing.assert_array_equal(ours.named_steps["clf"].dual_coef_, tiny_cache.named_steps["clf"].dual_coef_)
+        np.testing.assert_array_equal(ours.decision_function(x), tiny_cache.decision_function(x))
 
 
 def test_extended_loo_is_seeded_and_aligns_columns():
