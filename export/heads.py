@@ -18,6 +18,7 @@ from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.svm import SVC
+from threadpoolctl import threadpool_limits
 
 from netorigin.calibration.bands_io import PatientSum
 from netorigin.calibration.embeddings import Embeddings
@@ -33,6 +34,14 @@ HEAD_KINDS = ("reference", "paper-text", "linear-svm", "logistic")
 # it never does.
 SVC_CACHE_MB = 512
 ALL_HEADS = HEAD_KINDS + MIL_KINDS
+
+
+def one_blas_thread() -> threadpool_limits:
+    """Fit and score on one BLAS thread: BLAS rounds differently with its thread count (PCA's SVD and projections
+    moved S by about 1e-13 between 1 and 2 threads), so this is what lets `evaluate --workers N` (one thread per
+    Dask worker) and machines with other core counts (same BLAS build and CPU type) reproduce a local run bit
+    for bit."""
+    return threadpool_limits(limits=1)
 
 
 def make_head(kind: str = "reference", seed: int = 0) -> Pipeline:
@@ -58,7 +67,8 @@ def fit_head(kind: str, embeddings: np.ndarray, labels: np.ndarray, seed: int = 
     labels = np.asarray(labels)
     if set(np.unique(labels).tolist()) != {0, 1}:
         raise InputDataError("fitting needs patches of both pancreas (0) and small intestine (1)")
-    return make_head(kind, seed).fit(np.asarray(embeddings, dtype=np.float64), labels)
+    with one_blas_thread():
+        return make_head(kind, seed).fit(np.asarray(embeddings, dtype=np.float64), labels)
 
 
 def fit_embeddings(emb: Embeddings, kind: str, seed: int, mil: MilConfig = MilConfig()) -> Pipeline | MilHead:
@@ -78,7 +88,8 @@ class PatchSumScorer:
     pipeline: Pipeline
 
     def score(self, emb: Embeddings) -> tuple[list[PatientSum], np.ndarray]:
-        decisions = self.pipeline.decision_function(emb.embeddings.astype(np.float64))
+        with one_blas_thread():
+            decisions = self.pipeline.decision_function(emb.embeddings.astype(np.float64))
         return sums_by_patient(emb.patients, emb.labels, decisions), decisions
 
 

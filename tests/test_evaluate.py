@@ -7,6 +7,7 @@ from functools import partial
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_limits
 
 from netorigin.calibration import protocols
 from netorigin.calibration.bands import calibrate_bands
@@ -53,6 +54,25 @@ def test_svm_kernel_cache_size_changes_no_bit_of_the_fit():
         tiny_cache = make_head(kind, 0).set_params(clf__cache_size=1).fit(x, y)
         np.testing.assert_array_equal(ours.named_steps["clf"].dual_coef_, tiny_cache.named_steps["clf"].dual_coef_)
         np.testing.assert_array_equal(ours.decision_function(x), tiny_cache.decision_function(x))
+
+
+def test_a_head_gives_the_same_bits_whatever_threads_its_caller_runs():
+    """`evaluate --workers` (one BLAS thread per Dask worker) must equal a local run on two cores: the head's fit
+    and decisions cannot depend on the caller's thread settings (BLAS rounds differently at 2 threads than at 1)."""
+    rng = np.random.default_rng(1)
+    n = 600
+    labels = np.repeat([0, 1], n // 2)
+    x = rng.gamma(1.5, 0.3, (n, 256))
+    x[labels == 1, :20] += 0.1
+    emb = Embeddings(x.astype(np.float32), np.repeat([f"p{i}" for i in range(20)], n // 20), labels,
+                     np.array(["A"] * n), np.array(["s"] * n), np.arange(n).astype(str))
+    scored = []
+    for threads in (2, 1):
+        with threadpool_limits(limits=threads):
+            sums, decisions = fit_scorer("reference", emb, 0).score(emb)
+        scored.append((decisions, [s.s for s in sums]))
+    np.testing.assert_array_equal(scored[0][0], scored[1][0])
+    assert scored[0][1] == scored[1][1]
 
 
 def test_extended_loo_is_seeded_and_aligns_columns():
