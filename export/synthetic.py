@@ -79,9 +79,9 @@ def tissue_image(width_um: int, height_um: int, texture: Texture, rng: np.random
     keep = mask[ys.astype(int).clip(0, h - 1), xs.astype(int).clip(0, w - 1)]
     radii = np.abs(rng.normal(texture.radius_um, texture.radius_um * 0.2, n))
     shades = rng.normal(0, 12, n)
-    for x, y, r, s in zip(xs[keep], ys[keep], radii[keep], shades[keep]):
-        colour = tuple(int(np.clip(c + s, 0, 255)) for c in texture.nucleus_rgb)
-        draw.ellipse((x - r, y - r * 0.8, x + r, y + r * 0.8), fill=colour)
+    colours = np.clip(np.array(texture.nucleus_rgb)[None, :] + shades[keep][:, None], 0, 255).astype(int)
+    for x, y, r, colour in zip(xs[keep], ys[keep], radii[keep], colours.tolist()):
+        draw.ellipse((x - r, y - r * 0.8, x + r, y + r * 0.8), fill=tuple(colour))
     image = image.filter(ImageFilter.GaussianBlur(0.6))
     tumour = [(cx + 0.25 * w * r * np.cos(a), cy + 0.25 * h * r * np.sin(a)) for a, r in zip(angles, shape_r)]
     return image, [tumour]

@@ -30,7 +30,7 @@ from netorigin.runtime.names import check_name
 from netorigin.runtime.openvino_session import bf16_available, open_openvino
 from netorigin.runtime.regions import RegionRules
 from netorigin.runtime.sampling import PatchGeometry
-from netorigin.runtime.session import BF16_CHECK, BF16_MAX_DELTA_OVER_WIDTH, CPU_BATCH, ModelSession, open_session
+from netorigin.runtime.session import BF16_CHECK, CPU_BATCH, MAX_DELTA_OVER_WIDTH, ModelSession, open_session
 from netorigin.runtime.slide import MppRule
 from netorigin.runtime.verdict import patient_sum, verdict_from_sum
 
@@ -174,8 +174,8 @@ def train(cohort: Path, out: Path, embedder: PatchEmbedder, info: EmbedderInfo, 
     sums, head_sums = _calibration_sums(cohort, stored, split, as_scorer(pipeline), sessions, plan)
     check_sums = sums.pop(BF16_CHECK, None)
     bands = {precision: _bands(patient_sums) for precision, patient_sums in sums.items()}
-    engine_checks = {} if check_sums is None else {BF16_CHECK: _engine_check(check_sums, sums["fp32"],
-                                                                             bands["fp32"])}
+    engine_checks = {} if check_sums is None else {BF16_CHECK: _fidelity_check(check_sums, sums["fp32"],
+                                                                               bands["fp32"])}
     for precision, path in models.items():
         fresh = build_metadata(info, arrays, bands[precision], patches_per_case=plan.patches_per_case,
                                cohort=head_info["cohort"], training=training, demo=plan.demo, precision=precision,
@@ -185,6 +185,9 @@ def train(cohort: Path, out: Path, embedder: PatchEmbedder, info: EmbedderInfo, 
             "decisions": "this model on ONNX Runtime (CPU)" if sessions else "the head on stored embeddings"}
         if precision == "fp32" and engine_checks:
             fresh["netorigin.provenance"]["calibration"]["engine_checks"] = engine_checks
+        elif precision != "fp32":  # the runtime tells every report of a variant that failed it
+            fresh["netorigin.provenance"]["calibration"]["fidelity_vs_fp32"] = _fidelity_check(
+                sums[precision], sums["fp32"], bands["fp32"], bands[precision])
         write_model(path, with_metadata(graphs[precision], fresh))
     summary = _summary(sums, head_sums, bands, split, models, isinstance(pipeline, MilHead)) | {
         "sampling": sampling, "engine_checks": engine_checks}
@@ -221,28 +224,31 @@ def _verdict(row: PatientSum, band: Band) -> str:
     return verdict_from_sum(row.s, row.votes_small_intestine, row.n_patches, (band.lower, band.upper))
 
 
-def _engine_check(engine_sums: list[PatientSum], fp32_sums: list[PatientSum], fp32_bands: BandTable) -> dict:
-    """Another engine on the same model and bands: verdict flips against ONNX Runtime fp32 at every stored band,
-    and max |dS| / width of the default band; passed = no flip and |dS| within 1 % of the band.
+def _fidelity_check(other_sums: list[PatientSum], fp32_sums: list[PatientSum], fp32_bands: BandTable,
+                    other_bands: BandTable | None = None) -> dict:
+    """Another engine on this model (`other_bands` None: the fp32 bands) or a precision variant (its own bands)
+    against ONNX Runtime fp32 on the calibration patients: verdict flips at every stored band, and max |dS| / width
+    of the fp32 default band; passed = no flip and |dS| within 1 % of the band.
 
     A patient whose fp32 S lies within 2e-7 of a band's edge (the other-origin patients that define the edges sit
     1e-7 from them) flips under any change of arithmetic at that band, so it is not counted there
     (`edge_patients_skipped`); the |dS| limit covers everyone, so such a patient moves by at most 1 % of the band."""
     flips = skipped = 0
-    for band in fp32_bands.bands:
-        for a, b in zip(engine_sums, fp32_sums):
+    for k, band in enumerate(fp32_bands.bands):
+        other_band = band if other_bands is None else other_bands.bands[k]
+        for a, b in zip(other_sums, fp32_sums):
             if band.upper > band.lower and min(abs(b.s - band.lower), abs(b.s - band.upper)) <= 2e-7:
                 skipped += 1
                 continue
-            flips += _verdict(a, band) != _verdict(b, band)
+            flips += _verdict(a, other_band) != _verdict(b, band)
     default = fp32_bands.at(fp32_bands.default_confidence)
     width = default.upper - default.lower
-    delta = max(abs(a.s - b.s) for a, b in zip(engine_sums, fp32_sums))
+    delta = max(abs(a.s - b.s) for a, b in zip(other_sums, fp32_sums))
     ratio = delta / width if width > 0 else None  # no band width to compare with: never passes
     return {"verdict_flips": flips, "max_abs_delta_s_over_band_width": ratio, "patients": len(fp32_sums),
             "bands_checked": len(fp32_bands.bands), "edge_patients_skipped": skipped,
-            "threshold": BF16_MAX_DELTA_OVER_WIDTH,
-            "passed": flips == 0 and ratio is not None and ratio <= BF16_MAX_DELTA_OVER_WIDTH}
+            "threshold": MAX_DELTA_OVER_WIDTH,
+            "passed": flips == 0 and ratio is not None and ratio <= MAX_DELTA_OVER_WIDTH}
 
 
 def _summary(sums: dict[str, list[PatientSum]], head_sums: list[PatientSum], bands: dict[str, BandTable],

@@ -272,8 +272,19 @@ class Predictor:
         return patches, output, float(sum(resize_times)), float(sum(r[1] for r in results))
 
     def model_notes(self) -> list[str]:
-        """What every report of this model must say (bands calibrated in-sample: research only)."""
-        return [IN_SAMPLE_NOTE] if (self.contract.provenance.get("calibration") or {}).get("in_sample") else []
+        """What every report of this model must say: bands calibrated in-sample (research only); an fp16 / INT8
+        variant whose verdicts did not keep fp32's on its calibration patients (`train`'s fidelity check)."""
+        calibration = self.contract.provenance.get("calibration") or {}
+        notes = [IN_SAMPLE_NOTE] if calibration.get("in_sample") else []
+        check = calibration.get("fidelity_vs_fp32")
+        if check and not check["passed"]:
+            ratio = check["max_abs_delta_s_over_band_width"]
+            moved = "by an unmeasured amount" if ratio is None else f"by up to {ratio:.1%} of the band width"
+            notes.append(f"LOWER FIDELITY: on its {check['patients']} calibration patients this "
+                         f"{self.contract.precision} model's S moved {moved} against its fp32 model (limit "
+                         f"{check['threshold']:.0%}), with {check['verdict_flips']} verdict flips over "
+                         f"{check['bands_checked']} bands; use the fp32 model where the verdict matters")
+        return notes
 
     @property
     def calibration_sums(self) -> list[dict]:

@@ -28,7 +28,7 @@ ONNXRUNTIME, OPENVINO, AUTO = "onnxruntime", "openvino", "auto"
 ENGINES = (AUTO, ONNXRUNTIME, OPENVINO)
 # The model's own check of OpenVINO bf16 (`train`, calibration patients): what `auto` needs to choose it.
 BF16_CHECK = "openvino-bf16"
-BF16_MAX_DELTA_OVER_WIDTH = 0.01
+MAX_DELTA_OVER_WIDTH = 0.01  # fidelity limit of bf16 and of fp16 / INT8 variants: |dS| <= 1 % of the band
 
 
 INSTALL_HINT = "pip install 'netorigin[cpu]' (CPU) or 'netorigin[gpu]' (NVIDIA GPU)"

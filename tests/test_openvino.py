@@ -114,23 +114,29 @@ def test_predictor_reports_what_auto_chose(tiny_model, slides, tmp_path):
 
 def test_train_records_the_bf16_check_with_fp32_bands():
     from netorigin.calibration.bands_io import PatientSum
-    from netorigin.export.train import _engine_check
+    from netorigin.export.train import _fidelity_check
     from netorigin.runtime.bands import Band, BandTable
 
     fp32 = [PatientSum(f"p{i}", i % 3, s, 60 if s > 0 else 40, 100) for i, s in enumerate([-30.0, 25.0, 1.0, -2.0])]
     table = BandTable((Band(0.0, 0, 0.0, 0.0), Band(1.0, 1, -5.0, 5.0)), n_pi=2, n_other=2)
     close = [PatientSum(p.patient, p.label, p.s + 0.05, p.votes_small_intestine, 100) for p in fp32]
-    check = _engine_check(close, fp32, table)
+    check = _fidelity_check(close, fp32, table)
     assert check["verdict_flips"] == 0 and check["passed"] and check["max_abs_delta_s_over_band_width"] == \
         pytest.approx(0.05 / 10)
     across = [PatientSum(p.patient, p.label, p.s + (5.0 if p.s == 1.0 else 0.0), p.votes_small_intestine, 100)
               for p in fp32]  # S = 1 moves out of the band: uncertain -> small intestine
-    check = _engine_check(across, fp32, table)
+    check = _fidelity_check(across, fp32, table)
     assert check["verdict_flips"] == 1 and not check["passed"]
     edge = [PatientSum("o", 2, -5.0 + 1e-7, 0, 100), PatientSum("p", 0, -30.0, 0, 100)]  # defines the band's edge
     moved = [PatientSum("o", 2, -5.0 - 1e-3, 0, 100), PatientSum("p", 0, -30.0, 0, 100)]
-    check = _engine_check(moved, edge, table)
+    check = _fidelity_check(moved, edge, table)
     assert check["verdict_flips"] == 0 and check["edge_patients_skipped"] == 1
+    # A precision variant is judged under its own bands: S shifted by 6 with its band shifted by 6 keeps every
+    # verdict (S = 1 -> 7 stays uncertain in (1, 11)), though under the fp32 band 7 would be small intestine.
+    shifted = [PatientSum(p.patient, p.label, p.s + 6.0, p.votes_small_intestine, 100) for p in fp32]
+    own = BandTable((Band(0.0, 0, 6.0, 6.0), Band(1.0, 1, 1.0, 11.0)), n_pi=2, n_other=2)
+    assert _fidelity_check(shifted, fp32, table, own)["verdict_flips"] == 0
+    assert _fidelity_check(shifted, fp32, table)["verdict_flips"] == 1
 
 
 def test_auto_never_overrides_an_explicit_f32_request(monkeypatch, tiny_model, tmp_path):

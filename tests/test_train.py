@@ -16,7 +16,8 @@ from netorigin.export.heads import load_head
 from netorigin.export.smoke import tiny_embedder
 from netorigin.export.synthetic import make_cohort
 from netorigin.export.train import TrainPlan, train
-from netorigin.runtime.contract import load_contract
+from netorigin.runtime.contract import load_contract, with_metadata
+from netorigin.runtime.predictor import Predictor
 from netorigin.runtime.session import open_session
 from netorigin.runtime.verdict import patient_sum
 
@@ -181,6 +182,34 @@ def test_fp32_model_records_the_openvino_bf16_check_where_the_cpu_has_bf16(train
     band = trained.bands["fp32"].at(trained.bands["fp32"].default_confidence)
     assert check["max_abs_delta_s_over_band_width"] == pytest.approx(max(deltas) / (band.upper - band.lower),
                                                                      rel=1e-6)
+
+
+def test_variants_record_their_fidelity_to_fp32_and_reports_say_when_it_failed(trained, tmp_path, slides):
+    """Each fp16 / INT8 model stores flips (each under its own bands) and max |dS| / fp32 band width against the fp32
+    model on the calibration patients, as train's summary measured them; a variant that failed the check makes
+    every report say so, one that passed adds nothing."""
+    assert "fidelity_vs_fp32" not in load_contract(trained.models["fp32"]).provenance["calibration"]
+    for precision in ("fp16", "int8"):
+        contract = load_contract(trained.models[precision])
+        check = contract.provenance["calibration"]["fidelity_vs_fp32"]
+        measured = trained.summary["models"][precision]
+        assert check["max_abs_delta_s_over_band_width"] == pytest.approx(measured["max_abs_delta_s_over_band_width"])
+        assert check["patients"] == len(trained.split.calibration)
+        assert check["bands_checked"] == len(trained.bands["fp32"].bands)
+        for passed in (True, False):
+            meta = dict(contract.meta)
+            provenance = dict(meta["netorigin.provenance"])
+            provenance["calibration"] = provenance["calibration"] | {"fidelity_vs_fp32": check | {"passed": passed}}
+            meta["netorigin.provenance"] = provenance
+            path = tmp_path / f"{precision}-{passed}.onnx"
+            path.write_bytes(with_metadata(contract.model_bytes, meta))
+            s = slides["svs20x"]
+            notes = Predictor(path, device="cpu", engine="onnxruntime").predict_case([s.slide], [s.annotations]).notes
+            lower = [n for n in notes if n.startswith("LOWER FIDELITY")]
+            assert len(lower) == (0 if passed else 1)
+            if not passed:
+                assert f"this {precision} model" in lower[0]
+                assert f"{check['max_abs_delta_s_over_band_width']:.1%}" in lower[0]
 
 
 def test_a_misnamed_int8_stage_is_refused_before_any_output(cohort, tmp_path):
