@@ -43,7 +43,7 @@ def realistic_slides(workdir: Path) -> dict[str, Path]:
     workdir.mkdir(parents=True, exist_ok=True)
     paths = {}
     for index, (name, (mpp, size_um)) in enumerate(REALISTIC_SLIDES.items()):
-        path = workdir / f"case-time-{name}.svs"
+        path = workdir / f"realistic-{name}.svs"
         if not path.exists():
             rng = np.random.default_rng(100 + index)
             make_slide(path, "pancreas", patient_texture("pancreas", rng), rng, mpp=mpp, size_um=size_um)

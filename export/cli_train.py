@@ -62,7 +62,8 @@ def command(cohort, out, weights_kind, weights, weights_seed, head, fit_fraction
                      demo=demo)
     result = train(cohort, out, embedder, info, plan, echo=click.echo)
     for precision, row in result.summary["models"].items():
+        check = row["fidelity_vs_fp32"]
         click.echo(f"  {precision}: {result.models[precision]}  default c = {row['default_confidence']:g}, "
-                   f"verdict flips vs fp32 on calibration patients {row['verdict_flips_vs_fp32']}, "
-                   f"max |dS| / band width {row['max_abs_delta_s_over_band_width'] or 0:.4f}")
+                   f"verdict flips vs fp32 on calibration patients {check['verdict_flips']}, "
+                   f"max |dS| / band width {check['max_abs_delta_s_over_band_width'] or 0:.4f}")
     click.echo(f"done in {time.perf_counter() - start:.1f} s")

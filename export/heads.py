@@ -38,9 +38,9 @@ ALL_HEADS = HEAD_KINDS + MIL_KINDS
 
 def one_blas_thread() -> threadpool_limits:
     """Fit and score on one BLAS thread: BLAS rounds differently with its thread count (PCA's SVD and projections
-    moved S by about 1e-13 between 1 and 2 threads), so this is what lets `evaluate --workers N` (one thread per
-    Dask worker) and machines with other core counts (same BLAS build and CPU type) reproduce a local run bit
-    for bit."""
+    moved S by up to 2e-9 between 1 and 2 threads at the paper's size), so this is what lets `evaluate --workers N`
+    (one thread per Dask worker) and machines with other core counts (same BLAS build and CPU type) reproduce a
+    local run bit for bit."""
     return threadpool_limits(limits=1)
 
 

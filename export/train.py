@@ -176,6 +176,7 @@ def train(cohort: Path, out: Path, embedder: PatchEmbedder, info: EmbedderInfo, 
     bands = {precision: _bands(patient_sums) for precision, patient_sums in sums.items()}
     engine_checks = {} if check_sums is None else {BF16_CHECK: _fidelity_check(check_sums, sums["fp32"],
                                                                                bands["fp32"])}
+    fidelity = {p: _fidelity_check(rows, sums["fp32"], bands["fp32"], bands[p]) for p, rows in sums.items()}
     for precision, path in models.items():
         fresh = build_metadata(info, arrays, bands[precision], patches_per_case=plan.patches_per_case,
                                cohort=head_info["cohort"], training=training, demo=plan.demo, precision=precision,
@@ -186,10 +187,9 @@ def train(cohort: Path, out: Path, embedder: PatchEmbedder, info: EmbedderInfo, 
         if precision == "fp32" and engine_checks:
             fresh["netorigin.provenance"]["calibration"]["engine_checks"] = engine_checks
         elif precision != "fp32":  # the runtime tells every report of a variant that failed it
-            fresh["netorigin.provenance"]["calibration"]["fidelity_vs_fp32"] = _fidelity_check(
-                sums[precision], sums["fp32"], bands["fp32"], bands[precision])
+            fresh["netorigin.provenance"]["calibration"]["fidelity_vs_fp32"] = fidelity[precision]
         write_model(path, with_metadata(graphs[precision], fresh))
-    summary = _summary(sums, head_sums, bands, split, models, isinstance(pipeline, MilHead)) | {
+    summary = _summary(sums, head_sums, bands, fidelity, split, models, isinstance(pipeline, MilHead)) | {
         "sampling": sampling, "engine_checks": engine_checks}
     write_text_atomic(out / f"{plan.name}-train.json", json.dumps(summary, indent=2))
     echo(f"calibrated {len(bands['fp32'].bands)} bands per model on {len(split.calibration)} held-out patients")
@@ -233,6 +233,8 @@ def _fidelity_check(other_sums: list[PatientSum], fp32_sums: list[PatientSum], f
     A patient whose fp32 S lies within 2e-7 of a band's edge (the other-origin patients that define the edges sit
     1e-7 from them) flips under any change of arithmetic at that band, so it is not counted there
     (`edge_patients_skipped`); the |dS| limit covers everyone, so such a patient moves by at most 1 % of the band."""
+    if other_bands is not None and len(other_bands.bands) != len(fp32_bands.bands):
+        raise ValueError("the variant's bands and fp32's were calibrated on different patients")
     flips = skipped = 0
     for k, band in enumerate(fp32_bands.bands):
         other_band = band if other_bands is None else other_bands.bands[k]
@@ -252,23 +254,15 @@ def _fidelity_check(other_sums: list[PatientSum], fp32_sums: list[PatientSum], f
 
 
 def _summary(sums: dict[str, list[PatientSum]], head_sums: list[PatientSum], bands: dict[str, BandTable],
-             split: PatientSplit, models: dict[str, Path], bag: bool = False) -> dict:
-    """Per model: bands, and against fp32 on the calibration patients: verdict flips and max |dS| / band width."""
-    def verdicts(rows: list[PatientSum], table: BandTable) -> list[str]:
-        band = table.at(table.default_confidence)
-        return [_verdict(r, band) for r in rows]
-
+             fidelity: dict[str, dict], split: PatientSplit, models: dict[str, Path], bag: bool = False) -> dict:
+    """Per model: bands, and against fp32 on the calibration patients the fidelity check its metadata records."""
     fp32 = sums["fp32"]
-    fp32_band = bands["fp32"].at(bands["fp32"].default_confidence)
-    width = fp32_band.upper - fp32_band.lower
     out = {"split": split.to_json(), "models": {}}
     for precision, rows in sums.items():
-        delta = max(abs(a.s - b.s) for a, b in zip(rows, fp32))
-        flips = sum(a != b for a, b in zip(verdicts(rows, bands[precision]), verdicts(fp32, bands["fp32"])))
         out["models"][precision] = {
             "path": str(models[precision]), "default_confidence": bands[precision].default_confidence,
-            "bands": bands[precision].to_json(), "verdict_flips_vs_fp32": flips,
-            "max_abs_delta_s": delta, "max_abs_delta_s_over_band_width": delta / width if width > 0 else None,
+            "bands": bands[precision].to_json(),
+            "fidelity_vs_fp32": fidelity[precision],
             "sums": [r.__dict__ for r in rows]}
     # The fp32 model's S against the fitted head's own (scikit-learn float64, or PyTorch for a MIL head).
     out["fp32_vs_head_reference"] = "PyTorch float32" if bag else "scikit-learn float64"
