@@ -70,6 +70,12 @@ def read_patches(path: Path, n: int, geometry, seed: int, workers: int, level: i
     return np.stack(pixels), time.perf_counter() - start
 
 
+def case_fidelity(results: list, reference: list) -> tuple[int, float]:
+    """Verdict flips and max |dS| of one engine's or variant's CaseResults against the reference's, case by case."""
+    flips = sum(a.verdict.verdict != b.verdict.verdict for a, b in zip(results, reference))
+    return flips, max(abs(a.verdict.patient_sum - b.verdict.patient_sum) for a, b in zip(results, reference))
+
+
 def environment() -> dict:
     import numpy
     import onnxruntime

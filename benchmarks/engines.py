@@ -19,7 +19,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
-from common import environment, table, write_results  # noqa: E402
+from common import case_fidelity, environment, table, write_results  # noqa: E402
 
 from netorigin.runtime.batch import read_manifest  # noqa: E402
 from netorigin.runtime.predictor import Predictor  # noqa: E402
@@ -58,8 +58,7 @@ def main() -> None:
     rows = []
     base = statistics.median(rates["onnxruntime fp32"])
     for name in ENGINES:
-        flips = sum(a.verdict.verdict != b.verdict.verdict for a, b in zip(results[name], reference))
-        delta = max(abs(a.verdict.patient_sum - b.verdict.patient_sum) for a, b in zip(results[name], reference))
+        flips, delta = case_fidelity(results[name], reference)
         median = statistics.median(rates[name])
         out["engines"][name] = {"provider": predictors[name].provider, "patches_per_s": {
             "median": round(median, 1), "min": round(min(rates[name]), 1), "max": round(max(rates[name]), 1)},

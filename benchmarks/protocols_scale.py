@@ -30,7 +30,14 @@ sys.path.insert(0, str(ROOT))
 from common import environment, spread, table, write_results  # noqa: E402
 
 from netorigin.calibration.embeddings import Embeddings  # noqa: E402
-from netorigin.calibration.protocols import binary_fold, binary_loo, extended_fold, extended_loo  # noqa: E402
+from netorigin.calibration.protocols import (  # noqa: E402
+    binary_fold,
+    binary_folds,
+    binary_loo,
+    extended_fold,
+    extended_folds,
+    extended_loo,
+)
 from netorigin.export import heads  # noqa: E402
 from netorigin.export.heads import fit_scorer  # noqa: E402
 from netorigin.runtime.cluster import LocalMapper, mapper_for  # noqa: E402
@@ -116,9 +123,7 @@ def main() -> None:
         write_results(args.out, "protocols-scale-full", result, md)
         print(md)
         return
-    table_ = emb.patient_table()
-    extended = [(i, p) for i, (p, _) in enumerate(table_)]
-    binary = [(p, lab) for p, lab in table_ if lab < 2]
+    extended, binary = extended_folds(emb), binary_folds(emb)
     result["protocols"] = [
         compare("extended leave-one-out", extended_fold, extended[:args.folds], len(extended), emb, args.workers,
                 fit_fraction=0.6),

@@ -29,7 +29,7 @@ import onnxruntime as ort
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import environment, read_patches, realistic_slides, spread, table, timed, write_results  # noqa: E402,E501
+from common import case_fidelity, environment, read_patches, realistic_slides, spread, table, timed, write_results  # noqa: E402,E501
 
 from netorigin.export.build import build_model_bytes  # noqa: E402
 from netorigin.export.embedder import build_embedder, embed_uint8  # noqa: E402
@@ -220,13 +220,13 @@ def reading(slides: dict[str, Path], reps: int) -> list[dict]:
             for config in configs:
                 seconds[(name, config)].append(read_patches(path, 100, geometry, 1000 * rep + 11, config[2],
                                                             config[1])[1])
-    rows = []
-    for (name, (label, level, workers)), times in seconds.items():
-        with Slide(path := slides[name]) as slide:
-            plan = plan_reads(slide, geometry, level)
-        rows.append({"slide": f"{name} ({path.name})", "level": f"{label} ({plan.level.index}, {plan.read_size} px)",
-                     "threads": workers, "seconds_100_patches": spread(times, 3)})
-    return rows
+    plans = {}
+    for name, path in slides.items():
+        with Slide(path) as slide:
+            plans |= {(name, level): plan_reads(slide, geometry, level) for _, level, _ in configs}
+    return [{"slide": f"{name} ({slides[name].name})", "threads": workers, "seconds_100_patches": spread(times, 3),
+             "level": f"{label} ({plans[name, level].level.index}, {plans[name, level].read_size} px)"}
+            for (name, (label, level, workers)), times in seconds.items()]
 
 
 def one_case(slides: dict[str, Path], models: dict, reps: int) -> list[dict]:
@@ -277,11 +277,10 @@ def verdict_parity(workdir: Path, models: dict) -> list[dict]:
     rows = []
     for precision in ("fp16", "int8"):
         pairs = list(zip(results["fp32"], results[precision]))
-        ds = [abs(a.verdict.patient_sum - b.verdict.patient_sum) for a, b in pairs]
-        rows.append({"precision": precision, "cases": len(pairs),
-                     "verdict_flips": sum(a.verdict.verdict != b.verdict.verdict for a, b in pairs),
+        flips, max_ds = case_fidelity(results[precision], results["fp32"])
+        rows.append({"precision": precision, "cases": len(pairs), "verdict_flips": flips,
                      "patch_sign_flips": int(sum(np.sum((a.decisions > 0) != (b.decisions > 0)) for a, b in pairs)),
-                     "max_abs_dS": max(ds), "band_width": width, "max_abs_dS_over_band_width": max(ds) / width})
+                     "max_abs_dS": max_ds, "band_width": width, "max_abs_dS_over_band_width": max_ds / width})
     return rows
 
 

@@ -90,10 +90,20 @@ def _binary_summary(protocol: str, outcomes: list[PatientOutcome], head: str, se
     }
 
 
+def binary_folds(emb: Embeddings) -> list[tuple[str, int]]:
+    """The binary protocol's folds: each labelled (pancreas / small-intestine) patient and its label."""
+    return [(p, lab) for p, lab in emb.patient_table() if lab < 2]
+
+
+def extended_folds(emb: Embeddings) -> list[tuple[int, str]]:
+    """The extended protocol's folds: every patient with its index (which seeds the fold's split)."""
+    return [(index, patient) for index, (patient, _) in enumerate(emb.patient_table())]
+
+
 def binary_loo(emb: Embeddings, fit: FitHead, head: str, seed: int = 0, mapper: Mapper = LocalMapper()) -> dict:
     """Leave one labelled patient out; fit on all other labelled patients; majority vote (Table 2 style).
     Folds are independent: `mapper` may run them on a Dask cluster (results in the same order)."""
-    patients = [(p, lab) for p, lab in emb.patient_table() if lab < 2]
+    patients = binary_folds(emb)
     if len({lab for _, lab in patients}) < 2:
         raise InputDataError("the binary protocol needs pancreas and small-intestine patients")
     outcomes = mapper(binary_fold, patients, scatter=("emb",), emb=emb, fit=fit, seed=seed)
@@ -154,7 +164,7 @@ def extended_loo(emb: Embeddings, fit: FitHead, head: str, seed: int = 0, fit_fr
     others = [p for p, lab in table if lab == 2]
     if len(others) < 2:
         raise InputDataError("the extended protocol needs at least two other-origin patients")
-    folds = [(index, patient) for index, (patient, _) in enumerate(table)]
+    folds = extended_folds(emb)
     outcomes = mapper(extended_fold, folds, scatter=("emb",), emb=emb, fit=fit, seed=seed,
                       fit_fraction=fit_fraction)
     return _summarise("extended-loo", outcomes, len(others), head, seed)

@@ -14,6 +14,20 @@ def synthetic_embeddings(n_per_class: int = 300, dim: int = 2048, seed: int = 0)
     return x, y
 
 
+def with_calibration_record(model_path, path, **record):
+    """A copy of the model at `path` with `record` merged into its provenance's calibration (as `train` records its
+    checks there); returns its contract."""
+    from netorigin.runtime.contract import load_contract, with_metadata
+
+    contract = load_contract(model_path)
+    meta = dict(contract.meta)
+    provenance = dict(meta["netorigin.provenance"])
+    provenance["calibration"] = dict(provenance["calibration"] or {}) | record
+    meta["netorigin.provenance"] = provenance
+    path.write_bytes(with_metadata(contract.model_bytes, meta))
+    return load_contract(path)
+
+
 def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
     """Run `netorigin ARGS` in-process exactly as the console script does: (exit code, stdout, stderr)."""
     import sys

@@ -9,14 +9,14 @@ import numpy as np
 import openvino
 import pytest
 
-from netorigin.runtime.contract import ModelContract, load_contract, with_metadata
+from netorigin.runtime.contract import ModelContract, load_contract
 from netorigin.runtime.errors import DeviceError, MissingDependencyError
 from netorigin.runtime.openvino_session import bf16_available, open_openvino
 from netorigin.runtime.predictor import Predictor
 from netorigin.runtime.report import case_report
 from netorigin.runtime.session import BF16_CHECK, ONNXRUNTIME, OPENVINO, choose_engine, open_engine, open_session
 
-from .helpers import run_cli
+from .helpers import run_cli, with_calibration_record
 
 
 def patches(n: int = 12) -> np.ndarray:
@@ -71,16 +71,9 @@ def test_openvino_on_cuda_or_missing_is_a_one_line_error(monkeypatch, tiny_model
 
 def with_bf16_check(model_path, tmp_path, passed: bool) -> ModelContract:
     """The model with an OpenVINO bf16 check recorded in its provenance, as `train` records it."""
-    contract = load_contract(model_path)
-    meta = dict(contract.meta)
-    provenance = dict(meta["netorigin.provenance"])
-    provenance["calibration"] = dict(provenance["calibration"] or {}) | {"engine_checks": {BF16_CHECK: {
+    return with_calibration_record(model_path, tmp_path / f"checked-{passed}.onnx", engine_checks={BF16_CHECK: {
         "verdict_flips": 0 if passed else 2, "max_abs_delta_s_over_band_width": 0.004 if passed else 0.03,
-        "passed": passed}}}
-    meta["netorigin.provenance"] = provenance
-    path = tmp_path / f"checked-{passed}.onnx"
-    path.write_bytes(with_metadata(contract.model_bytes, meta))
-    return load_contract(path)
+        "passed": passed}})
 
 
 def test_auto_chooses_openvino_bf16_only_on_a_passed_check_and_a_bf16_cpu(monkeypatch, tiny_model, tmp_path):

@@ -16,12 +16,12 @@ from netorigin.export.heads import load_head
 from netorigin.export.smoke import tiny_embedder
 from netorigin.export.synthetic import make_cohort
 from netorigin.export.train import TrainPlan, train
-from netorigin.runtime.contract import load_contract, with_metadata
+from netorigin.runtime.contract import load_contract
 from netorigin.runtime.predictor import Predictor
 from netorigin.runtime.session import open_session
 from netorigin.runtime.verdict import patient_sum
 
-from .helpers import run_cli
+from .helpers import run_cli, with_calibration_record
 
 PATCHES = 12
 
@@ -201,14 +201,11 @@ def test_variants_record_their_fidelity_to_fp32_and_reports_say_when_it_failed(t
         assert check["patients"] == len(trained.split.calibration)
         assert check["bands_checked"] == len(trained.bands["fp32"].bands)
         for passed in (True, False):
-            meta = dict(contract.meta)
-            provenance = dict(meta["netorigin.provenance"])
-            provenance["calibration"] = provenance["calibration"] | {"fidelity_vs_fp32": check | {"passed": passed}}
-            meta["netorigin.provenance"] = provenance
-            path = tmp_path / f"{precision}-{passed}.onnx"
-            path.write_bytes(with_metadata(contract.model_bytes, meta))
+            recorded = with_calibration_record(trained.models[precision], tmp_path / f"{precision}-{passed}.onnx",
+                                               fidelity_vs_fp32=check | {"passed": passed})
             s = slides["svs20x"]
-            notes = Predictor(path, device="cpu", engine="onnxruntime").predict_case([s.slide], [s.annotations]).notes
+            predictor = Predictor(recorded, device="cpu", engine="onnxruntime")
+            notes = predictor.predict_case([s.slide], [s.annotations]).notes
             lower = [n for n in notes if n.startswith("LOWER FIDELITY")]
             assert len(lower) == (0 if passed else 1)
             if not passed:
