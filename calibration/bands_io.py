@@ -5,15 +5,19 @@ from __future__ import annotations
 import csv
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from netorigin.runtime.atomic import write_bytes_atomic, write_text_atomic
+from netorigin.runtime.atomic import write_text_atomic
 from netorigin.runtime.bands import Band, BandTable
 from netorigin.runtime.contract import PREFIX, ModelContract, load_contract, with_metadata
+from netorigin.runtime.model_writer import save_model
+from netorigin.runtime.record import CalibrationRecord
+from netorigin.runtime.verdict import case_score
 
 from .errors import InputDataError
 from .labels import LABEL_NAMES, label_code
+from .splits import patient_digests
 
 
 @dataclass(frozen=True)
@@ -27,17 +31,20 @@ class PatientSum:
 
 def bag_sum(patient: str, label: int, score: float) -> PatientSum:
     """A bag head's S for a patient: the bag is the one voter, so its sign decides outside the band."""
-    return PatientSum(patient, label, score, int(score > 0), 1)
+    return PatientSum(patient, label, *case_score((), score))
 
 
-def read_sums(path: str | Path) -> list[PatientSum]:
-    """CSV (patient,label,sum[,votes,n_patches]) or JSON (list of such objects, or {"sums": {label: [...]}})."""
+def read_sums(path: str | Path) -> tuple[list[PatientSum], bool]:
+    """CSV (patient,label,sum[,votes,n_patches]) or JSON (list of such objects, or {"sums": {label: [...]}}), and
+    whether the rows name their patients (the {"sums": ...} form does not: its ids are made up, so nothing can be
+    checked against them)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise InputDataError("sums file not found", path) from None
     rows: list[dict]
+    ids_known = True
     if path.suffix.lower() == ".json":
         try:
             doc = json.loads(text)
@@ -46,6 +53,7 @@ def read_sums(path: str | Path) -> list[PatientSum]:
         if isinstance(doc, dict) and isinstance(doc.get("sums"), dict):
             rows = [{"patient": f"{label}-{i}", "label": label, "sum": s}
                     for label, values in doc["sums"].items() for i, s in enumerate(values)]
+            ids_known = False
         elif isinstance(doc, list):
             rows = doc
         else:
@@ -71,7 +79,7 @@ def read_sums(path: str | Path) -> list[PatientSum]:
                               int(n) if n not in (None, "") else None))
     if not out:
         raise InputDataError("sums file has no rows", path)
-    return out
+    return out, ids_known
 
 
 def table_from_sums(sums: list[PatientSum]) -> tuple[list[float], list[float]]:
@@ -80,45 +88,59 @@ def table_from_sums(sums: list[PatientSum]) -> tuple[list[float], list[float]]:
     return pi, others
 
 
-def read_bands(path: str | Path) -> BandTable:
+def read_bands(path: str | Path) -> tuple[BandTable, CalibrationRecord]:
+    """A band file of `calibrate --out`: the table and where it came from (in-sample flag, origin, decisions)."""
     path = Path(path)
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
         bands = tuple(Band(**b) for b in doc["bands"])
-        return BandTable(bands=bands, n_pi=int(doc["n_pi"]), n_other=int(doc["n_other"]))
+        table = BandTable(bands=bands, n_pi=int(doc["n_pi"]), n_other=int(doc["n_other"]))
     except FileNotFoundError:
         raise InputDataError("bands file not found", path) from None
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise InputDataError(f"not a netorigin bands file ({exc})", path) from None
+    if not isinstance(doc.get("calibration"), dict):
+        raise InputDataError("the bands file does not say where its bands came from (made by an older netorigin): "
+                             "run `netorigin calibrate ... -o BANDS.json` again", path)
+    try:
+        return table, CalibrationRecord.from_json(doc["calibration"])
+    except (KeyError, TypeError) as exc:
+        raise InputDataError(f"the bands file's calibration record is damaged ({exc})", path) from None
 
 
-def write_bands(table: BandTable, path: str | Path) -> None:
-    """The band table as JSON (what `read_bands` and `netorigin export --bands` read)."""
+def write_bands(table: BandTable, calibration: CalibrationRecord, path: str | Path) -> None:
+    """The band table and its calibration record as JSON (what `read_bands` and `netorigin export --bands` read)."""
     doc = {"n_pi": table.n_pi, "n_other": table.n_other, "default_confidence": table.default_confidence,
-           "bands": table.to_json()}
+           "bands": table.to_json(), "calibration": asdict(calibration)}
     write_text_atomic(path, json.dumps(doc, indent=2))
 
 
-def calibration_record(sums: list[PatientSum]) -> list[dict]:
-    """The calibration patients' sums and labels, without patient ids, sorted: what a case page plots the band
-    against (provenance, not verdict-deciding)."""
-    return sorted(({"label": LABEL_NAMES[p.label], "s": float(p.s)} for p in sums), key=lambda r: r["s"])
+def calibration_record(table: BandTable, sums: list[PatientSum], *, origin: str, decisions: str,
+                       ids_known: bool = True, in_sample_patients: int = 0, checked_against_fit: bool = False
+                       ) -> CalibrationRecord:
+    """Where a band table came from. Invented patient ids never count as checked."""
+    return CalibrationRecord(
+        origin=origin, decisions=decisions, n_pi=table.n_pi, n_other=table.n_other,
+        patients_sha256=tuple(patient_digests(p.patient for p in sums)) if ids_known else (),
+        in_sample=in_sample_patients > 0, in_sample_patients=in_sample_patients,
+        checked_against_fit=checked_against_fit and ids_known,
+        sums=tuple(sorted(({"label": LABEL_NAMES[p.label], "s": float(p.s)} for p in sums), key=lambda r: r["s"])))
 
 
-def write_bands_into_model(model: str | Path | ModelContract, table: BandTable, out: str | Path | None = None, *,
-                           calibration: dict | None = None, sums: list[PatientSum] | None = None) -> Path:
-    """Replace the model's bands and default confidence; the graph bytes stay identical (same graph digest), the
-    verdict digest changes. `calibration` adds provenance (in-sample flag, what was checked), `sums` the
-    calibration patients' sums."""
+def write_bands_into_model(model: str | Path | ModelContract, table: BandTable, calibration: CalibrationRecord,
+                           out: str | Path | None = None) -> Path:
+    """Replace an fp32 model's bands: the graph bytes stay identical (same graph digest), the record carries
+    everything forward but the checks measured under the old bands (dropped: they must be run again), and the
+    verdict digest changes. A variant's bands come only from its own decisions (`train`), so it is refused."""
     contract = model if isinstance(model, ModelContract) else load_contract(model)
+    if contract.precision != "fp32":
+        raise InputDataError(f"a {contract.precision} model's bands come from its own decisions: build it with "
+                             "`netorigin train --precision ...` instead of re-banding it", contract.path)
     meta = dict(contract.meta)
     meta[PREFIX + "bands"] = table.to_json()
     meta[PREFIX + "default_confidence"] = table.default_confidence
-    prov = dict(meta[PREFIX + "provenance"])
-    prov["calibration"] = {"n_pi": table.n_pi, "n_other": table.n_other, **(calibration or {}),
-                           "sums": calibration_record(sums or [])}
-    prov["bands_note"] = None
-    meta[PREFIX + "provenance"] = prov
+    meta[PREFIX + "record"] = contract.record.with_bands_from(calibration).to_json()
+    meta[PREFIX + "provenance"] = dict(meta[PREFIX + "provenance"], bands_note=None)
     target = Path(out or contract.path)
-    write_bytes_atomic(target, with_metadata(contract.model_bytes, meta))
+    save_model(target, with_metadata(contract.model_bytes, meta), previous=contract)
     return target

@@ -68,6 +68,25 @@ class Embeddings:
         return cls(vectors, np.array([patient] * n), np.full(n, label), np.array(["A"] * n), np.array(["-"] * n),
                    np.arange(n).astype(str))
 
+    def check_made_by(self, weights_sha256: str, patches_per_case: int, where=None) -> None:
+        """Refuse embeddings of another embedder, or sampled with another number of patches per case, for a model
+        that will record this embedder and patch count."""
+        recorded = self.info.get("embedder", {})
+        if recorded.get("weights_sha256") != weights_sha256:
+            raise InputDataError(f"these embeddings were made by another embedder ({recorded.get('name', 'unrecorded')}"
+                                 f", weights sha256 {str(recorded.get('weights_sha256'))[:12]}…) than the model's "
+                                 f"({weights_sha256[:12]}…)", where)
+        counts = {int(mask.sum()) for _, mask in self.by_patient()}
+        if self.info.get("patches_per_case") != patches_per_case or max(counts) > patches_per_case:
+            raise InputDataError(f"these embeddings hold {self.info.get('patches_per_case')} patches per case (up to "
+                                 f"{max(counts)} per patient), the model {patches_per_case}: embed again with "
+                                 f"--patches-per-case {patches_per_case}", where)
+
+    @property
+    def embedder_trained_on(self) -> list[str] | None:
+        """Digests of the patients that trained the embedder that made these embeddings (finetune), if any."""
+        return self.info.get("embedder", {}).get("trained_on_patients_sha256")
+
     def by_patient(self) -> Iterator[tuple[str, np.ndarray]]:
         """Each patient and the mask of its patches, in order of first appearance."""
         for patient in dict.fromkeys(self.patients.tolist()):

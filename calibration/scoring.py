@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from netorigin.runtime.verdict import patient_sum
+from netorigin.runtime.verdict import case_score
 
 from .bands_io import PatientSum
 
@@ -14,6 +14,5 @@ def sums_by_patient(patients: np.ndarray, labels: np.ndarray, decisions: np.ndar
     out = []
     for patient in dict.fromkeys(patients.tolist()):
         mask = patients == patient
-        d = decisions[mask]
-        out.append(PatientSum(str(patient), int(labels[mask][0]), patient_sum(d), int(np.sum(d > 0)), int(d.size)))
+        out.append(PatientSum(str(patient), int(labels[mask][0]), *case_score(decisions[mask])))
     return out

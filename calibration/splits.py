@@ -40,20 +40,26 @@ def patient_digests(patients) -> list[str]:
 
 def in_sample(calibration: list[str], fit: list[str] | None = None, fit_digests: list[str] | None = None
               ) -> list[str]:
-    """Calibration patients that also fitted the head (by id, or by digest when only the model is at hand)."""
+    """Calibration (or test) patients that also trained something (by id, or by digest when only a model or a
+    checkpoint is at hand)."""
     found = set(calibration) & set(fit or [])
     digests = set(fit_digests or [])
     found |= {p for p in calibration if patient_digests([p])[0] in digests}
     return sorted(found)
 
 
-def refuse_in_sample(overlap: list[str], allow: bool, where=None) -> None:
-    """In-sample bands are too narrow: refuse them, naming the patients, unless research use is explicit."""
+def refuse_in_sample(overlap: list[str], allow: bool, where=None, role: str = "calibration patient(s) also "
+                     "fitted the head") -> None:
+    """In-sample bands or evaluations are optimistic: refuse them, naming the patients, unless research use is
+    explicit."""
     if overlap and not allow:
         shown = ", ".join(overlap[:8]) + (f" (+{len(overlap) - 8} more)" if len(overlap) > 8 else "")
-        raise InputDataError(f"{len(overlap)} calibration patient(s) also fitted the head: {shown}; calibrate on "
-                             "held-out patients (netorigin train does the split), or pass --allow-in-sample for "
-                             "research (recorded in the model and every report)", where)
+        raise InputDataError(f"{len(overlap)} {role}: {shown}; use held-out patients (netorigin train does the "
+                             "split), or pass --allow-in-sample for research (recorded in the model and every "
+                             "report)", where)
+
+
+EMBEDDER_ROLE = "calibration or test patient(s) trained the embedder (finetune)"
 
 
 def stratified_split(patients: list[tuple[str, int]], fit_fraction: float, seed: int) -> PatientSplit:

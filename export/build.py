@@ -10,13 +10,14 @@ import onnx
 from sklearn.pipeline import Pipeline
 
 from netorigin.calibration.errors import InputDataError
-from netorigin.runtime.atomic import write_bytes_atomic
 from netorigin.runtime.bands import BandTable
 from netorigin.runtime.contract import with_metadata
+from netorigin.runtime.model_writer import save_model
+from netorigin.runtime.record import CalibrationRecord
 
 from .embedder import EmbedderInfo, PatchEmbedder
 from .heads import HeadArrays, head_arrays
-from .metadata import build_metadata
+from .metadata import build_metadata, model_record
 from .mil import MIL_KINDS, MilHead
 from .onnx_graph import attach_head, attach_mil_head, export_embedder
 from .precision import Int8Recipe, convert
@@ -38,8 +39,17 @@ def check_precision(kind: str, precision: str) -> None:
                              "SVM-sum heads)")
 
 
-def build_model_bytes(embedder: PatchEmbedder, info: EmbedderInfo, head: dict, bands: BandTable | None,
-                      *, demo: bool = False, embedder_proto: onnx.ModelProto | None = None, precision: str = "fp32",
+def check_head_embedder(head_info: dict, weights_sha256: str | None, where=None) -> None:
+    """A head fitted on another embedder's embeddings cannot score this one's."""
+    recorded = head_info.get("embedder", {})
+    if recorded.get("weights_sha256") not in (None, weights_sha256):
+        raise InputDataError(f"the head was fitted on embeddings of different embedder weights "
+                             f"({recorded.get('name')}); use the same weights", where)
+
+
+def build_model_bytes(embedder: PatchEmbedder, info: EmbedderInfo, head: dict,
+                      bands: tuple[BandTable, CalibrationRecord] | None, *, demo: bool = False,
+                      embedder_proto: onnx.ModelProto | None = None, precision: str = "fp32",
                       calibration_patches: np.ndarray | None = None, calibration_set: dict | None = None,
                       int8: Int8Recipe = Int8Recipe()) -> bytes:
     """Model bytes with metadata, in the requested precision.
@@ -48,27 +58,22 @@ def build_model_bytes(embedder: PatchEmbedder, info: EmbedderInfo, head: dict, b
     INT8 needs `calibration_patches` (uint8 training patches), described by `calibration_set`.
     """
     head_info = head["info"]
-    if head_info.get("embedder", {}).get("weights_sha256") not in (None, info.weights_sha256):
-        raise InputDataError("the head was fitted on embeddings of different embedder weights "
-                             f"({head_info['embedder']['name']}); export with the same weights")
+    check_head_embedder(head_info, info.weights_sha256)
     check_precision(head["kind"], precision)
+    if bands is not None and precision != "fp32":
+        raise InputDataError(f"a {precision} model's bands come from its own decisions, not the fp32 model's: use "
+                             f"`netorigin train --precision {precision}`, or export it with --no-bands")
     base = export_embedder(embedder) if embedder_proto is None else copy.deepcopy(embedder_proto)
     model, arrays = with_head(base, head["pipeline"])
-    return variant_bytes(model, info, arrays, head_info, bands, demo=demo, precision=precision,
-                         calibration_patches=calibration_patches, calibration_set=calibration_set, int8=int8)
-
-
-def variant_bytes(model: onnx.ModelProto, info: EmbedderInfo, arrays: HeadArrays | MilHead, head_info: dict,
-                  bands: BandTable | None, *, demo: bool, precision: str = "fp32",
-                  calibration_patches: np.ndarray | None = None, calibration_set: dict | None = None,
-                  int8: Int8Recipe = Int8Recipe()) -> bytes:
-    """One precision variant of an fp32 model, with its metadata."""
     converted = convert(model, precision, calibration_patches, int8)
-    meta = build_metadata(info, arrays, bands, patches_per_case=int(head_info["patches_per_case"]),
-                          cohort=head_info.get("cohort", {}), demo=demo, precision=precision,
+    table, calibration = bands if bands is not None else (None, None)
+    record = model_record(info, head["kind"], head_info.get("fit_patients", ()), demo=demo, calibration=calibration)
+    meta = build_metadata(info, arrays, table, record, patches_per_case=int(head_info["patches_per_case"]),
+                          cohort=head_info.get("cohort", {}), precision=precision,
                           calibration_set=calibration_set if precision == "int8" else None)
     return with_metadata(converted.SerializeToString(), meta)
 
 
 def write_model(path: str | Path, model_bytes: bytes) -> None:
-    write_bytes_atomic(path, model_bytes)
+    """A new model file, through the runtime's one writer (validated as the runtime will read it)."""
+    save_model(path, model_bytes)

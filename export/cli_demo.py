@@ -8,7 +8,7 @@ import click
 
 from netorigin.runtime.atomic import ensure_writable_dir
 from netorigin.runtime.contract import DEMO_WARNING
-from netorigin.runtime.report import VERDICT_TEXT
+from netorigin.runtime.report import verdict_text
 
 from .demo import FULL, SMALL, run_demo
 
@@ -26,7 +26,7 @@ def command(out: Path, seed: int, small: bool) -> None:
     click.echo("")
     click.echo(f"{'case':<10}{'truth':<17}{'verdict':<17}{'S':>10}   band (c = {summary['confidence']:g})")
     for r in summary["test_cases"]:
-        click.echo(f"{r['case']:<10}{r['truth']:<17}{VERDICT_TEXT[r['verdict']]:<17}{r['patient_sum']:>10.2f}   "
+        click.echo(f"{r['case']:<10}{r['truth']:<17}{verdict_text(r['verdict']):<17}{r['patient_sum']:>10.2f}   "
                    f"({r['band'][0]:.2f}, {r['band'][1]:.2f})")
     click.echo("")
     click.echo(f"patient accuracy (pancreas / small intestine cases): {summary['patient_accuracy_labelled']:.2f}, "

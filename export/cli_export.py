@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -66,7 +67,13 @@ def command(head_path, weights_kind, weights, weights_seed, bands, no_bands, dem
     start = time.perf_counter()
     head = load_head(head_path)
     check_precision(head["kind"], precision)  # before any training patch is read
-    table = read_bands(bands) if bands else None
+    if bands and precision != "fp32":
+        raise click.UsageError(f"a {precision} model's bands come from its own decisions, not the fp32 model's: use "
+                               f"`netorigin train --precision {precision}`, or export it with --no-bands")
+    banded = None
+    if bands:
+        table, calibration = read_bands(bands)
+        banded = table, replace(calibration, origin=f"{calibration.origin}, then export --bands {bands.name}")
     embedder, info = build_embedder(weights_kind, weights, weights_seed)
     proto = export_embedder(embedder)
     patches, calibration_set = (None, None)
@@ -76,8 +83,8 @@ def command(head_path, weights_kind, weights, weights_seed, bands, no_bands, dem
             calibration_manifest, calibration_patches, seed, rules=region_rules(include, exclude, object_types),
             mpp=mpp_rule(mpp, force_mpp))
         calibration_set |= int8.as_dict()
-    model_bytes = build_model_bytes(embedder, info, head, table, demo=demo, precision=precision, embedder_proto=proto,
+    model_bytes = build_model_bytes(embedder, info, head, banded, demo=demo, precision=precision, embedder_proto=proto,
                                     calibration_patches=patches, calibration_set=calibration_set, int8=int8)
     write_model(out, model_bytes)
     click.echo(f"exported {out} ({precision}, {len(model_bytes) / 1e6:.1f} MB, {time.perf_counter() - start:.1f} s)"
-               + ("" if table else "  [no bands: majority vote only]"))
+               + ("" if banded else "  [no bands: majority vote only]"))

@@ -54,9 +54,11 @@ def command(manifest, out, weights_kind, weights, weights_seed, patches_per_case
     plan = FinetunePlan(train_fraction=train_fraction, head_epochs=head_epochs, epochs=epochs,
                         learning_rate=learning_rate, batch_size=batch_size, trainable=trainable, seed=seed)
     result = finetune(cases, embedder, info, plan, echo=click.echo)
-    digest = save_checkpoint(out, result.state_dict)
+    digest = save_checkpoint(out, result.state_dict, result.record["trained_on_patients_sha256"])
     record = result.record | {"checkpoint": str(out), "checkpoint_sha256": digest, "manifest": str(manifest),
-                              "use_with": f"--weights-kind state-dict --weights {out}"}
+                              "use_with": f"--weights-kind state-dict --weights {out}",
+                              "note": "the checkpoint carries its training patients' digests: train, calibrate and "
+                                      "evaluate refuse them as calibration or test patients"}
     write_text_atomic(out.with_suffix(".json"), json.dumps(record, indent=2))
     accuracy = record["validation_patch_accuracy"]
     click.echo(f"fine-tuned ({trainable}) on {record['train_patches']} patches; validation patch accuracy "

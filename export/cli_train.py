@@ -45,11 +45,14 @@ from .train import TrainPlan, train
 @click.option("--name", default="netorigin", show_default=True, callback=lambda _c, _p, v: check_name(v, "--name"),
               help="File name stem of the outputs.")
 @click.option("--demo", is_flag=True, help="Mark the models as DEMO models (not for diagnosis).")
+@click.option("--allow-in-sample", is_flag=True,
+              help="RESEARCH ONLY: accept calibration patients whose patches trained the embedder (finetune); "
+                   "recorded in the models and every report.")
 @mil_options
 @region_options
 def command(cohort, out, weights_kind, weights, weights_seed, head, fit_fraction, split_file, precisions,
-            int8_calibration_patches, int8, patches_per_case, engine, seed, name, demo, mil, include, exclude,
-            object_types, mpp, force_mpp) -> None:
+            int8_calibration_patches, int8, patches_per_case, engine, seed, name, demo, allow_in_sample, mil,
+            include, exclude, object_types, mpp, force_mpp) -> None:
     """Train on COHORT (slide manifest case,label,specimen,slide,annotations; patch manifest
     patient,label,specimen,slide,path; or an embeddings .npz for fp32 only)."""
     ensure_writable_dir(out)
@@ -59,11 +62,11 @@ def command(cohort, out, weights_kind, weights, weights_seed, head, fit_fraction
                      patches_per_case=patches_per_case, precisions=tuple(dict.fromkeys(("fp32", *precisions))),
                      int8_calibration_patches=int8_calibration_patches, int8=int8, engine=engine, mil=mil,
                      rules=region_rules(include, exclude, object_types), mpp=mpp_rule(mpp, force_mpp), name=name,
-                     demo=demo)
+                     demo=demo, allow_in_sample=allow_in_sample)
     result = train(cohort, out, embedder, info, plan, echo=click.echo)
     for precision, row in result.summary["models"].items():
-        check = row["fidelity_vs_fp32"]
-        click.echo(f"  {precision}: {result.models[precision]}  default c = {row['default_confidence']:g}, "
-                   f"verdict flips vs fp32 on calibration patients {check['verdict_flips']}, "
-                   f"max |dS| / band width {check['max_abs_delta_s_over_band_width'] or 0:.4f}")
+        check = row["fidelity_vs_fp32"] or {}
+        click.echo(f"  {precision}: {result.models[precision]}  default c = {row['default_confidence']:g}"
+                   + (f", verdict flips vs fp32 on calibration patients {check['verdict_flips']}, max |dS| / band "
+                      f"width {check['max_abs_delta_s_over_band_width'] or 0:.4f}" if precision != "fp32" else ""))
     click.echo(f"done in {time.perf_counter() - start:.1f} s")

@@ -16,6 +16,10 @@ import torch
 import torchvision
 
 from netorigin.calibration.errors import InputDataError
+from netorigin.runtime.record import EmbedderRecord
+
+# A key of checkpoints written by `finetune`, beside "state_dict": the digests of the patients that trained them.
+TRAINED_ON_KEY = "netorigin_trained_on_patients_sha256"
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -29,12 +33,20 @@ class EmbedderInfo:
 
     name: str
     weights_sha256: str
-    weights_path: str | None
+    weights_file: str | None  # the file's name only: a model never names a folder of the machine that built it
     seed: int | None
+    # Digests of the patients whose patches trained these weights (`finetune` writes them into its checkpoint);
+    # None for weights netorigin did not train (ImageNet, RetCCL, MTDP, random).
+    trained_on_patients_sha256: tuple[str, ...] | None = None
 
     def to_json(self) -> dict:
-        return {"name": self.name, "weights_sha256": self.weights_sha256, "weights_path": self.weights_path,
-                "seed": self.seed, "architecture": "torchvision resnet50, fc=Identity, 2048-d"}
+        return {"name": self.name, "weights_sha256": self.weights_sha256, "weights_file": self.weights_file,
+                "seed": self.seed, "architecture": "torchvision resnet50, fc=Identity, 2048-d",
+                "trained_on_patients_sha256": None if self.trained_on_patients_sha256 is None
+                else list(self.trained_on_patients_sha256)}
+
+    def record(self) -> EmbedderRecord:
+        return EmbedderRecord(self.name, self.weights_sha256, self.trained_on_patients_sha256)
 
 
 class PatchEmbedder(torch.nn.Module):
@@ -102,7 +114,7 @@ def build_embedder(kind: str, weights: str | Path | None = None, seed: int = 0) 
     trunk.fc = torch.nn.Identity()
     if kind == "random":
         digest = hashlib.sha256(b"".join(t.numpy().tobytes() for t in trunk.state_dict().values())).hexdigest()
-        info = EmbedderInfo(name=f"resnet50-random(seed={seed})", weights_sha256=digest, weights_path=None,
+        info = EmbedderInfo(name=f"resnet50-random(seed={seed})", weights_sha256=digest, weights_file=None,
                             seed=seed)
     else:
         if weights is None:
@@ -117,8 +129,9 @@ def build_embedder(kind: str, weights: str | Path | None = None, seed: int = 0) 
         state = _adapt_keys(_state_dict_from_checkpoint(checkpoint, path), kind)
         _check_keys(trunk, state, path)
         trunk.load_state_dict(state, strict=True)
-        info = EmbedderInfo(name=f"resnet50-{kind}", weights_sha256=_file_sha256(path), weights_path=str(path),
-                            seed=None)
+        trained = checkpoint.get(TRAINED_ON_KEY) if isinstance(checkpoint, dict) else None
+        info = EmbedderInfo(name=f"resnet50-{kind}", weights_sha256=_file_sha256(path), weights_file=path.name,
+                            seed=None, trained_on_patients_sha256=None if trained is None else tuple(trained))
     embedder = PatchEmbedder(trunk).eval()
     return embedder, info
 

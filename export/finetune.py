@@ -21,10 +21,10 @@ import numpy as np
 import torch
 
 from netorigin.calibration.errors import InputDataError
-from netorigin.calibration.splits import stratified_split
+from netorigin.calibration.splits import patient_digests, stratified_split
 from netorigin.runtime.atomic import write_bytes_atomic
 
-from .embedder import EMBEDDING_DIM, EmbedderInfo, PatchEmbedder
+from .embedder import EMBEDDING_DIM, TRAINED_ON_KEY, EmbedderInfo, PatchEmbedder
 from .embeddings import CasePatches
 
 TRAINABLE = ("fc", "layer4", "layer3", "all")
@@ -137,16 +137,20 @@ def finetune(cases: list[CasePatches], embedder: PatchEmbedder, info: EmbedderIn
     for param in embedder.parameters():
         param.requires_grad = False
     embedder.eval()
+    trained_on = sorted(set(patient_digests(split.fit)) | set(info.trained_on_patients_sha256 or ()))
     record = {"base_embedder": info.to_json(), "plan": asdict(plan), "split": split.to_json(),
+              "trained_on_patients_sha256": trained_on,
               "train_patches": int(len(x_train)), "validation_patches": int(len(x_val)), "epochs": losses,
               "validation_patch_accuracy": {"frozen_features": frozen, "fine_tuned": after}}
     return FinetuneResult({k: v.detach().clone() for k, v in embedder.trunk.state_dict().items()}, record)
 
 
-def save_checkpoint(path: str | Path, state_dict: dict[str, torch.Tensor]) -> str:
-    """A torchvision ResNet50 state dict (fc removed); returns its SHA-256, which models record as their weights."""
+def save_checkpoint(path: str | Path, state_dict: dict[str, torch.Tensor], trained_on: list[str]) -> str:
+    """{"state_dict": a torchvision ResNet50 state dict (fc removed), TRAINED_ON_KEY: digests of the patients whose
+    patches trained it}, so every model built on it knows which patients may not calibrate or test it; returns the
+    file's SHA-256, which models record as their weights."""
     buffer = io.BytesIO()
-    torch.save(state_dict, buffer)
+    torch.save({"state_dict": state_dict, TRAINED_ON_KEY: trained_on}, buffer)
     data = buffer.getvalue()
     write_bytes_atomic(path, data)
     return hashlib.sha256(data).hexdigest()

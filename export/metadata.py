@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import platform
-from datetime import UTC, datetime
+from collections.abc import Iterable
 from importlib import metadata as importlib_metadata
 from typing import Any
 
+from netorigin.calibration.splits import patient_digests
 from netorigin.runtime.bands import BandTable
 from netorigin.runtime.contract import PREFIX, SCHEMA_VERSION
+from netorigin.runtime.record import CalibrationRecord, HeadRecord, ModelRecord
 
 from .embedder import IMAGENET_MEAN, IMAGENET_STD, EmbedderInfo
 from .heads import HeadArrays
@@ -61,11 +63,19 @@ def case_contract(patches_per_case: int, bag: bool = False) -> dict[str, Any]:
     }
 
 
-def build_metadata(embedder: EmbedderInfo, head: HeadArrays | MilHead, bands: BandTable | None, *,
-                   patches_per_case: int, cohort: dict[str, Any], training: dict[str, Any] | None = None,
-                   demo: bool = False, precision: str = "fp32", calibration_set: dict | None = None,
+def model_record(embedder: EmbedderInfo, head_kind: str, fit_patients: Iterable[str], *, demo: bool,
+                 calibration: CalibrationRecord | None = None) -> ModelRecord:
+    """A new model's record: the embedder and head it was built from (fit patients as digests) and the demo flag."""
+    return ModelRecord(demo=demo, embedder=embedder.record(),
+                       head=HeadRecord(head_kind, tuple(patient_digests(fit_patients))), calibration=calibration)
+
+
+def build_metadata(embedder: EmbedderInfo, head: HeadArrays | MilHead, bands: BandTable | None, record: ModelRecord,
+                   *, patches_per_case: int, cohort: dict[str, Any], training: dict[str, Any] | None = None,
+                   precision: str = "fp32", calibration_set: dict | None = None,
                    field_of_view_um: float = 497.0) -> dict[str, Any]:
-    """Decoded metadata (the hash is added when the bytes are written)."""
+    """Decoded metadata (the digests are added when the bytes are written). Nothing here names the build machine's
+    folders or the time, so the same inputs give the same bytes."""
     return {
         PREFIX + "schema": SCHEMA_VERSION,
         PREFIX + "classes": CLASSES,
@@ -74,11 +84,10 @@ def build_metadata(embedder: EmbedderInfo, head: HeadArrays | MilHead, bands: Ba
         PREFIX + "bands": bands.to_json() if bands else [],
         PREFIX + "default_confidence": bands.default_confidence if bands else None,
         PREFIX + "precision": {"precision": precision, "calibration_set": calibration_set},
+        PREFIX + "record": record.to_json(),
         PREFIX + "provenance": {
             "embedder": embedder.to_json(), "head": head.describe(), "cohort": cohort, "training": training,
-            "calibration": None if bands is None else {"n_pi": bands.n_pi, "n_other": bands.n_other},
             "bands_note": None if bands else "exported with --no-bands: no abstention band, majority vote only",
-            "versions": library_versions(), "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "demo": demo,
+            "versions": library_versions(),
         },
     }

@@ -39,6 +39,33 @@ def export_embedder(embedder: PatchEmbedder) -> onnx.ModelProto:
     return program.model_proto
 
 
+def strip_build_traces(model: onnx.ModelProto) -> None:
+    """Clear every doc_string and metadata_props below the model (nodes, graphs, subgraphs, functions, value infos):
+    the PyTorch exporter writes stack traces there that name the install folder, so without this the same inputs
+    built from two folders give two graph digests, and every model names a folder of the machine that built it.
+    The model's own metadata_props (the netorigin contract) are kept."""
+    model.ClearField("doc_string")
+    for descriptor, value in model.ListFields():
+        if descriptor.message_type is not None and descriptor.name != "metadata_props":
+            for child in (value if _is_repeated(descriptor) else (value,)):
+                _strip_message(child)
+
+
+def _is_repeated(descriptor) -> bool:
+    repeated = getattr(descriptor, "is_repeated", None)  # newer protobuf; older ones only have `label`
+    return repeated if repeated is not None else descriptor.label == descriptor.LABEL_REPEATED
+
+
+def _strip_message(message) -> None:
+    for name in ("metadata_props", "doc_string"):
+        if name in message.DESCRIPTOR.fields_by_name:
+            message.ClearField(name)
+    for descriptor, value in message.ListFields():
+        if descriptor.message_type is not None:
+            for child in (value if _is_repeated(descriptor) else (value,)):
+                _strip_message(child)
+
+
 def _const(name: str, array: np.ndarray) -> TensorProto:
     return numpy_helper.from_array(np.ascontiguousarray(array), name=name)
 

@@ -21,7 +21,7 @@ import onnx
 
 from netorigin.calibration.errors import InputDataError
 
-from .onnx_graph import is_head_node
+from .onnx_graph import is_head_node, strip_build_traces
 
 PRECISIONS = ("fp32", "fp16", "int8")
 # MinMax ranges are computed per this many calibration batches and merged: memory stays bounded (ONNX Runtime
@@ -127,12 +127,17 @@ def to_int8(model: onnx.ModelProto, calibration_patches: np.ndarray, recipe: Int
 
 def convert(model: onnx.ModelProto, precision: str, calibration_patches: np.ndarray | None = None,
             recipe: Int8Recipe = Int8Recipe()) -> onnx.ModelProto:
+    """The model in `precision`, as it is shipped: without the exporter's traces (stripped after conversion, since
+    the INT8 recipe finds its stages by the exporter's name scopes)."""
     if precision == "fp32":
-        return model
-    if precision == "fp16":
-        return to_fp16(model)
-    if precision == "int8":
+        converted = copy.deepcopy(model)
+    elif precision == "fp16":
+        converted = to_fp16(model)
+    elif precision == "int8":
         if calibration_patches is None or len(calibration_patches) == 0:
             raise ValueError("INT8 needs calibration patches")
-        return to_int8(model, calibration_patches, recipe)
-    raise ValueError(f"unknown precision {precision!r}")
+        converted = to_int8(model, calibration_patches, recipe)
+    else:
+        raise ValueError(f"unknown precision {precision!r}")
+    strip_build_traces(converted)
+    return converted

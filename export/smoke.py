@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from netorigin.calibration.bands import calibrate_bands
-from netorigin.calibration.bands_io import PatientSum, table_from_sums, write_bands_into_model
+from netorigin.calibration.bands_io import PatientSum, calibration_record, table_from_sums, write_bands_into_model
 
 from .build import build_model_bytes, write_model
 from .embedder import EmbedderInfo, PatchEmbedder
@@ -24,7 +24,7 @@ def tiny_embedder(seed: int = 0) -> tuple[PatchEmbedder, EmbedderInfo]:
                                 torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(32, 2048),
                                 torch.nn.ReLU())
     return PatchEmbedder(trunk).eval(), EmbedderInfo(name=f"tiny-test(seed={seed})", weights_sha256="0" * 64,
-                                                      weights_path=None, seed=seed)
+                                                      weights_file=None, seed=seed)
 
 
 def head_record(pipeline, patches_per_case: int = 100, embedder: EmbedderInfo | None = None) -> dict:
@@ -52,8 +52,9 @@ def build_smoke_model(path: Path, embedder: PatchEmbedder, info: EmbedderInfo, *
         sums = [PatientSum(f"p{i}", i % 2, float(s)) for i, s in enumerate(rng.normal(0, 30, 20))]
         sums += [PatientSum(f"o{i}", 2, float(s)) for i, s in enumerate(rng.normal(0, 5, 8))]
         bands = calibrate_bands(*table_from_sums(sums))
-    write_model(path, build_model_bytes(embedder, info, head_record(pipeline, patches_per_case, info), bands,
+    write_model(path, build_model_bytes(embedder, info, head_record(pipeline, patches_per_case, info), None,
                                         demo=demo))
-    if bands is not None:
-        write_bands_into_model(path, bands, sums=sums)  # the calibration sums, as `train` stores them
+    if bands is not None:  # the calibration sums, as `train` stores them
+        write_bands_into_model(path, bands, calibration_record(bands, sums, origin="smoke model (synthetic sums)",
+                                                                decisions="synthetic", checked_against_fit=True))
     return path

@@ -11,35 +11,43 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from netorigin.calibration.bands import calibrate_bands
-from netorigin.calibration.bands_io import PatientSum, bag_sum, calibration_record
+from netorigin.calibration.bands_io import PatientSum, calibration_record
 from netorigin.calibration.embeddings import Embeddings
 from netorigin.calibration.errors import InputDataError
 from netorigin.calibration.labels import label_code
-from netorigin.calibration.splits import PatientSplit, patient_digests, read_split, stratified_split
+from netorigin.calibration.splits import (
+    EMBEDDER_ROLE,
+    PatientSplit,
+    in_sample,
+    read_split,
+    refuse_in_sample,
+    stratified_split,
+)
 from netorigin.runtime.atomic import write_text_atomic
 from netorigin.runtime.bands import Band, BandTable
 from netorigin.runtime.contract import load_contract, with_metadata
 from netorigin.runtime.manifest import read_csv_rows
 from netorigin.runtime.names import check_name
 from netorigin.runtime.openvino_session import bf16_available, open_openvino
+from netorigin.runtime.record import FidelityRecord, MeasuredOn
 from netorigin.runtime.regions import RegionRules
 from netorigin.runtime.sampling import PatchGeometry
 from netorigin.runtime.session import BF16_CHECK, CPU_BATCH, MAX_DELTA_OVER_WIDTH, ModelSession, open_session
 from netorigin.runtime.slide import MppRule
-from netorigin.runtime.verdict import patient_sum, verdict_from_sum
+from netorigin.runtime.verdict import case_score, verdict_from_sum
 
 from .build import check_precision, with_head, write_model
 from .embedder import EmbedderInfo, PatchEmbedder
 from .embeddings import calibration_patches, check_slides, embed_manifest, is_patch_manifest, iter_cohort
 from .engines import make_engine
 from .heads import PatchSumScorer, as_scorer, fit_embeddings, save_head
-from .metadata import build_metadata
+from .metadata import build_metadata, model_record
 from .mil import MilConfig, MilHead
 from .onnx_graph import export_embedder
 from .precision import PRECISIONS, Int8Recipe, convert, kept_float_nodes
@@ -63,6 +71,7 @@ class TrainPlan:
     mpp: MppRule = field(default_factory=MppRule)
     name: str = "netorigin"
     demo: bool = False
+    allow_in_sample: bool = False  # research only: calibration patients that trained the embedder (recorded)
 
 
 @dataclass
@@ -91,11 +100,11 @@ def _case_sum(session: ModelSession, bag: bool, patient: str, label: int, pixels
     of the whole bag for a bag head (whose one vote is its sign)."""
     if bag:
         out = session.run_bag(pixels, with_embeddings)
-        return bag_sum(patient, label, out.score), out.embeddings
+        return PatientSum(patient, label, *case_score(out.decisions, out.score)), out.embeddings
     runs = [session.run(pixels[i:i + CPU_BATCH], with_embeddings) for i in range(0, len(pixels), CPU_BATCH)]
     d = np.concatenate([r[0] for r in runs])
     embeddings = np.concatenate([r[1] for r in runs]) if with_embeddings else None
-    return PatientSum(patient, label, patient_sum(d), int(np.sum(d > 0)), d.size), embeddings
+    return PatientSum(patient, label, *case_score(d)), embeddings
 
 
 def _patient_table(manifest: Path) -> list[tuple[str, int]]:
@@ -123,8 +132,12 @@ def train(cohort: Path, out: Path, embedder: PatchEmbedder, info: EmbedderInfo, 
         check_slides(cohort, PatchGeometry(), plan.mpp, plan.rules)  # every slide, before any output
     out.mkdir(parents=True, exist_ok=True)
     stored = Embeddings.load(cohort) if from_embeddings else None
+    if stored is not None:
+        stored.check_made_by(info.weights_sha256, plan.patches_per_case, cohort)
     patients = stored.patient_table() if stored is not None else _patient_table(cohort)
     split = _split(patients, plan)
+    leaked = in_sample(list(split.calibration), None, info.trained_on_patients_sha256)
+    refuse_in_sample(leaked, plan.allow_in_sample, cohort, EMBEDDER_ROLE)
     echo(f"split: {len(split.fit)} fit patients, {len(split.calibration)} calibration patients ({split.source})")
 
     proto = export_embedder(embedder)
@@ -153,15 +166,16 @@ def train(cohort: Path, out: Path, embedder: PatchEmbedder, info: EmbedderInfo, 
     sampling = {"seed": plan.seed, "patches_per_case": plan.patches_per_case, "region_rules": plan.rules.as_dict(),
                 "mpp": {"fallback": plan.mpp.fallback, "forced": plan.mpp.forced},
                 "sampled_from_slides": stored is None and not is_patch_manifest(cohort)}  # else these did not apply
-    training = {"fit_patients_sha256": patient_digests(split.fit), "split": split.source,
+    training = {"split": split.source,
                 "fit_patients": len(split.fit), "calibration_patients": len(split.calibration), "sampling": sampling}
     models: dict[str, Path] = {}
     sessions: dict[str, ModelSession] = {}
     graphs: dict[str, bytes] = {}
+    record = model_record(info, plan.head, head_info["fit_patients"], demo=plan.demo)
     for precision in plan.precisions:
         graph = convert(fp32, precision, int8_patches, plan.int8).SerializeToString()
-        meta = build_metadata(info, arrays, None, patches_per_case=plan.patches_per_case, cohort=head_info["cohort"],
-                              training=training, demo=plan.demo, precision=precision,
+        meta = build_metadata(info, arrays, None, record, patches_per_case=plan.patches_per_case,
+                              cohort=head_info["cohort"], training=training, precision=precision,
                               calibration_set=int8_set if precision == "int8" else None)
         path = out / (f"{plan.name}.onnx" if precision == "fp32" else f"{plan.name}-{precision}.onnx")
         write_model(path, with_metadata(graph, meta))
@@ -174,23 +188,24 @@ def train(cohort: Path, out: Path, embedder: PatchEmbedder, info: EmbedderInfo, 
     sums, head_sums = _calibration_sums(cohort, stored, split, as_scorer(pipeline), sessions, plan)
     check_sums = sums.pop(BF16_CHECK, None)
     bands = {precision: _bands(patient_sums) for precision, patient_sums in sums.items()}
-    engine_checks = {} if check_sums is None else {BF16_CHECK: _fidelity_check(check_sums, sums["fp32"],
-                                                                               bands["fp32"])}
-    fidelity = {p: _fidelity_check(rows, sums["fp32"], bands["fp32"], bands[p]) for p, rows in sums.items()}
+    engine_checks = {} if check_sums is None else {BF16_CHECK: _fidelity_check(
+        check_sums, sums["fp32"], bands["fp32"], sessions[BF16_CHECK].measured_on)}
+    fidelity = {p: _fidelity_check(rows, sums["fp32"], bands["fp32"], sessions[p].measured_on if sessions else None,
+                                   bands[p]) for p, rows in sums.items()}
+    decisions = "this model on ONNX Runtime (CPU)" if sessions else "the fitted head on stored embeddings"
     for precision, path in models.items():
-        fresh = build_metadata(info, arrays, bands[precision], patches_per_case=plan.patches_per_case,
-                               cohort=head_info["cohort"], training=training, demo=plan.demo, precision=precision,
+        calibration = calibration_record(bands[precision], sums[precision], origin=f"train ({split.source})",
+                                         decisions=decisions, in_sample_patients=len(leaked),
+                                         checked_against_fit=True)
+        final = replace(record, calibration=calibration, engine_checks=engine_checks if precision == "fp32" else {},
+                        fidelity_vs_fp32=fidelity[precision] if precision != "fp32" else None)
+        fresh = build_metadata(info, arrays, bands[precision], final, patches_per_case=plan.patches_per_case,
+                               cohort=head_info["cohort"], training=training, precision=precision,
                                calibration_set=int8_set if precision == "int8" else None)
-        fresh["netorigin.provenance"]["calibration"] |= {
-            "in_sample": False, "split": split.source, "sums": calibration_record(sums[precision]),
-            "decisions": "this model on ONNX Runtime (CPU)" if sessions else "the head on stored embeddings"}
-        if precision == "fp32" and engine_checks:
-            fresh["netorigin.provenance"]["calibration"]["engine_checks"] = engine_checks
-        elif precision != "fp32":  # the runtime tells every report of a variant that failed it
-            fresh["netorigin.provenance"]["calibration"]["fidelity_vs_fp32"] = fidelity[precision]
         write_model(path, with_metadata(graphs[precision], fresh))
     summary = _summary(sums, head_sums, bands, fidelity, split, models, isinstance(pipeline, MilHead)) | {
-        "sampling": sampling, "engine_checks": engine_checks}
+        "sampling": sampling, "engine_checks": {k: asdict(v) for k, v in engine_checks.items()},
+        "embedder_training_patients_in_calibration": len(leaked)}
     write_text_atomic(out / f"{plan.name}-train.json", json.dumps(summary, indent=2))
     echo(f"calibrated {len(bands['fp32'].bands)} bands per model on {len(split.calibration)} held-out patients")
     return TrainResult(models, bands, split, sums, head_path, summary)
@@ -225,14 +240,17 @@ def _verdict(row: PatientSum, band: Band) -> str:
 
 
 def _fidelity_check(other_sums: list[PatientSum], fp32_sums: list[PatientSum], fp32_bands: BandTable,
-                    other_bands: BandTable | None = None) -> dict:
+                    measured_on: MeasuredOn | None, other_bands: BandTable | None = None) -> FidelityRecord | None:
     """Another engine on this model (`other_bands` None: the fp32 bands) or a precision variant (its own bands)
-    against ONNX Runtime fp32 on the calibration patients: verdict flips at every stored band, and max |dS| / width
-    of the fp32 default band; passed = no flip and |dS| within 1 % of the band.
+    against ONNX Runtime fp32 on the calibration patients, as measured on `measured_on` (None: no engine ran, so
+    nothing was measured): verdict flips at every stored band, and max |dS| / width of the fp32 default band;
+    passed = no flip and |dS| within 1 % of the band.
 
     A patient whose fp32 S lies within 2e-7 of a band's edge (the other-origin patients that define the edges sit
     1e-7 from them) flips under any change of arithmetic at that band, so it is not counted there
     (`edge_patients_skipped`); the |dS| limit covers everyone, so such a patient moves by at most 1 % of the band."""
+    if measured_on is None:
+        return None
     if other_bands is not None and len(other_bands.bands) != len(fp32_bands.bands):
         raise ValueError("the variant's bands and fp32's were calibrated on different patients")
     flips = skipped = 0
@@ -247,10 +265,11 @@ def _fidelity_check(other_sums: list[PatientSum], fp32_sums: list[PatientSum], f
     width = default.upper - default.lower
     delta = max(abs(a.s - b.s) for a, b in zip(other_sums, fp32_sums))
     ratio = delta / width if width > 0 else None  # no band width to compare with: never passes
-    return {"verdict_flips": flips, "max_abs_delta_s_over_band_width": ratio, "patients": len(fp32_sums),
-            "bands_checked": len(fp32_bands.bands), "edge_patients_skipped": skipped,
-            "threshold": MAX_DELTA_OVER_WIDTH,
-            "passed": flips == 0 and ratio is not None and ratio <= MAX_DELTA_OVER_WIDTH}
+    return FidelityRecord(verdict_flips=flips, max_abs_delta_s_over_band_width=ratio, patients=len(fp32_sums),
+                          bands_checked=len(fp32_bands.bands), edge_patients_skipped=skipped,
+                          threshold=MAX_DELTA_OVER_WIDTH,
+                          passed=flips == 0 and ratio is not None and ratio <= MAX_DELTA_OVER_WIDTH,
+                          measured_on=measured_on)
 
 
 def _summary(sums: dict[str, list[PatientSum]], head_sums: list[PatientSum], bands: dict[str, BandTable],
@@ -262,7 +281,7 @@ def _summary(sums: dict[str, list[PatientSum]], head_sums: list[PatientSum], ban
         out["models"][precision] = {
             "path": str(models[precision]), "default_confidence": bands[precision].default_confidence,
             "bands": bands[precision].to_json(),
-            "fidelity_vs_fp32": fidelity[precision],
+            "fidelity_vs_fp32": None if fidelity[precision] is None else asdict(fidelity[precision]),
             "sums": [r.__dict__ for r in rows]}
     # The fp32 model's S against the fitted head's own (scikit-learn float64, or PyTorch for a MIL head).
     out["fp32_vs_head_reference"] = "PyTorch float32" if bag else "scikit-learn float64"

@@ -26,8 +26,9 @@ from .predictor import Predictor
               help="Dask scheduler (e.g. tcp://host:8786): one task per case on its workers, which share OUT.")
 @click.option("--redo", is_flag=True, help="Replace finished reports made by another model, confidence, seed or "
               "slide files (without it such a folder is refused).")
-def command(manifest, out, model, device, engine, ov_precision, confidence, seed, threads, read_workers, trusted_keys,
-            include, exclude, object_types, mpp, force_mpp, workers, geojson, thumbnail, scheduler, redo) -> None:
+def command(manifest, out, model, device, engine, ov_precision, allow_lower_fidelity, confidence, seed, threads,
+            read_workers, trusted_keys, include, exclude, object_types, mpp, force_mpp, workers, geojson, thumbnail,
+            scheduler, redo) -> None:
     """Predict every case of MANIFEST (CSV: case, slide[, annotations, specimen, mpp, force_mpp];
     one row per slide; a row's mpp / force_mpp wins over --mpp / --force-mpp).
 
@@ -42,7 +43,7 @@ def command(manifest, out, model, device, engine, ov_precision, confidence, seed
     # On a cluster the workers open the engine; here the model and settings are only verified.
     predictor = Predictor(model, device=device, confidence=confidence, seed=seed, read_workers=read_workers,
                           threads=threads, rules=region_rules(include, exclude, object_types), engine=engine,
-                          ov_precision=ov_precision,
+                          ov_precision=ov_precision, allow_lower_fidelity=allow_lower_fidelity,
                           trusted_keys=trusted_keys or None, inference=scheduler is None)
     keep = plan_resume(predictor, cases, out, redo)
     if predictor.contract.is_demo:

@@ -30,7 +30,7 @@ def command(model: str, as_json: bool, trusted_keys: tuple[str, ...]) -> None:
     if as_json:
         click.echo(json.dumps(contract.meta, indent=2, sort_keys=True))
         return
-    prov = contract.provenance
+    prov, record = contract.provenance, contract.record
     patch = contract.patch
     lines = []
     if contract.is_demo:
@@ -38,19 +38,31 @@ def command(model: str, as_json: bool, trusted_keys: tuple[str, ...]) -> None:
     lines += [
         f"model       {contract.path} (schema {contract.meta[PREFIX + 'schema']})",
         f"identity    graph sha256 {contract.sha256}  (graph and weights)",
-        f"            verdict sha256 {contract.verdict_sha256}  (bands, patch geometry, case rules, precision)",
+        f"            verdict sha256 {contract.verdict_sha256}  (bands, patch geometry, case rules, precision, record)",
         "            both digests verified",
         f"signature   {SIGNATURE_TEXT[signature.state].format(key=signature.key_id)}",
         f"classes     {contract.classes}  (decision > 0 => class '1')",
-        f"embedder    {prov['embedder']['name']}  weights sha256 {prov['embedder']['weights_sha256'][:16]}…",
-        f"head        {json.dumps(prov['head'])}",
+        f"embedder    {record.embedder.name}  weights sha256 {record.embedder.weights_sha256[:16]}…"
+        + ("" if record.embedder.trained_on_patients_sha256 is None
+           else f"  (fine-tuned on {len(record.embedder.trained_on_patients_sha256)} patients)"),
+        f"head        {json.dumps(prov['head'])}  fitted on {len(record.head.fit_patients_sha256)} patients",
         f"precision   {contract.precision}",
         f"patch       {patch['field_of_view_um']} um -> {patch['pixels']} px {patch['layout']} {patch['dtype']}, "
         f"anchor {patch['anchor']}, white filter {patch['white_filter']}",
         f"case        {contract.patches_per_case} patches per case",
         f"cohort      {json.dumps(prov['cohort'])}",
-        f"created     {prov['created']}  versions {json.dumps(prov['versions'])}",
+        f"versions    {json.dumps(prov['versions'])}",
     ]
+    if record.calibration is not None:
+        c = record.calibration
+        lines.append(f"calibration {c.origin}; decisions: {c.decisions}; {c.n_pi} + {c.n_other} patients"
+                     + (f"; IN-SAMPLE ({c.in_sample_patients} patients)" if c.in_sample else "")
+                     + ("" if c.checked_against_fit else "; held-out NOT checked"))
+    checks = ({"fidelity vs fp32": record.fidelity_vs_fp32} if record.fidelity_vs_fp32 else {}) | record.engine_checks
+    for name, check in checks.items():
+        lines.append(f"check       {name}: {'passed' if check.passed else 'FAILED'}, {check.summary()}; measured "
+                     f"on {check.measured_on.engine} {check.measured_on.version} {check.measured_on.provider} "
+                     f"({check.measured_on.hardware})")
     if contract.bands:
         lines.append(f"bands       default c = {contract.default_confidence:g}")
         lines += [f"  c = {b.c:<8.4g} pi inside {b.pi_inside:<4d} ({b.lower:.6g}, {b.upper:.6g})"

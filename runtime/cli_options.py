@@ -11,8 +11,8 @@ from .slide import MppRule
 
 
 def model_options(func):
-    """--model, --device, --engine, --ov-precision, --confidence, --seed, --threads, --read-workers, --trusted-key,
-    then region_options."""
+    """--model, --device, --engine, --ov-precision, --allow-lower-fidelity, --confidence, --seed, --threads,
+    --read-workers, --trusted-key, then region_options."""
     options = [
         click.option("--model", "-m", required=True, type=click.Path(dir_okay=False),
                      help="netorigin ONNX model (see `netorigin inspect`)."),
@@ -21,9 +21,15 @@ def model_options(func):
         click.option("--engine", type=click.Choice(ENGINES), default=AUTO, show_default=True,
                      help="auto = OpenVINO bf16 on a CPU run where installed, the CPU has bf16 and the model's "
                           "own check passed (0 verdict flips, |dS| <= 1 % of the band on its calibration "
-                          "patients), else ONNX Runtime; openvino = OpenVINO on the CPU (extra 'openvino')."),
+                          "patients), measured with this OpenVINO on this CPU type; else ONNX Runtime; openvino = "
+                          "OpenVINO on the CPU (extra 'openvino')."),
         click.option("--ov-precision", type=click.Choice(OV_PRECISIONS), default="auto", show_default=True,
-                     help="OpenVINO inference precision (auto = bf16 where supported, else f32)."),
+                     help="OpenVINO inference precision (auto = bf16 where the model's check vouches for it on "
+                          "this host, else f32)."),
+        click.option("--allow-lower-fidelity", is_flag=True,
+                     help="Run a precision variant or engine whose fidelity check failed or was measured on "
+                          "another engine version, provider or CPU/GPU type; every report then says LOWER "
+                          "FIDELITY."),
         click.option("--confidence", "-c", default=None,
                      help="Stored confidence level c (e.g. 0.875 or 7/8); default: the model's."),
         click.option("--seed", type=click.IntRange(0), default=0, show_default=True, help="Patch-sampling seed."),

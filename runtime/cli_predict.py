@@ -28,9 +28,9 @@ from .report import case_report, text_summary, write_case_outputs, write_insuffi
 @click.option("--geojson", is_flag=True, help="Also write the patches as QuPath detections (needs --out).")
 @click.option("--thumbnail", is_flag=True, help="Also write a PNG of each slide with its patches (needs --out).")
 @click.option("--level", type=click.IntRange(0), default=None, help="Force this pyramid level (benchmarks only).")
-def command(slides, annotations, specimen, case_id, model, device, engine, ov_precision, confidence, seed, threads,
-            read_workers, trusted_keys, include, exclude, object_types, mpp, force_mpp, as_json, out, geojson,
-            thumbnail, level) -> None:
+def command(slides, annotations, specimen, case_id, model, device, engine, ov_precision, allow_lower_fidelity,
+            confidence, seed, threads, read_workers, trusted_keys, include, exclude, object_types, mpp, force_mpp,
+            as_json, out, geojson, thumbnail, level) -> None:
     """Predict the primary site of one case from its slides (SLIDES of one patient)."""
     if (geojson or thumbnail) and out is None:
         raise click.UsageError("--geojson and --thumbnail need --out DIR")
@@ -41,7 +41,7 @@ def command(slides, annotations, specimen, case_id, model, device, engine, ov_pr
         ensure_writable_dir(out_dir)
     predictor = Predictor(model, device=device, confidence=confidence, seed=seed, read_workers=read_workers,
                           threads=threads, rules=region_rules(include, exclude, object_types), engine=engine,
-                          ov_precision=ov_precision,
+                          ov_precision=ov_precision, allow_lower_fidelity=allow_lower_fidelity,
                           trusted_keys=trusted_keys or None)
     try:
         result = predictor.predict_case(slides, annotations, case_id=case_id, specimens=specimen or None,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from .atomic import write_bytes_atomic
 from .contract import load_contract
+from .model_writer import save_model
 from .signing import PASSPHRASE_ENV, is_encrypted, sign_model, verify_signature
 
 
@@ -39,6 +39,5 @@ def command(model: str, private_key: str, out: str | None) -> None:
     contract = load_contract(model)
     signed = sign_model(contract, private_key, passphrase(private_key))
     target = Path(out) if out else contract.path
-    write_bytes_atomic(target, signed)
-    status = verify_signature(load_contract(target))  # what was written verifies, or this fails loudly
+    status = verify_signature(save_model(target, signed, previous=contract))  # what was written verifies
     click.echo(f"signed {target} with key {status.key_id}")

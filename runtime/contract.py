@@ -20,17 +20,18 @@ import jsonschema
 from .bands import Band
 from .errors import ConfigurationError, ModelError, first_line
 from .protobuf_fields import WireFormatError, content_records, read_metadata, replace_metadata
+from .record import ModelRecord
 
-SCHEMA_VERSION = 2
-# Every metadata field that can change a verdict; `netorigin.verdict_sha256` is their digest.
-VERDICT_FIELDS = ("classes", "patch", "case", "bands", "default_confidence", "precision")
+SCHEMA_VERSION = 3
+# Every metadata field that can change a verdict or what a report says; `netorigin.verdict_sha256` is their digest.
+VERDICT_FIELDS = ("classes", "patch", "case", "bands", "default_confidence", "precision", "record")
 PREFIX = "netorigin."
 INPUT_NAME = "patches"
 DECISION_OUTPUT = "decision"
 EMBEDDING_OUTPUT = "embedding"
 BAG_SCORE_OUTPUT = "bag_score"  # bag heads (ABMIL / KMIL): S for the whole bag of patches
 ATTENTION_OUTPUT = "attention"  # bag heads: each patch's attention weight (sums to 1)
-# Printed on every output of a model whose provenance says `demo` (random weights, synthetic slides).
+# Printed on every output of a model whose record says `demo` (random weights, synthetic slides).
 DEMO_WARNING = "DEMO MODEL, NOT FOR DIAGNOSIS"
 
 
@@ -98,6 +99,10 @@ def validate_metadata(meta: dict[str, Any], path: str | Path) -> None:
     if version == 1:
         raise ModelError("metadata schema 1 (float32 decisions, no verdict digest) is no longer read: re-export "
                          "the model with this netorigin (`netorigin train` or `netorigin export`)", path)
+    if version == 2:
+        raise ModelError("metadata schema 2 keeps the demo flag, in-sample flag and fidelity checks outside the "
+                         "verdict digest and is no longer read: re-export the model with this netorigin "
+                         "(`netorigin train`, or `netorigin export` then `netorigin calibrate`)", path)
     if version != SCHEMA_VERSION:
         raise ModelError(f"unknown metadata schema version {version!r} (this netorigin reads "
                          f"{SCHEMA_VERSION})", path)
@@ -111,6 +116,8 @@ def validate_metadata(meta: dict[str, Any], path: str | Path) -> None:
     if where is not None:
         raise ModelError(f"metadata holds a non-finite number at {where!r}", path)
     stored, default = [b["c"] for b in meta[PREFIX + "bands"]], meta[PREFIX + "default_confidence"]
+    if bool(stored) != (meta[PREFIX + "record"]["calibration"] is not None):
+        raise ModelError("metadata bands and the record's calibration disagree (one is empty, the other not)", path)
     if stored and (default is None or not any(abs(c - default) < 1e-9 for c in stored)):
         raise ModelError(f"metadata default_confidence {default!r} is not one of the stored band levels", path)
 
@@ -157,6 +164,11 @@ class ModelContract:
         return self.meta[PREFIX + "classes"]
 
     @property
+    def class_names(self) -> tuple[str, str]:
+        """(class 0, class 1): the verdict names; a positive decision means class 1."""
+        return self.classes["0"], self.classes["1"]
+
+    @property
     def patch(self) -> dict[str, Any]:
         return self.meta[PREFIX + "patch"]
 
@@ -179,11 +191,17 @@ class ModelContract:
 
     @property
     def provenance(self) -> dict[str, Any]:
+        """What describes the build; shown, never used to decide anything."""
         return self.meta[PREFIX + "provenance"]
 
     @property
+    def record(self) -> ModelRecord:
+        """The typed model record (inside the verdict digest): what reports and checks depend on."""
+        return ModelRecord.from_json(self.meta[PREFIX + "record"])
+
+    @property
     def is_demo(self) -> bool:
-        return bool(self.provenance.get("demo"))
+        return self.record.demo
 
     @property
     def precision(self) -> str:
@@ -232,6 +250,12 @@ def load_contract(path: str | Path, verify_hash: bool = True) -> ModelContract:
         raise ModelError("is a directory, not a model file", path) from None
     except OSError as exc:
         raise ModelError(f"cannot read model file ({exc.strerror})", path) from None
+    return contract_from_bytes(model_bytes, path, verify_hash)
+
+
+def contract_from_bytes(model_bytes: bytes, path: str | Path, verify_hash: bool = True) -> ModelContract:
+    """Decode and validate model bytes (`path` names them in errors), checking both digests."""
+    path = Path(path)
     if not model_bytes:
         raise ModelError("model file is empty", path)
     try:
@@ -247,9 +271,9 @@ def load_contract(path: str | Path, verify_hash: bool = True) -> ModelContract:
                              f"(stored {meta[PREFIX + 'sha256'][:12]}…, actual {actual[:12]}…)", path)
         actual = verdict_sha256(meta)
         if actual != meta[PREFIX + "verdict_sha256"]:
-            raise ModelError(f"verdict digest mismatch: bands, patch geometry or case rules were edited without "
-                             f"netorigin (stored {meta[PREFIX + 'verdict_sha256'][:12]}…, actual {actual[:12]}…)",
-                             path)
+            raise ModelError(f"verdict digest mismatch: bands, patch geometry, case rules or the model record were "
+                             f"edited without netorigin (stored {meta[PREFIX + 'verdict_sha256'][:12]}…, actual "
+                             f"{actual[:12]}…)", path)
     return ModelContract(path=path, model_bytes=model_bytes, meta=meta, digests_verified=verify_hash)
 
 

@@ -20,6 +20,7 @@ import numpy as np
 from .contract import DECISION_OUTPUT, EMBEDDING_OUTPUT, INPUT_NAME, ModelContract
 from .errors import ConfigurationError, InferenceError, MissingDependencyError, ModelError, first_line
 from .outputs import CaseOutput, bag_output, bag_output_names
+from .record import MeasuredOn, cpu_features
 
 PRECISIONS = ("auto", "bf16", "f32")
 INSTALL_HINT = "pip install 'netorigin[openvino]'"
@@ -65,6 +66,10 @@ class OpenVinoSession:
         """The engine, device and precision that actually ran, as reports name them."""
         return f"OpenVINO {self.version} CPU {self.precision}"
 
+    @property
+    def measured_on(self) -> MeasuredOn:
+        return openvino_measured_on(self.precision)
+
     def _infer(self, patches: np.ndarray, what: str) -> dict:
         try:
             return self.compiled.create_infer_request().infer(
@@ -85,11 +90,19 @@ class OpenVinoSession:
         return bag_output([outputs[self.compiled.output(name)] for name in bag_output_names(with_embeddings)])
 
 
+def openvino_version() -> str:
+    return openvino().__version__.split("-")[0]
+
+
+def openvino_measured_on(precision: str) -> MeasuredOn:
+    """What a fidelity check of OpenVINO at `precision` on this CPU is evidence for."""
+    return MeasuredOn("openvino", openvino_version(), f"CPU {precision}", cpu_features())
+
+
 def open_openvino(contract: ModelContract, precision: str = "auto", threads: int | None = None) -> OpenVinoSession:
     """Compile the verified model bytes for the CPU; `auto` = bf16 where the CPU supports it, else f32."""
     if precision not in PRECISIONS:
         raise ConfigurationError(f"unknown OpenVINO precision {precision!r} (choose from {', '.join(PRECISIONS)})")
-    ov = openvino()
     core, capabilities = _core_and_capabilities()
     if precision == "bf16" and "BF16" not in capabilities:
         raise ConfigurationError(f"--ov-precision bf16: this CPU has no bf16 (OpenVINO lists "
@@ -103,5 +116,5 @@ def open_openvino(contract: ModelContract, precision: str = "auto", threads: int
     except Exception as exc:  # OpenVINO's own exception types
         raise ModelError(f"OpenVINO cannot compile the model ({first_line(exc)})",
                          contract.path) from None
-    return OpenVinoSession(compiled=compiled, precision=chosen, version=ov.__version__.split("-")[0],
+    return OpenVinoSession(compiled=compiled, precision=chosen, version=openvino_version(),
                            path=str(contract.path))

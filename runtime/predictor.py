@@ -20,10 +20,20 @@ from .names import case_id_from_path, check_case_id
 from .outputs import CaseOutput
 from .regions import RegionRules, Regions, detect_tissue, load_annotations
 from .sampling import Patch, PatchGeometry, ReadPlan, allot_case, plan_reads, sample_case
-from .session import AUTO, CPU, CUDA, ONNXRUNTIME, choose_engine, onnxruntime, open_engine
-from .signing import load_public_key, trusted_keys_from_env, verify_signature
+from .session import (
+    AUTO,
+    CPU,
+    CUDA,
+    ONNXRUNTIME,
+    choose_engine,
+    lower_fidelity_notes,
+    onnxruntime,
+    open_engine,
+    resolve_ov_precision,
+)
+from .signing import PublicKey, load_public_key, trusted_keys_from_env, verify_signature
 from .slide import MppRule, Slide, as_mpp_rule
-from .verdict import PatientVerdict, bag_verdict, patient_verdict
+from .verdict import PatientVerdict, case_verdict
 
 IN_SAMPLE_NOTE = ("RESEARCH ONLY: this model's bands were calibrated on patients that also fitted its head "
                   "(in-sample, too narrow)")
@@ -112,39 +122,46 @@ class PredictorSettings:
     read_workers: int = 4
     threads: int | None = None
     rules: RegionRules = RegionRules()
-    trusted_keys: tuple[str, ...] | None = None
+    trusted_keys: tuple[PublicKey, ...] | None = None  # the keys' bytes: a worker trusts what the driver trusted
     engine: str = AUTO
     ov_precision: str = "auto"
+    allow_lower_fidelity: bool = False
 
     def build(self, inference: bool = True) -> Predictor:
         return Predictor(self.model, device=self.device, confidence=self.confidence, seed=self.seed,
                          read_workers=self.read_workers, threads=self.threads, rules=self.rules,
                          trusted_keys=self.trusted_keys, engine=self.engine, ov_precision=self.ov_precision,
-                         inference=inference)
+                         allow_lower_fidelity=self.allow_lower_fidelity, inference=inference)
 
 
 class Predictor:
     """Loads and verifies a model once, then predicts cases; thread-compatible, one case at a time.
 
     `engine` is ONNX Runtime (CPU or CUDA, `device`) or OpenVINO (CPU; `ov_precision` auto = bf16 where the CPU
-    has it). `inference=False` verifies the model and its settings without opening an engine: what the driver of
-    a cluster run needs (its workers open their own)."""
+    has it and this model's check vouches for it here). A variant or engine without a passing fidelity check
+    measured on this host is refused unless `allow_lower_fidelity`, and then every report says LOWER FIDELITY.
+    `inference=False` verifies the model and its settings without opening an engine: what the driver of a cluster
+    run needs (its workers open their own)."""
 
     def __init__(self, model: str | Path | ModelContract, device: str = "auto",
                  confidence: float | str | None = None, seed: int = 0, read_workers: int = 4,
                  threads: int | None = None, rules: RegionRules = RegionRules(),
-                 trusted_keys: Sequence[str | Path] | None = None, engine: str = AUTO,
-                 ov_precision: str = "auto", inference: bool = True) -> None:
+                 trusted_keys: Sequence[str | Path | PublicKey] | None = None, engine: str = AUTO,
+                 ov_precision: str = "auto", allow_lower_fidelity: bool = False, inference: bool = True) -> None:
         self.contract = model if isinstance(model, ModelContract) else load_contract(model)
-        keys = trusted_keys_from_env() if trusted_keys is None else trusted_keys
-        self.signature = verify_signature(self.contract, [load_public_key(k) for k in keys])
+        keys = tuple(k if isinstance(k, PublicKey) else load_public_key(k)
+                     for k in (trusted_keys_from_env() if trusted_keys is None else trusted_keys))
+        self.signature = verify_signature(self.contract, list(keys))
         self.band = self.contract.band(confidence)
         self.engine_choice: dict[str, str] = {"requested": engine}
         self.session = None
+        self.fidelity_notes: list[str] = []
         if inference:
             chosen, why = (choose_engine(self.contract, device, ov_precision) if engine == AUTO
                            else (engine, "asked for"))
-            self.session = open_engine(self.contract, chosen, device, threads, ov_precision)
+            self.session = open_engine(self.contract, chosen, device, threads,
+                                       resolve_ov_precision(self.contract, chosen, ov_precision))
+            self.fidelity_notes = lower_fidelity_notes(self.contract, self.session, allow_lower_fidelity)
             if engine == AUTO and device == "auto" and chosen == ONNXRUNTIME and self.session.provider == CPU \
                     and CUDA in onnxruntime().get_available_providers():
                 why = "CUDA is listed but did not start: ONNX Runtime ran on the CPU"
@@ -154,7 +171,7 @@ class Predictor:
         self.read_workers = read_workers
         self.rules = rules
         self.settings = PredictorSettings(str(self.contract.path), device, confidence, seed, read_workers, threads,
-                                          rules, tuple(map(str, keys)), engine, ov_precision)
+                                          rules, keys, engine, ov_precision, allow_lower_fidelity)
 
     def for_run(self, seed: int, confidence: float | str | None, rules: RegionRules,
                 read_workers: int) -> Predictor:
@@ -209,8 +226,8 @@ class Predictor:
             timings["read_and_sample"] = time.perf_counter() - t - timings["regions"]
             t = time.perf_counter()
             band = (self.band.lower, self.band.upper) if self.band else None
-            verdict = (bag_verdict(output.score, decisions, band) if self.contract.bag_head
-                       else patient_verdict(decisions, band))
+            verdict = case_verdict(decisions, output.score if self.contract.bag_head else None, band,
+                                   self.contract.class_names)
             timings["verdict"] = time.perf_counter() - t
             summaries = [
                 SlideSummary(fingerprint=slide.fingerprint(), regions=reg.source,
@@ -272,29 +289,22 @@ class Predictor:
         return patches, output, float(sum(resize_times)), float(sum(r[1] for r in results))
 
     def model_notes(self) -> list[str]:
-        """What every report of this model must say: bands calibrated in-sample (research only); an fp16 / INT8
-        variant whose verdicts did not keep fp32's on its calibration patients (`train`'s fidelity check)."""
-        calibration = self.contract.provenance.get("calibration") or {}
-        notes = [IN_SAMPLE_NOTE] if calibration.get("in_sample") else []
-        check = calibration.get("fidelity_vs_fp32")
-        if check and not check["passed"]:
-            ratio = check["max_abs_delta_s_over_band_width"]
-            moved = "by an unmeasured amount" if ratio is None else f"by up to {ratio:.1%} of the band width"
-            notes.append(f"LOWER FIDELITY: on its {check['patients']} calibration patients this "
-                         f"{self.contract.precision} model's S moved {moved} against its fp32 model (limit "
-                         f"{check['threshold']:.0%}), with {check['verdict_flips']} verdict flips over "
-                         f"{check['bands_checked']} bands; use the fp32 model where the verdict matters")
-        return notes
+        """What every report of this model must say, from its record: bands calibrated in-sample (research only),
+        and a variant or engine run without a passing fidelity check measured here (--allow-lower-fidelity)."""
+        calibration = self.contract.record.calibration
+        notes = [IN_SAMPLE_NOTE] if calibration is not None and calibration.in_sample else []
+        return notes + self.fidelity_notes
 
     @property
     def calibration_sums(self) -> list[dict]:
-        """The calibration patients' sums and labels the bands were fitted on (empty for older models)."""
-        return list((self.contract.provenance.get("calibration") or {}).get("sums") or [])
+        """The calibration patients' sums and labels the bands were fitted on."""
+        calibration = self.contract.record.calibration
+        return [] if calibration is None else list(calibration.sums)
 
     def model_info(self) -> dict[str, Any]:
-        prov = self.contract.provenance
+        record = self.contract.record
         return {"path": str(self.contract.path), **self.contract.identity,
-                "embedder": prov["embedder"]["name"], "head": prov["head"]["kind"],
+                "embedder": record.embedder.name, "head": record.head.kind, "classes": self.contract.classes,
                 "score": "bag" if self.contract.bag_head else "patch-sum",
                 "precision": self.contract.precision, "patches_per_case": self.contract.patches_per_case,
                 "field_of_view_um": self.geometry.field_of_view_um, "demo": self.contract.is_demo,

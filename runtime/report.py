@@ -23,8 +23,12 @@ from .predictor import CaseResult, Predictor
 from .session import installed_runtime, onnxruntime
 from .slide import MppRule, Slide
 
-REPORT_VERSION = 1
-VERDICT_TEXT = {"pancreas": "PANCREAS", "small_intestine": "SMALL INTESTINE", "uncertain": "UNCERTAIN"}
+REPORT_VERSION = 2
+
+
+def verdict_text(verdict: str) -> str:
+    """A verdict (one of the model's class names, or uncertain) as the page and the summary show it."""
+    return verdict.replace("_", " ").upper()
 
 
 @cache
@@ -78,11 +82,11 @@ def _votes(result: CaseResult) -> dict[str, int]:
     of their contribution, and KMIL's patches that key recognition left out of the pooling are counted apart,
     never as pancreas."""
     v = result.verdict
-    votes = {"small_intestine": v.votes_small_intestine, "pancreas": v.n_patches - v.votes_small_intestine,
-             "n_patches": v.n_patches}
+    class0, class1 = result.model["classes"]["0"], result.model["classes"]["1"]
+    votes = {class1: v.votes_small_intestine, class0: v.n_patches - v.votes_small_intestine, "n_patches": v.n_patches}
     if result.model.get("score") == "bag":
         votes["not_pooled"] = sum(patch_class(p) == NOT_POOLED for p in result.patches)
-        votes["pancreas"] -= votes["not_pooled"]
+        votes[class0] -= votes["not_pooled"]
     return votes
 
 
@@ -122,7 +126,7 @@ def text_summary(result: CaseResult) -> str:
     band = "no band (uncalibrated model)" if result.band is None else \
         f"band ({result.band.lower:.3f}, {result.band.upper:.3f}) at c = {result.band.c:g}"
     lines += [
-        f"case {result.case_id}: {VERDICT_TEXT[v.verdict]}",
+        f"case {result.case_id}: {verdict_text(v.verdict)}",
         f"  S = {v.patient_sum:.4f}, {band}",
         (f"  bag score of {v.n_patches} patches ({result.model['head']}): its sign decides outside the band "
          f"({v.majority}); {v.votes_small_intestine} patches push towards small intestine"

@@ -18,6 +18,7 @@ import numpy as np
 from .contract import ATTENTION_OUTPUT, BAG_SCORE_OUTPUT, DECISION_OUTPUT, EMBEDDING_OUTPUT, INPUT_NAME, ModelContract
 from .errors import ConfigurationError, DeviceError, InferenceError, MissingDependencyError, ModelError, first_line
 from .outputs import CaseOutput, bag_output, bag_output_names
+from .record import FidelityRecord, MeasuredOn, host_hardware
 
 DEVICES = ("auto", "cpu", "cuda")
 CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
@@ -87,6 +88,11 @@ class ModelSession:
     path: str | None = None  # the model file, named in errors
 
     @property
+    def measured_on(self) -> MeasuredOn:
+        """What a fidelity check run on this session is evidence for."""
+        return MeasuredOn(ONNXRUNTIME, onnxruntime().__version__, self.provider, host_hardware(self.provider))
+
+    @property
     def batch_size(self) -> int:
         """Patches per run: the product's batch on CPU, a fixed padded batch on CUDA."""
         return CUDA_BATCH if self.provider == CUDA else CPU_BATCH
@@ -145,32 +151,75 @@ def open_session(contract: ModelContract, device: str = "auto", threads: int | N
     return ModelSession(session=session, provider=actual, device=device, path=str(contract.path))
 
 
-def bf16_check(contract: ModelContract) -> dict | None:
-    """The model's recorded OpenVINO bf16 check (verdict flips and max |dS| / band width on its calibration
-    patients against ONNX Runtime fp32), or None when it was not run."""
-    return ((contract.provenance.get("calibration") or {}).get("engine_checks") or {}).get(BF16_CHECK)
+def check_problem(check: FidelityRecord | None, here: MeasuredOn, what: str) -> str | None:
+    """Why `check` does not vouch for `what` on this host (None: it passed, measured on this engine, version,
+    provider and hardware)."""
+    if check is None:
+        return f"{what} has no recorded fidelity check"
+    if not check.passed:
+        return f"{what} failed its fidelity check ({check.summary()})"
+    differs = check.measured_on.differs_from(here)
+    if differs is not None:
+        return f"{what}'s fidelity check was measured elsewhere: {differs}"
+    return None
+
+
+def fidelity_problems(contract: ModelContract, session: ModelSession | Any) -> list[str]:
+    """What about this run lacks a passing check measured here: an fp16 / INT8 variant (its check against its fp32
+    model) and OpenVINO bf16 (the fp32 model's engine check)."""
+    here = session.measured_on
+    problems = []
+    if contract.precision != "fp32":
+        problems.append(check_problem(contract.record.fidelity_vs_fp32, here, f"this {contract.precision} model"))
+    if getattr(session, "precision", None) == "bf16":
+        problems.append(check_problem(contract.record.engine_checks.get(BF16_CHECK), here, "OpenVINO bf16"))
+    return [p for p in problems if p is not None]
+
+
+def lower_fidelity_notes(contract: ModelContract, session: ModelSession | Any, allowed: bool) -> list[str]:
+    """Refuse a run whose precision or engine has no passing check measured on this host, or, when
+    --allow-lower-fidelity was given, the LOWER FIDELITY note every report and case page then carries."""
+    problems = fidelity_problems(contract, session)
+    if problems and not allowed:
+        raise ConfigurationError(f"{'; '.join(problems)}: use the fp32 model on ONNX Runtime, or pass "
+                                 "--allow-lower-fidelity (every report then says LOWER FIDELITY)", contract.path)
+    return [f"LOWER FIDELITY: {p}; use the fp32 model where the verdict matters" for p in problems]
+
+
+def bf16_vouched(contract: ModelContract) -> tuple[bool, str]:
+    """Whether OpenVINO bf16 may run this model here without being asked for by name, and why."""
+    from .openvino_session import bf16_available, openvino_measured_on
+
+    if not bf16_available():
+        return False, "OpenVINO is not installed or this CPU has no bf16"
+    problem = check_problem(contract.record.engine_checks.get(BF16_CHECK), openvino_measured_on("bf16"),
+                            "OpenVINO bf16")
+    if problem is not None:
+        return False, problem
+    check = contract.record.engine_checks[BF16_CHECK]
+    return True, (f"OpenVINO bf16 passed this model's check, measured on this host ({check.verdict_flips} "
+                  f"verdict flips, max |dS| / band width {check.max_abs_delta_s_over_band_width:.4f} on its "
+                  "calibration patients)")
 
 
 def choose_engine(contract: ModelContract, device: str, ov_precision: str = "auto") -> tuple[str, str]:
-    """`auto`: OpenVINO bf16 only on a CPU run, when OpenVINO is installed, the CPU has bf16, f32 was not asked for
-    and this model's own calibration patients showed bf16 flips no verdict and moves S by at most 1 % of the band;
-    else ONNX Runtime. Returns the engine and why, for the report."""
+    """`auto`: OpenVINO bf16 only on a CPU run where f32 was not asked for and the model's own bf16 check passed,
+    measured with this OpenVINO version on a CPU with this instruction set; else ONNX Runtime. Returns the engine
+    and why, for the report."""
     if device == "cuda" or (device == "auto" and CUDA in onnxruntime().get_available_providers()):
         return ONNXRUNTIME, "a GPU run"
     if ov_precision == "f32":
         return ONNXRUNTIME, "--ov-precision f32 asked for: auto only chooses OpenVINO for bf16"
-    check = bf16_check(contract)
-    if check is None:
-        return ONNXRUNTIME, "the model records no OpenVINO bf16 check"
-    if not check.get("passed"):
-        return ONNXRUNTIME, (f"OpenVINO bf16 failed this model's check ({check['verdict_flips']} verdict flips, "
-                             f"max |dS| / band width {check['max_abs_delta_s_over_band_width']})")
-    from .openvino_session import bf16_available
+    vouched, why = bf16_vouched(contract)
+    return (OPENVINO, why) if vouched else (ONNXRUNTIME, why)
 
-    if not bf16_available():
-        return ONNXRUNTIME, "OpenVINO is not installed or this CPU has no bf16"
-    return OPENVINO, (f"OpenVINO bf16 passed this model's check ({check['verdict_flips']} verdict flips, max |dS| / "
-                      f"band width {check['max_abs_delta_s_over_band_width']:.4f} on its calibration patients)")
+
+def resolve_ov_precision(contract: ModelContract, engine: str, ov_precision: str) -> str:
+    """OpenVINO's `auto` precision: bf16 only where this model's check vouches for it here, else f32 (an explicit
+    bf16 request is kept, and then checked like any other)."""
+    if engine != OPENVINO or ov_precision != "auto":
+        return ov_precision
+    return "bf16" if bf16_vouched(contract)[0] else "f32"
 
 
 def open_engine(contract: ModelContract, engine: str = ONNXRUNTIME, device: str = "auto",

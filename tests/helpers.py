@@ -14,18 +14,38 @@ def synthetic_embeddings(n_per_class: int = 300, dim: int = 2048, seed: int = 0)
     return x, y
 
 
-def with_calibration_record(model_path, path, **record):
-    """A copy of the model at `path` with `record` merged into its provenance's calibration (as `train` records its
-    checks there); returns its contract."""
-    from netorigin.runtime.contract import load_contract, with_metadata
+def with_record(model_path, path, **changes):
+    """A copy of the model at `path` whose record has `changes` (as `train` records its checks), written with both
+    digests recomputed; returns its contract."""
+    from dataclasses import replace
+
+    from netorigin.runtime.contract import PREFIX, load_contract, with_metadata
 
     contract = load_contract(model_path)
-    meta = dict(contract.meta)
-    provenance = dict(meta["netorigin.provenance"])
-    provenance["calibration"] = dict(provenance["calibration"] or {}) | record
-    meta["netorigin.provenance"] = provenance
+    meta = dict(contract.meta) | {PREFIX + "record": replace(contract.record, **changes).to_json()}
     path.write_bytes(with_metadata(contract.model_bytes, meta))
     return load_contract(path)
+
+
+def fidelity_record(passed: bool = True, flips: int = 0, ratio: float = 0.004, measured_on=None):
+    """A fidelity check as `train` records it, measured on this host's ONNX Runtime CPU unless `measured_on`."""
+    import onnxruntime
+
+    from netorigin.runtime.record import FidelityRecord, MeasuredOn, cpu_features
+
+    here = MeasuredOn("onnxruntime", onnxruntime.__version__, "CPUExecutionProvider", cpu_features())
+    return FidelityRecord(verdict_flips=flips, max_abs_delta_s_over_band_width=ratio, patients=14, bands_checked=5,
+                          edge_patients_skipped=0, threshold=0.01, passed=passed, measured_on=measured_on or here)
+
+
+def rebanded(model, table, out, sums=(), **calibration):
+    """The model with new bands, as `calibrate --model` writes them (`calibration` overrides the record's fields)."""
+    from dataclasses import replace
+
+    from netorigin.calibration.bands_io import calibration_record, write_bands_into_model
+
+    record = calibration_record(table, list(sums), origin="test", decisions="test", checked_against_fit=True)
+    return write_bands_into_model(model, table, replace(record, **calibration), out)
 
 
 def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:

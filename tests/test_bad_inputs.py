@@ -163,7 +163,8 @@ def _worse_models(d, tiny_model):
     signed = load_contract(tiny_model)
     signed_bytes = sign_model(signed, d / "lab.key")
     signature = read_metadata(signed_bytes)[PREFIX + "signature"]
-    edited = with_metadata(model_bytes, contract.meta | {PREFIX + "provenance": dict(contract.provenance, demo=False)})
+    edited = with_metadata(model_bytes, contract.meta | {PREFIX + "record": dict(contract.meta[PREFIX + "record"],
+                                                                                  demo=False)})
     (d / "signed_edited.onnx").write_bytes(replace_metadata(edited, read_metadata(edited) |
                                                             {PREFIX + "signature": signature}))
     files["model_signed_edited"] = d / "signed_edited.onnx"

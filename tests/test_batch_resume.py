@@ -9,10 +9,9 @@ import json
 import pytest
 
 from netorigin.calibration.bands import calibrate_bands
-from netorigin.calibration.bands_io import write_bands_into_model
 from netorigin.runtime.contract import load_contract
 
-from .helpers import run_cli
+from .helpers import rebanded, run_cli
 
 
 @pytest.fixture()
@@ -33,7 +32,7 @@ def batch(monkeypatch, capsys, manifest, out, model, *extra):
 def test_band_edit_changes_verdict_identity_and_is_reported(tmp_path, tiny_model, monkeypatch, capsys, setup):
     manifest, out = setup
     edited = tmp_path / "edited.onnx"
-    write_bands_into_model(tiny_model, calibrate_bands([-40.0, 40.0, 1.0], [-3.0, 2.0, 5.0]), edited)
+    rebanded(tiny_model, calibrate_bands([-40.0, 40.0, 1.0], [-3.0, 2.0, 5.0]), edited)
     original, changed = load_contract(tiny_model), load_contract(edited)
     assert changed.sha256 == original.sha256  # same graph and weights ...
     assert changed.verdict_sha256 != original.verdict_sha256  # ... but another verdict identity
@@ -53,7 +52,7 @@ def test_rerun_with_same_model_skips_and_another_model_is_refused(tmp_path, tiny
     assert (out / "c1.json").read_bytes() == first
 
     edited = tmp_path / "edited.onnx"
-    write_bands_into_model(tiny_model, calibrate_bands([-40.0, 40.0, 1.0], [-3.0, 2.0, 5.0]), edited)
+    rebanded(tiny_model, calibrate_bands([-40.0, 40.0, 1.0], [-3.0, 2.0, 5.0]), edited)
     code, stdout, err = batch(monkeypatch, capsys, manifest, out, edited)
     assert code == 1
     assert err.strip().splitlines() == [f"error: {out}: 1 finished report(s) here were made by another run: c1 "

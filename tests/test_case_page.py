@@ -11,12 +11,11 @@ import shutil
 
 import pytest
 
-from netorigin.calibration.bands_io import write_bands_into_model
 from netorigin.runtime.bands import BandTable
 from netorigin.runtime.case_page import band_axis, diverging_colour
 from netorigin.runtime.contract import load_contract
 
-from .helpers import run_cli
+from .helpers import rebanded, run_cli
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]
@@ -91,7 +90,7 @@ def test_case_page_shows_what_was_decided_from_where_by_which_model(browser, cas
     band = page.query_selector("#band-axis rect.band")
     left, width = float(band.get_attribute("x")), float(band.get_attribute("width"))
     assert (left < s_x < left + width) == report["in_band"]
-    cohort = load_contract(report["model"]["path"]).provenance["calibration"]["sums"]
+    cohort = list(load_contract(report["model"]["path"]).record.calibration.sums)
     assert len(page.query_selector_all("#band-axis .cohort")) == len(cohort) > 0
     assert report["model"]["verdict_sha256"] in page.inner_text("#run")
     assert report["provider"] in page.inner_text("#run")
@@ -105,9 +104,9 @@ def test_case_page_shows_what_was_decided_from_where_by_which_model(browser, cas
 def test_research_notice_for_in_sample_bands(browser, tiny_model, slides, tmp_path, monkeypatch, capsys):
     contract = load_contract(tiny_model)
     in_sample = tmp_path / "in-sample.onnx"
-    calibration = contract.provenance["calibration"]
-    table = BandTable(tuple(contract.bands), calibration["n_pi"], calibration["n_other"])
-    write_bands_into_model(contract, table, in_sample, calibration={"in_sample": True})
+    calibration = contract.record.calibration
+    table = BandTable(tuple(contract.bands), calibration.n_pi, calibration.n_other)
+    rebanded(contract, table, in_sample, in_sample=True, in_sample_patients=3)
     s = slides["svs20x"]
     code, _, err = run_cli(monkeypatch, capsys, "predict", s.slide, "-a", s.annotations, "-m", in_sample,
                            "--device", "cpu", "--out", tmp_path / "out")

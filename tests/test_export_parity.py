@@ -12,9 +12,10 @@ import onnxruntime as ort
 import pytest
 
 from netorigin.calibration.bands import calibrate_bands
+from netorigin.calibration.bands_io import calibration_record
 from netorigin.export.embedder import build_embedder, embed_uint8
 from netorigin.export.heads import fit_head, head_arrays
-from netorigin.export.metadata import build_metadata
+from netorigin.export.metadata import build_metadata, model_record
 from netorigin.export.onnx_graph import MAX_IR_VERSION, attach_head, export_embedder
 from netorigin.runtime.contract import load_contract, with_metadata
 from netorigin.runtime.session import open_session
@@ -40,7 +41,9 @@ def exported(tmp_path_factory):
     model = attach_head(copy.deepcopy(proto), arrays)
     sums = [pipeline.decision_function(train_emb[i:i + 20].astype(np.float64)).sum() for i in range(0, 120, 20)]
     bands = calibrate_bands(sums, np.array(sums[:3]) * 0.5)
-    meta = build_metadata(info, arrays, bands, patches_per_case=100, cohort={"synthetic": True}, demo=True)
+    calibration = calibration_record(bands, [], origin="test", decisions="the fitted head")
+    record = model_record(info, "reference", [], demo=True, calibration=calibration)
+    meta = build_metadata(info, arrays, bands, record, patches_per_case=100, cohort={"synthetic": True})
     path = tmp_path_factory.mktemp("export") / "model.onnx"
     path.write_bytes(with_metadata(model.SerializeToString(), meta))
     test = np.concatenate([_patches(50, 3, False), _patches(50, 4, True)])
@@ -100,7 +103,7 @@ def test_bare_onnxruntime_and_json_recompute_the_verdict(exported, runtime_outpu
     every branch of the rule."""
     session = ort.InferenceSession(str(exported["path"]), providers=["CPUExecutionProvider"])
     meta = {k: json.loads(v) for k, v in session.get_modelmeta().custom_metadata_map.items()}
-    assert meta["netorigin.schema"] == 2
+    assert meta["netorigin.schema"] == 3
     classes = meta["netorigin.classes"]
     assert classes == {"0": "pancreas", "1": "small_intestine"}
     n = meta["netorigin.case"]["patches_per_case"]

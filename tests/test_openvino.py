@@ -4,6 +4,7 @@ the engine and precision that ran, and misuse is a one-line error."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import openvino
@@ -11,12 +12,12 @@ import pytest
 
 from netorigin.runtime.contract import ModelContract, load_contract
 from netorigin.runtime.errors import DeviceError, MissingDependencyError
-from netorigin.runtime.openvino_session import bf16_available, open_openvino
+from netorigin.runtime.openvino_session import bf16_available, open_openvino, openvino_measured_on
 from netorigin.runtime.predictor import Predictor
 from netorigin.runtime.report import case_report
 from netorigin.runtime.session import BF16_CHECK, ONNXRUNTIME, OPENVINO, choose_engine, open_engine, open_session
 
-from .helpers import run_cli, with_calibration_record
+from .helpers import fidelity_record, run_cli, with_record
 
 
 def patches(n: int = 12) -> np.ndarray:
@@ -69,11 +70,12 @@ def test_openvino_on_cuda_or_missing_is_a_one_line_error(monkeypatch, tiny_model
         open_openvino(contract)
 
 
-def with_bf16_check(model_path, tmp_path, passed: bool) -> ModelContract:
-    """The model with an OpenVINO bf16 check recorded in its provenance, as `train` records it."""
-    return with_calibration_record(model_path, tmp_path / f"checked-{passed}.onnx", engine_checks={BF16_CHECK: {
-        "verdict_flips": 0 if passed else 2, "max_abs_delta_s_over_band_width": 0.004 if passed else 0.03,
-        "passed": passed}})
+def with_bf16_check(model_path, tmp_path, passed: bool, measured_on=None) -> ModelContract:
+    """The model with an OpenVINO bf16 check in its record, as `train` records it (measured here by default)."""
+    check = fidelity_record(passed, 0 if passed else 2, 0.004 if passed else 0.03,
+                            measured_on or openvino_measured_on("bf16"))
+    name = f"checked-{passed}-{measured_on is None}.onnx"
+    return with_record(model_path, tmp_path / name, engine_checks={BF16_CHECK: check})
 
 
 def test_auto_chooses_openvino_bf16_only_on_a_passed_check_and_a_bf16_cpu(monkeypatch, tiny_model, tmp_path):
@@ -85,8 +87,14 @@ def test_auto_chooses_openvino_bf16_only_on_a_passed_check_and_a_bf16_cpu(monkey
     assert choose_engine(passed, "cpu")[0] == OPENVINO
     assert choose_engine(passed, "cuda") == (ONNXRUNTIME, "a GPU run")
     engine, why = choose_engine(failed, "cpu")
-    assert engine == ONNXRUNTIME and "failed this model's check (2 verdict flips" in why
-    assert choose_engine(unchecked, "cpu") == (ONNXRUNTIME, "the model records no OpenVINO bf16 check")
+    assert engine == ONNXRUNTIME and "OpenVINO bf16 failed its fidelity check" in why and "2 verdict flips" in why
+    assert choose_engine(unchecked, "cpu") == (ONNXRUNTIME, "OpenVINO bf16 has no recorded fidelity check")
+    elsewhere = with_bf16_check(tiny_model, tmp_path, True, replace(openvino_measured_on("bf16"),
+                                                                    hardware="x86_64 amx_bf16 avx512_bf16"))
+    engine, why = choose_engine(elsewhere, "cpu")  # a check from another CPU type is no evidence here
+    assert engine == ONNXRUNTIME and "measured elsewhere: hardware 'x86_64 amx_bf16 avx512_bf16'" in why
+    older = with_bf16_check(tiny_model, tmp_path, True, replace(openvino_measured_on("bf16"), version="2023.0.0"))
+    assert "measured elsewhere: version '2023.0.0'" in choose_engine(older, "cpu")[1]
     monkeypatch.setattr(module, "bf16_available", lambda: False)
     assert choose_engine(passed, "cpu")[0] == ONNXRUNTIME
 
@@ -95,14 +103,16 @@ def test_predictor_reports_what_auto_chose(tiny_model, slides, tmp_path):
     s = slides["svs20x"]
     predictor = Predictor(tiny_model, device="cpu")  # engine auto; this model records no bf16 check
     report = case_report(predictor.predict_case([s.slide], [s.annotations]))
+    no_bf16 = "OpenVINO is not installed or this CPU has no bf16"
     assert report["engine"] == {"requested": "auto", "ran": ONNXRUNTIME,
-                                "why": "the model records no OpenVINO bf16 check"}
+                                "why": "OpenVINO bf16 has no recorded fidelity check" if bf16_available() else no_bf16}
     assert report["provider"] == "CPUExecutionProvider"
-    if not bf16_available():
-        return  # the rest needs a CPU with bf16
     checked = with_bf16_check(tiny_model, tmp_path, True)
     report = case_report(Predictor(checked, device="cpu").predict_case([s.slide], [s.annotations]))
-    assert report["engine"]["ran"] == OPENVINO and report["provider"].endswith("CPU bf16")
+    if bf16_available():
+        assert report["engine"]["ran"] == OPENVINO and report["provider"].endswith("CPU bf16")
+    else:  # a passed check never makes a CPU without bf16 run it
+        assert report["engine"] == {"requested": "auto", "ran": ONNXRUNTIME, "why": no_bf16}
 
 
 def test_train_records_the_bf16_check_with_fp32_bands():
@@ -113,23 +123,24 @@ def test_train_records_the_bf16_check_with_fp32_bands():
     fp32 = [PatientSum(f"p{i}", i % 3, s, 60 if s > 0 else 40, 100) for i, s in enumerate([-30.0, 25.0, 1.0, -2.0])]
     table = BandTable((Band(0.0, 0, 0.0, 0.0), Band(1.0, 1, -5.0, 5.0)), n_pi=2, n_other=2)
     close = [PatientSum(p.patient, p.label, p.s + 0.05, p.votes_small_intestine, 100) for p in fp32]
-    check = _fidelity_check(close, fp32, table)
-    assert check["verdict_flips"] == 0 and check["passed"] and check["max_abs_delta_s_over_band_width"] == \
-        pytest.approx(0.05 / 10)
+    here = openvino_measured_on("f32")
+    check = _fidelity_check(close, fp32, table, here)
+    assert check.verdict_flips == 0 and check.passed and check.max_abs_delta_s_over_band_width == \
+        pytest.approx(0.05 / 10) and check.measured_on == here
     across = [PatientSum(p.patient, p.label, p.s + (5.0 if p.s == 1.0 else 0.0), p.votes_small_intestine, 100)
               for p in fp32]  # S = 1 moves out of the band: uncertain -> small intestine
-    check = _fidelity_check(across, fp32, table)
-    assert check["verdict_flips"] == 1 and not check["passed"]
+    check = _fidelity_check(across, fp32, table, here)
+    assert check.verdict_flips == 1 and not check.passed
     edge = [PatientSum("o", 2, -5.0 + 1e-7, 0, 100), PatientSum("p", 0, -30.0, 0, 100)]  # defines the band's edge
     moved = [PatientSum("o", 2, -5.0 - 1e-3, 0, 100), PatientSum("p", 0, -30.0, 0, 100)]
-    check = _fidelity_check(moved, edge, table)
-    assert check["verdict_flips"] == 0 and check["edge_patients_skipped"] == 1
+    check = _fidelity_check(moved, edge, table, here)
+    assert check.verdict_flips == 0 and check.edge_patients_skipped == 1
     # A precision variant is judged under its own bands: S shifted by 6 with its band shifted by 6 keeps every
     # verdict (S = 1 -> 7 stays uncertain in (1, 11)), though under the fp32 band 7 would be small intestine.
     shifted = [PatientSum(p.patient, p.label, p.s + 6.0, p.votes_small_intestine, 100) for p in fp32]
     own = BandTable((Band(0.0, 0, 6.0, 6.0), Band(1.0, 1, 1.0, 11.0)), n_pi=2, n_other=2)
-    assert _fidelity_check(shifted, fp32, table, own)["verdict_flips"] == 0
-    assert _fidelity_check(shifted, fp32, table)["verdict_flips"] == 1
+    assert _fidelity_check(shifted, fp32, table, here, own).verdict_flips == 0
+    assert _fidelity_check(shifted, fp32, table, here).verdict_flips == 1
 
 
 def test_auto_never_overrides_an_explicit_f32_request(monkeypatch, tiny_model, tmp_path):
@@ -138,3 +149,28 @@ def test_auto_never_overrides_an_explicit_f32_request(monkeypatch, tiny_model, t
     monkeypatch.setattr(module, "bf16_available", lambda: True)
     predictor = Predictor(with_bf16_check(tiny_model, tmp_path, True), device="cpu", ov_precision="f32")
     assert predictor.engine_choice["ran"] == ONNXRUNTIME and "--ov-precision f32" in predictor.engine_choice["why"]
+
+
+def test_explicit_bf16_without_a_passing_check_here_is_refused_unless_allowed(monkeypatch, capsys, tiny_model, slides,
+                                                                           tmp_path):
+    """--engine openvino with bf16 on a model whose bf16 check failed: refused in one line; with
+    --allow-lower-fidelity it runs and the report and page say LOWER FIDELITY. OpenVINO's `auto` precision then
+    means f32 (nothing vouches for bf16)."""
+    if not bf16_available():
+        pytest.skip("needs a CPU with bf16")  # the CPU-independent parts are in the choose_engine tests
+    failed = with_bf16_check(tiny_model, tmp_path, False).path
+    s = slides["svs20x"]
+    base = ("predict", s.slide, "-a", s.annotations, "-m", failed, "--device", "cpu", "--engine", "openvino")
+    code, _, err = run_cli(monkeypatch, capsys, *base, "--ov-precision", "bf16", "--json")
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert "OpenVINO bf16 failed its fidelity check" in err and "--allow-lower-fidelity" in err
+    code, out, err = run_cli(monkeypatch, capsys, *base, "--ov-precision", "bf16", "--allow-lower-fidelity",
+                             "--out", tmp_path / "out", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["provider"].endswith("CPU bf16") and any(n.startswith("LOWER FIDELITY") for n in report["notes"])
+    assert "LOWER FIDELITY" in (tmp_path / "out" / "svs20x.html").read_text()
+    code, out, err = run_cli(monkeypatch, capsys, *base, "--json")  # auto precision: f32, nothing to note
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["provider"].endswith("CPU f32") and not any("LOWER FIDELITY" in n for n in report["notes"])

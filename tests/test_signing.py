@@ -80,7 +80,8 @@ def _edit_signed(signed_model, tmp_path, edit):
 
 @pytest.mark.parametrize("what, edit", [
     ("bands", lambda m: m | {PREFIX + "bands": [dict(b, upper=b["upper"] + 1.0) for b in m[PREFIX + "bands"]]}),
-    ("provenance", lambda m: m | {PREFIX + "provenance": dict(m[PREFIX + "provenance"], demo=False)}),
+    ("record", lambda m: m | {PREFIX + "record": dict(m[PREFIX + "record"], demo=False)}),
+    ("provenance", lambda m: m | {PREFIX + "provenance": dict(m[PREFIX + "provenance"], versions={})}),
 ])
 def test_any_metadata_edit_after_signing_is_refused(signed_model, keys, tmp_path, what, edit):
     path = _edit_signed(signed_model, tmp_path, edit)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict, replace
 
 import numpy as np
 import pytest
 
 from netorigin.calibration.bands import calibrate_bands
-from netorigin.calibration.bands_io import read_sums, table_from_sums, write_bands_into_model
+from netorigin.calibration.bands_io import read_sums, table_from_sums
 from netorigin.calibration.errors import InputDataError
 from netorigin.calibration.splits import patient_digests
 from netorigin.export.embeddings import iter_cohort
@@ -17,11 +18,12 @@ from netorigin.export.smoke import tiny_embedder
 from netorigin.export.synthetic import make_cohort
 from netorigin.export.train import TrainPlan, train
 from netorigin.runtime.contract import load_contract
+from netorigin.runtime.errors import ConfigurationError
 from netorigin.runtime.predictor import Predictor
 from netorigin.runtime.session import open_session
 from netorigin.runtime.verdict import patient_sum
 
-from .helpers import run_cli, with_calibration_record
+from .helpers import rebanded, run_cli, with_record
 
 PATCHES = 12
 
@@ -50,8 +52,9 @@ def test_split_is_stratified_and_disjoint(trained, cohort):
     head = load_head(trained.head_path)
     assert head["info"]["fit_patients"] == sorted(split.fit)
     for path in trained.models.values():
-        training = load_contract(path).provenance["training"]
-        assert training["fit_patients_sha256"] == patient_digests(split.fit)
+        record = load_contract(path).record
+        assert record.head.fit_patients_sha256 == tuple(patient_digests(split.fit))
+        assert record.calibration.patients_sha256 == tuple(patient_digests(split.calibration))
 
 
 def test_each_model_has_bands_from_its_own_runtime_decisions(trained, cohort):
@@ -67,7 +70,7 @@ def test_each_model_has_bands_from_its_own_runtime_decisions(trained, cohort):
             (others if case.label == 2 else pi).append(s)
         expected = calibrate_bands(pi, others)
         assert [b.__dict__ for b in contract.bands] == [b.__dict__ for b in expected.bands]
-        assert contract.provenance["calibration"]["in_sample"] is False
+        assert contract.record.calibration.in_sample is False
         tables[precision] = expected
     # the variants really are calibrated separately: INT8's sums differ from fp32's
     assert tables["int8"].bands != tables["fp32"].bands
@@ -78,6 +81,7 @@ def test_summary_reports_flips_and_sklearn_difference(trained):
     assert set(summary["models"]) == {"fp32", "fp16", "int8"}
     assert summary["models"]["fp32"]["fidelity_vs_fp32"]["verdict_flips"] == 0
     assert summary["models"]["fp32"]["fidelity_vs_fp32"]["max_abs_delta_s_over_band_width"] == 0.0
+    assert summary["models"]["int8"]["fidelity_vs_fp32"]["measured_on"]["provider"] == "CPUExecutionProvider"
     assert 0 <= summary["fp32_vs_head_reference_max_abs_delta_s"] < 1e-3
 
 
@@ -107,17 +111,15 @@ def test_split_file_with_an_other_origin_patient_in_fit_is_refused(tmp_path, coh
 
 
 def test_in_sample_calibration_is_stated_in_model_and_report(monkeypatch, capsys, tmp_path, tiny_model, slides):
-    """The research flag writes in_sample into the model's provenance and every report says so."""
+    """The research flag writes in_sample into the model's record and every report says so."""
     sums = tmp_path / "sums.csv"
     sums.write_text("patient,label,sum\n" + "\n".join(f"p{i},{['pancreas', 'small_intestine', 'other'][i % 3]},"
                                                       f"{(i - 6) * 1.5}" for i in range(12)))
-    record = tmp_path / "head-info.json"
     target = tmp_path / "in-sample.onnx"
     from netorigin.calibration.bands import calibrate_bands as fit_bands
 
-    record.write_text("{}")
-    write_bands_into_model(tiny_model, fit_bands(*table_from_sums(read_sums(sums))), target,
-                           calibration={"in_sample": True})
+    rows, _ = read_sums(sums)
+    rebanded(tiny_model, fit_bands(*table_from_sums(rows)), target, rows, in_sample=True, in_sample_patients=2)
     s = slides["svs20x"]
     code, out, err = run_cli(monkeypatch, capsys, "predict", s.slide, "-a", s.annotations, "-m", target, "--json")
     assert code == 0, err
@@ -165,33 +167,31 @@ def test_train_checks_every_slide_before_writing_anything(tmp_path, slides):
 def test_fp32_model_records_the_openvino_bf16_check_where_the_cpu_has_bf16(trained, cohort):
     from netorigin.runtime.openvino_session import bf16_available, open_openvino
 
-    checks = {p: (load_contract(path).provenance["calibration"] or {}).get("engine_checks")
-              for p, path in trained.models.items()}
-    assert checks["fp16"] is None and checks["int8"] is None  # only the fp32 model is the one bf16 would run
+    checks = {p: load_contract(path).record.engine_checks for p, path in trained.models.items()}
+    assert checks["fp16"] == {} and checks["int8"] == {}  # only the fp32 model is the one bf16 would run
     if not bf16_available():
-        assert checks["fp32"] is None
-        return
+        pytest.skip("train runs the bf16 check only where the CPU has bf16")
     check = checks["fp32"]["openvino-bf16"]
-    assert check["patients"] == len(trained.split.calibration) and check["bands_checked"] >= 2
-    assert check["passed"] == (check["verdict_flips"] == 0 and check["max_abs_delta_s_over_band_width"] <= 0.01)
+    assert check.patients == len(trained.split.calibration) and check.bands_checked >= 2
+    assert check.passed == (check.verdict_flips == 0 and check.max_abs_delta_s_over_band_width <= 0.01)
+    assert check.measured_on.engine == "openvino" and check.measured_on.provider == "CPU bf16"
     # Recompute the largest |dS| with the runtime's own sessions on the calibration patients.
     contract = load_contract(trained.models["fp32"])
     ov, reference = open_openvino(contract, "bf16"), open_session(contract, "cpu")
     deltas = [abs(patient_sum(ov.run(c.pixels)[0]) - patient_sum(reference.run(c.pixels)[0]))
               for c in iter_cohort(cohort, PATCHES, 1, patients=set(trained.split.calibration))]
     band = trained.bands["fp32"].at(trained.bands["fp32"].default_confidence)
-    assert check["max_abs_delta_s_over_band_width"] == pytest.approx(max(deltas) / (band.upper - band.lower),
-                                                                     rel=1e-6)
+    assert check.max_abs_delta_s_over_band_width == pytest.approx(max(deltas) / (band.upper - band.lower), rel=1e-6)
 
 
 def test_variants_record_their_fidelity_to_fp32_and_reports_say_when_it_failed(trained, tmp_path, slides):
     """Each fp16 / INT8 model stores flips (each under its own bands) and max |dS| / fp32 band width against the fp32
     model on the calibration patients, as train's summary measured them; a variant that failed the check makes
     every report say so, one that passed adds nothing."""
-    assert "fidelity_vs_fp32" not in load_contract(trained.models["fp32"]).provenance["calibration"]
+    assert load_contract(trained.models["fp32"]).record.fidelity_vs_fp32 is None
     for precision in ("fp16", "int8"):
         contract = load_contract(trained.models[precision])
-        check = contract.provenance["calibration"]["fidelity_vs_fp32"]
+        check = asdict(contract.record.fidelity_vs_fp32)
         delta = max(abs(a["s"] - b["s"]) for a, b in zip(trained.summary["models"][precision]["sums"],
                                                          trained.summary["models"]["fp32"]["sums"]))
         band = trained.bands["fp32"].at(trained.bands["fp32"].default_confidence)
@@ -200,17 +200,27 @@ def test_variants_record_their_fidelity_to_fp32_and_reports_say_when_it_failed(t
                                    check["max_abs_delta_s_over_band_width"] <= check["threshold"])
         assert check["patients"] == len(trained.split.calibration)
         assert check["bands_checked"] == len(trained.bands["fp32"].bands)
+        assert check["measured_on"]["provider"] == "CPUExecutionProvider"
         for passed in (True, False):
-            recorded = with_calibration_record(trained.models[precision], tmp_path / f"{precision}-{passed}.onnx",
-                                               fidelity_vs_fp32=check | {"passed": passed})
+            recorded = with_record(trained.models[precision], tmp_path / f"{precision}-{passed}.onnx",
+                                   fidelity_vs_fp32=replace(contract.record.fidelity_vs_fp32, passed=passed))
             s = slides["svs20x"]
-            predictor = Predictor(recorded, device="cpu", engine="onnxruntime")
+            if not passed:  # refused unless asked for explicitly
+                with pytest.raises(ConfigurationError, match=f"this {precision} model failed its fidelity check"):
+                    Predictor(recorded, device="cpu", engine="onnxruntime")
+            predictor = Predictor(recorded, device="cpu", engine="onnxruntime", allow_lower_fidelity=not passed)
             notes = predictor.predict_case([s.slide], [s.annotations]).notes
             lower = [n for n in notes if n.startswith("LOWER FIDELITY")]
             assert len(lower) == (0 if passed else 1)
             if not passed:
                 assert f"this {precision} model" in lower[0]
                 assert f"{check['max_abs_delta_s_over_band_width']:.1%}" in lower[0]
+        elsewhere = replace(contract.record.fidelity_vs_fp32, passed=True,
+                            measured_on=replace(contract.record.fidelity_vs_fp32.measured_on,
+                                                provider="CUDAExecutionProvider"))
+        moved = with_record(trained.models[precision], tmp_path / f"{precision}-gpu.onnx", fidelity_vs_fp32=elsewhere)
+        with pytest.raises(ConfigurationError, match="measured elsewhere: provider 'CUDAExecutionProvider'"):
+            Predictor(moved, device="cpu", engine="onnxruntime")
 
 
 def test_a_misnamed_int8_stage_is_refused_before_any_output(cohort, tmp_path):
