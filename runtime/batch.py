@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -15,14 +17,43 @@ from .cluster import DaskMapper, LocalMapper, worker_cached
 from .errors import ConfigurationError, InsufficientTissueError, ManifestError, NetoriginError, OutputError
 from .manifest import read_csv_rows, row_mpp_rule
 from .names import case_file, check_case_id
-from .predictor import Predictor, PredictorSettings, SlideInput
+from .predictor import Predictor, PredictorSettings, SlideInput, case_inputs
 from .report import write_case_outputs, write_insufficient_report
-from .slide import MppRule, Slide
+from .slide import MppRule
 
 REQUIRED_COLUMNS = ("case", "slide")
 OPTIONAL_COLUMNS = ("annotations", "specimen", "mpp", "force_mpp", "label")
 SUMMARY_NAME = "batch-summary.json"
 INDEX_NAME = "index.html"
+LOCK_NAME = ".netorigin-batch.lock"
+_held_locks: set[Path] = set()  # output folders this process holds (a batch may lock before calling run_batch)
+
+
+@contextmanager
+def output_lock(out: Path) -> Iterator[None]:
+    """Hold the output folder for one batch: a second batch into it, from this host or another sharing the folder
+    where the file system supports locks, is refused in one line. The kernel drops the lock if the process dies."""
+    out.mkdir(parents=True, exist_ok=True)
+    key = out.resolve()
+    if key in _held_locks:
+        yield
+        return
+    handle = (out / LOCK_NAME).open("a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise OutputError("another netorigin batch is writing to this folder: wait for it to finish, or choose "
+                          "another output folder", out) from None
+    except OSError as exc:
+        handle.close()
+        raise OutputError(f"cannot lock this folder for the batch ({exc.strerror})", out) from None
+    _held_locks.add(key)
+    try:
+        yield
+    finally:
+        _held_locks.discard(key)
+        handle.close()
 
 
 @dataclass(frozen=True)
@@ -73,34 +104,27 @@ def _finished(report: Path) -> dict | None:
     return doc if isinstance(doc, dict) and doc.get("status") in ("ok", "insufficient_tissue") else None
 
 
-# What must match for a finished report to stand for this run: a slide is the same file content, not the same path.
-SLIDE_IDENTITY = ("quickhash", "bytes", "dimensions", "mpp")
-
-
 def _difference(report: dict, predictor: Predictor, case: BatchCase) -> str | None:
-    """Why a finished report was not made by this run's model, confidence, seed and slides (None if it was)."""
+    """Why a finished report (ok or insufficient tissue) was not made by this run's model, confidence, seed, region
+    rules and inputs (slide files by content, annotation files by digest or their absence, specimens); None if it
+    was."""
     model = report.get("model") or {}
     if model.get("graph_sha256") != predictor.contract.sha256:
         return "another model (graph)"
     if model.get("verdict_sha256") != predictor.contract.verdict_sha256:
-        return "another model (bands or rules)"
+        return "another model (bands, rules or record)"
     if report.get("confidence") != (predictor.band.c if predictor.band else None):
         return f"confidence {report.get('confidence')}"
     if report.get("seed") != predictor.seed:
         return f"seed {report.get('seed')}"
     if report.get("region_rules") != predictor.rules.as_dict():
         return "other region rules (classes or object types)"
-    if report.get("status") == "ok":
-        recorded = [{k: s["fingerprint"].get(k) for k in SLIDE_IDENTITY} for s in report.get("slides", [])]
-        current = []
-        for item in case.slides:
-            try:
-                with Slide(item.path, item.mpp) as slide:
-                    current.append({k: v for k, v in slide.fingerprint().items() if k in SLIDE_IDENTITY})
-            except NetoriginError:
-                return "a slide that can no longer be read"
-        if recorded != current:
-            return "other slide files"
+    try:
+        current = case_inputs(case.slides)
+    except NetoriginError:
+        return "a slide or annotation file that can no longer be read"
+    if report.get("inputs") != current:
+        return "other slide or annotation files"
     return None
 
 
@@ -133,7 +157,7 @@ def run_case(predictor: Predictor, case: BatchCase, out: Path, geojson: bool = F
         write_case_outputs(result, out, geojson=geojson, thumbnail=thumbnail)
         return CaseOutcome(case.case_id, "ok", verdict=result.verdict.verdict)
     except InsufficientTissueError as exc:
-        write_insufficient_report(out, case.case_id, exc, predictor)
+        write_insufficient_report(out, case.case_id, exc, predictor, case.slides)
         return CaseOutcome(case.case_id, "insufficient_tissue", reason=str(exc))
     except NetoriginError as exc:
         return CaseOutcome(case.case_id, "failed", reason=str(exc))
@@ -159,6 +183,8 @@ def run_case_on_worker(case: BatchCase, settings: PredictorSettings, identity: d
         engine = worker_cached(key, settings.build, keep=2)
     except NetoriginError as exc:
         return CaseOutcome(case.case_id, "failed", reason=str(exc))
+    except Exception as exc:  # e.g. out of memory opening the engine: this case fails, the batch goes on
+        return CaseOutcome(case.case_id, "failed", reason=f"unexpected {type(exc).__name__}: {exc}")
     if engine.contract.identity != identity:
         return CaseOutcome(case.case_id, "failed", reason=f"{settings.model}: the model on this worker is not the "
                                                              "driver's (different digests)")
@@ -177,8 +203,8 @@ def _run_on_cluster(mapper: DaskMapper, predictor: Predictor, cases: list[BatchC
                     ) -> list[CaseOutcome]:
     """Finished cases are skipped here, the rest go to the cluster with absolute paths; a case the cluster loses
     (its workers kept dying) fails alone, like any other failing case."""
-    settings = replace(predictor.settings, model=str(Path(predictor.settings.model).resolve()),
-                       trusted_keys=tuple(str(Path(k).resolve()) for k in predictor.settings.trusted_keys or ()))
+    # The trusted keys travel as key bytes: a worker trusts what the driver trusted, not a file at some path.
+    settings = replace(predictor.settings, model=str(Path(predictor.settings.model).resolve()))
     todo = [_resolved(c) for c in cases if c.case_id not in keep]
     ran = mapper(run_case_on_worker, todo, on_done=done, on_lost=lambda case, why: CaseOutcome(
         case.case_id, "failed", reason=f"{case.case_id}: {why}"), settings=settings,
@@ -195,7 +221,14 @@ def run_batch(predictor: Predictor, cases: list[BatchCase], out: Path, workers: 
     on a Dask `mapper` (each worker keeps its own session; `out` must be a folder every worker can write). A
     finished case is skipped only if this run would make the same report (model identity, confidence, seed,
     region rules, slide files); `keep` is that plan when the caller made it already. `on_done` is called under a
-    lock (progress bars are not thread-safe)."""
+    lock (progress bars are not thread-safe). The folder is locked while the batch runs."""
+    with output_lock(out):
+        return _run_batch(predictor, cases, out, workers, on_done, geojson, thumbnail, redo, keep, mapper)
+
+
+def _run_batch(predictor: Predictor, cases: list[BatchCase], out: Path, workers: int,
+               on_done: Callable[[CaseOutcome], None] | None, geojson: bool, thumbnail: bool, redo: bool,
+               keep: set[str] | None, mapper: LocalMapper | DaskMapper | None) -> list[CaseOutcome]:
     keep = frozenset(plan_resume(predictor, cases, out, redo) if keep is None else keep)
     done_lock = threading.Lock()
 

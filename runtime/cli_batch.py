@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from .atomic import ensure_writable_dir
-from .batch import SUMMARY_NAME, plan_resume, read_manifest, run_batch, status_counts
+from .batch import SUMMARY_NAME, output_lock, plan_resume, read_manifest, run_batch, status_counts
 from .cli_options import model_options, mpp_rule, region_rules
 from .cluster import mapper_for
 from .contract import DEMO_WARNING
@@ -45,13 +45,14 @@ def command(manifest, out, model, device, engine, ov_precision, allow_lower_fide
                           threads=threads, rules=region_rules(include, exclude, object_types), engine=engine,
                           ov_precision=ov_precision, allow_lower_fidelity=allow_lower_fidelity,
                           trusted_keys=trusted_keys or None, inference=scheduler is None)
-    keep = plan_resume(predictor, cases, out, redo)
-    if predictor.contract.is_demo:
-        click.echo(f"*** {DEMO_WARNING} ***", err=True)
-    with mapper_for(scheduler) as mapper, click.progressbar(length=len(cases), label=f"{len(cases)} cases",
-                                                            file=sys.stderr, show_pos=True) as bar:
-        outcomes = run_batch(predictor, cases, out, workers, on_done=lambda _: bar.update(1), geojson=geojson,
-                             thumbnail=thumbnail, keep=keep, mapper=mapper)
+    with output_lock(out):  # the resume plan and the run, with no second batch in between
+        keep = plan_resume(predictor, cases, out, redo)
+        if predictor.contract.is_demo:
+            click.echo(f"*** {DEMO_WARNING} ***", err=True)
+        with mapper_for(scheduler) as mapper, click.progressbar(length=len(cases), label=f"{len(cases)} cases",
+                                                                file=sys.stderr, show_pos=True) as bar:
+            outcomes = run_batch(predictor, cases, out, workers, on_done=lambda _: bar.update(1), geojson=geojson,
+                                 thumbnail=thumbnail, keep=keep, mapper=mapper)
     counts = status_counts(outcomes)
     click.echo(f"{counts['ok']} ok, {counts['skipped']} skipped (already done), "
                f"{counts['insufficient_tissue']} insufficient tissue, {counts['failed']} failed "

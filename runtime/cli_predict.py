@@ -12,7 +12,7 @@ from .atomic import ensure_writable_dir
 from .cli_options import model_options, mpp_rule, region_rules
 from .errors import InsufficientTissueError
 from .names import case_id_from_path, check_case_id
-from .predictor import Predictor
+from .predictor import Predictor, as_inputs
 from .report import case_report, text_summary, write_case_outputs, write_insufficient_report
 
 
@@ -48,7 +48,8 @@ def command(slides, annotations, specimen, case_id, model, device, engine, ov_pr
                                         mpp=slide_mpp, level=level)
     except InsufficientTissueError as exc:
         if out_dir is not None:
-            write_insufficient_report(out_dir, case_id, exc, predictor)
+            write_insufficient_report(out_dir, case_id, exc, predictor,
+                                      as_inputs(slides, annotations, specimen or None, slide_mpp))
         raise
     if out_dir is not None:
         write_case_outputs(result, out_dir, geojson=geojson, thumbnail=thumbnail)

@@ -73,8 +73,9 @@ class DaskMapper:
     walltime) can run any task; `scatter` names the large ones (embeddings) sent once to every worker, which
     survive as long as one of those workers does. A result is released from the cluster as soon as it reached
     the driver, so a worker dying later never makes finished tasks run again. A task whose workers keep dying
-    (Dask gives up after `allowed_failures`) or that the cluster loses becomes `on_lost(item, reason)` when given
-    (batch: that case failed, the others go on), else a one-line ClusterError."""
+    (Dask gives up after `allowed_failures`), that the cluster loses, or whose own code raises becomes
+    `on_lost(item, reason)` when given (batch: that case failed, the others go on and the summary is written), else
+    a one-line ClusterError (or the task's own exception)."""
 
     def __init__(self, client: Any, cluster: Any = None) -> None:
         self.client = client
@@ -106,10 +107,15 @@ class DaskMapper:
             i = index[future.key]
             try:
                 results[i] = future.result()
-            except _lost_task_errors(distributed) as exc:
-                reason = f"the cluster lost this task ({type(exc).__name__}: {first_line(exc)})"
+            except Exception as exc:  # the cluster lost the task, or the task's own code raised
+                lost = future.status != "error" or isinstance(exc, distributed.KilledWorker)
                 if on_lost is None:
-                    raise ClusterError(reason) from None
+                    if not lost:
+                        raise  # the task's own error, as a local run raises it
+                    raise ClusterError(f"the cluster lost this task ({type(exc).__name__}: {first_line(exc)})"
+                                       ) from None
+                reason = (f"the cluster lost this task ({type(exc).__name__}: {first_line(exc)})" if lost
+                          else f"the task raised {type(exc).__name__}: {first_line(exc)}")
                 results[i] = on_lost(items[i], reason)
             future.release()  # the driver has it: a worker lost later must not recompute it
             if on_done is not None:

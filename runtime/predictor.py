@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +36,8 @@ from .signing import PublicKey, load_public_key, trusted_keys_from_env, verify_s
 from .slide import MppRule, Slide, as_mpp_rule
 from .verdict import PatientVerdict, case_verdict
 
+# A slide is the same file content, not the same path: what must match for a report to stand for a run.
+SLIDE_IDENTITY = ("quickhash", "bytes", "dimensions", "mpp")
 IN_SAMPLE_NOTE = ("RESEARCH ONLY: this model's bands were calibrated on patients that also fitted its head "
                   "(in-sample, too narrow)")
 
@@ -86,12 +89,41 @@ class CaseResult:
     warning: str | None = None
     engine: dict[str, str] = field(default_factory=dict)  # asked for, ran, and why (`auto` chooses)
     region_rules: dict[str, list[str]] = field(default_factory=dict)
+    inputs: list[dict] = field(default_factory=list)  # each slide's input identity (input_identity)
+    level: int | None = None  # a pyramid level forced for benchmarks (None: the level rule chose)
     # For the case page, not the JSON record: each slide's sampled region, the calibration patients' sums.
     regions: list[Any] = field(default_factory=list)
     calibration_sums: list[dict] = field(default_factory=list)
 
 
-def _as_inputs(slides: Sequence, annotations: Sequence | None, specimens: Sequence[str] | None,
+def _file_sha256(path: Path) -> str:
+    try:
+        with path.open("rb") as handle:
+            return hashlib.file_digest(handle, "sha256").hexdigest()
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read annotation file ({exc.strerror})", path) from None
+
+
+def input_identity(item: SlideInput, slide: Slide) -> dict[str, Any]:
+    """What a report's inputs are, by content: the slide (OpenSlide's quickhash, size, dimensions, MPP), its
+    annotation file's digest (None: tissue detection) and its specimen. Batch resume and `verify` compare this."""
+    fingerprint = slide.fingerprint()
+    annotations = None if item.annotations is None else {"name": item.annotations.name,
+                                                         "sha256": _file_sha256(item.annotations)}
+    return {"slide": fingerprint["name"], **{k: fingerprint[k] for k in SLIDE_IDENTITY},
+            "annotations": annotations, "specimen": item.specimen}
+
+
+def case_inputs(items: Sequence[SlideInput]) -> list[dict[str, Any]]:
+    """Every slide's input identity, opening each slide briefly."""
+    identities = []
+    for item in items:
+        with Slide(item.path, item.mpp) as slide:
+            identities.append(input_identity(item, slide))
+    return identities
+
+
+def as_inputs(slides: Sequence, annotations: Sequence | None, specimens: Sequence[str] | None,
                mpp: MppRule | float | None) -> list[SlideInput]:
     items = []
     annotations = list(annotations or [])
@@ -198,7 +230,7 @@ class Predictor:
         """Sample the model's patches per case over the slides, run the model, and decide."""
         if self.session is None:
             raise ConfigurationError("this Predictor was built with inference=False: it verifies, it cannot predict")
-        items = _as_inputs(slides, annotations, specimens, mpp)
+        items = as_inputs(slides, annotations, specimens, mpp)
         case_id = check_case_id(case_id) if case_id is not None else case_id_from_path(items[0].path)
         timings = dict.fromkeys(("open", "regions", "read_and_sample", "resize", "inference", "verdict"), 0.0)
         start = time.perf_counter()
@@ -206,6 +238,7 @@ class Predictor:
         try:
             for item in items:
                 opened.append(Slide(item.path, item.mpp))
+            inputs = [input_identity(item, slide) for item, slide in zip(items, opened)]
             plans = [plan_reads(slide, self.geometry, level) for slide in opened]  # before any pixel is read
             timings["open"] = time.perf_counter() - start
             t = time.perf_counter()
@@ -249,7 +282,8 @@ class Predictor:
                           patches=records, slides=summaries, seed=self.seed, provider=self.provider,
                           timings=timings, model=self.model_info(), notes=notes, engine=dict(self.engine_choice),
                           warning=DEMO_WARNING if self.contract.is_demo else None,
-                          region_rules=self.rules.as_dict(), regions=[r.geometry for r in regions],
+                          region_rules=self.rules.as_dict(), inputs=inputs, level=level,
+                          regions=[r.geometry for r in regions],
                           calibration_sums=self.calibration_sums)
 
     def _sample_and_infer(self, slides: list[Slide], regions: list[Regions], plans: list[ReadPlan],

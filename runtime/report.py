@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import platform
+from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 from functools import cache
@@ -19,7 +20,7 @@ from .case_page import case_html, slide_figure, thumbnail_size
 from .contract import DEMO_WARNING
 from .errors import InsufficientTissueError
 from .names import case_file
-from .predictor import CaseResult, Predictor
+from .predictor import CaseResult, Predictor, SlideInput, case_inputs
 from .session import installed_runtime, onnxruntime
 from .slide import MppRule, Slide
 
@@ -64,6 +65,8 @@ def case_report(result: CaseResult) -> dict[str, Any]:
         "in_band": v.in_band,
         "seed": result.seed,
         "region_rules": result.region_rules,
+        "inputs": result.inputs,
+        "level": result.level,
         "provider": result.provider,
         "engine": result.engine,
         "model": result.model,
@@ -101,14 +104,16 @@ def patch_class(p: dict) -> str:
     return "Small intestine" if p["decision"] > 0 else "Pancreas"
 
 
-def write_insufficient_report(out: Path, case_id: str, exc: InsufficientTissueError, predictor: Predictor) -> Path:
+def write_insufficient_report(out: Path, case_id: str, exc: InsufficientTissueError, predictor: Predictor,
+                              items: Sequence[SlideInput]) -> Path:
     """A report (JSON and page) that says why there is no verdict: never one on fewer patches than the model was
     calibrated for."""
     report = {"report_version": REPORT_VERSION, "status": "insufficient_tissue", "case": case_id, "verdict": None,
               "problem": str(exc), "patches_possible": exc.possible,
               "patches_required": predictor.contract.patches_per_case,
               "seed": predictor.seed, "confidence": predictor.band.c if predictor.band else None,
-              "region_rules": predictor.rules.as_dict(), "notes": predictor.model_notes(),
+              "region_rules": predictor.rules.as_dict(), "inputs": case_inputs(items),
+              "notes": predictor.model_notes(),
               "warning": DEMO_WARNING if predictor.contract.is_demo else None,
               "model": predictor.model_info(), "versions": dict(_versions()),
               "created": datetime.now(UTC).isoformat(timespec="seconds")}

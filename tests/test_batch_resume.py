@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -56,8 +59,8 @@ def test_rerun_with_same_model_skips_and_another_model_is_refused(tmp_path, tiny
     code, stdout, err = batch(monkeypatch, capsys, manifest, out, edited)
     assert code == 1
     assert err.strip().splitlines() == [f"error: {out}: 1 finished report(s) here were made by another run: c1 "
-                                        "(another model (bands or rules)); rerun with --redo to replace them, or "
-                                        "choose another output folder"]
+                                        "(another model (bands, rules or record)); rerun with --redo to replace them, "
+                                        "or choose another output folder"]
     assert (out / "c1.json").read_bytes() == first  # nothing mixed, nothing overwritten
 
     code, stdout, err = batch(monkeypatch, capsys, manifest, out, tiny_model, "--seed", "7")
@@ -75,7 +78,77 @@ def test_changed_slide_file_is_not_skipped(tmp_path, tiny_model, monkeypatch, ca
     code, _, err = batch(monkeypatch, capsys, manifest, out, tiny_model)
     assert code == 0, err
     report = json.loads((out / "c1.json").read_text())
-    report["slides"][0]["fingerprint"]["quickhash"] = "0" * 64  # as if the slide had been rescanned
+    report["inputs"][0]["quickhash"] = "0" * 64  # as if the slide had been rescanned
     (out / "c1.json").write_text(json.dumps(report))
     code, _, err = batch(monkeypatch, capsys, manifest, out, tiny_model)
-    assert code == 1 and "c1 (other slide files)" in err
+    assert code == 1 and "c1 (other slide or annotation files)" in err
+
+
+def _manifest(path, *rows):
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["case", "slide", "annotations"])
+        writer.writerows(rows)
+    return path
+
+
+def test_adding_or_changing_annotations_reruns_the_case(tmp_path, tiny_model, monkeypatch, capsys, slides):
+    """A case first run on tissue detection is not kept when the pathologist's annotations are added, nor when the
+    annotation file changes: the report records each annotation file's digest (or its absence)."""
+    a = slides["svs20x"]
+    out = tmp_path / "out"
+    code, _, err = batch(monkeypatch, capsys, _manifest(tmp_path / "none.csv", ["c1", a.slide, ""]), out, tiny_model)
+    assert code == 0, err
+    assert json.loads((out / "c1.json").read_text())["inputs"][0]["annotations"] is None
+    annotated = _manifest(tmp_path / "annotated.csv", ["c1", a.slide, a.annotations])
+    code, _, err = batch(monkeypatch, capsys, annotated, out, tiny_model)
+    assert code == 1 and "c1 (other slide or annotation files)" in err
+    code, stdout, err = batch(monkeypatch, capsys, annotated, out, tiny_model, "--redo")
+    assert code == 0 and "1 ok" in stdout, err
+    recorded = json.loads((out / "c1.json").read_text())["inputs"][0]["annotations"]
+    assert recorded["name"] == Path(a.annotations).name and len(recorded["sha256"]) == 64
+    edited = tmp_path / "edited.geojson"
+    doc = json.loads(Path(a.annotations).read_text())
+    edited.write_text(json.dumps(doc, indent=1))  # the same regions, another file
+    code, _, err = batch(monkeypatch, capsys, _manifest(tmp_path / "edited.csv", ["c1", a.slide, edited]), out,
+                         tiny_model)
+    assert code == 1 and "c1 (other slide or annotation files)" in err
+
+
+def test_a_rescanned_slide_reruns_an_insufficient_tissue_case(tmp_path, tiny_model, monkeypatch, capsys, slides):
+    a = slides["svs20x"]
+    glass = tmp_path / "glass.geojson"
+    glass.write_text(json.dumps([{"type": "Feature", "properties": {"classification": {"name": "Tumor"}},
+                                  "geometry": {"type": "Polygon", "coordinates": [[[5, 5], [60, 5], [60, 60],
+                                                                                   [5, 60], [5, 5]]]}}]))
+    manifest, out = _manifest(tmp_path / "m.csv", ["c1", a.slide, glass]), tmp_path / "out"
+    code, _, _ = batch(monkeypatch, capsys, manifest, out, tiny_model)
+    assert code == 1 and json.loads((out / "c1.json").read_text())["status"] == "insufficient_tissue"
+    code, stdout, _ = batch(monkeypatch, capsys, manifest, out, tiny_model)
+    assert "1 skipped" in stdout  # the same inputs: kept
+    report = json.loads((out / "c1.json").read_text())
+    report["inputs"][0]["quickhash"] = "0" * 64  # as if the slide had been rescanned
+    (out / "c1.json").write_text(json.dumps(report))
+    code, _, err = batch(monkeypatch, capsys, manifest, out, tiny_model)
+    assert code == 1 and "c1 (other slide or annotation files)" in err
+
+
+def test_a_second_batch_into_a_running_batchs_folder_is_refused(tmp_path, tiny_model, monkeypatch, capsys, setup):
+    """The output folder is locked while a batch runs (here: another process holds the lock)."""
+    manifest, out = setup
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'a'); "
+                               "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)",
+                               str(out / ".netorigin-batch.lock")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        code, _, err = batch(monkeypatch, capsys, manifest, out, tiny_model)
+        assert code == 1 and err.strip().splitlines() == [
+            f"error: {out}: another netorigin batch is writing to this folder: wait for it to finish, or choose "
+            "another output folder"]
+        assert not (out / "c1.json").exists() and not (out / "batch-summary.json").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    code, _, err = batch(monkeypatch, capsys, manifest, out, tiny_model)
+    assert code == 0, err
