@@ -34,7 +34,7 @@ from common import case_fidelity, environment, read_patches, realistic_slides, s
 from netorigin.export.build import build_model_bytes  # noqa: E402
 from netorigin.export.embedder import build_embedder, embed_uint8  # noqa: E402
 from netorigin.export.embeddings import iter_cohort  # noqa: E402
-from netorigin.export.heads import load_head  # noqa: E402
+from netorigin.export.head_file import load_head  # noqa: E402
 from netorigin.export.train import TrainPlan, train  # noqa: E402
 from netorigin.runtime.batch import read_manifest, run_batch  # noqa: E402
 from netorigin.runtime.contract import load_contract  # noqa: E402

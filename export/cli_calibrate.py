@@ -20,7 +20,8 @@ from netorigin.calibration.splits import EMBEDDER_ROLE, in_sample, patient_diges
 from netorigin.runtime.contract import load_contract
 
 from .build import check_head_embedder
-from .heads import as_scorer, load_head
+from .head_file import load_head
+from .heads import as_scorer
 
 
 @click.command("calibrate")

@@ -16,7 +16,7 @@ from .build import build_model_bytes, check_precision, write_model
 from .cli_embed import embedder_options
 from .embedder import build_embedder
 from .embeddings import calibration_patches as calibration_patches_from
-from .heads import load_head
+from .head_file import load_head
 from .onnx_graph import export_embedder
 from .precision import PRECISIONS, Int8Recipe, kept_float_nodes
 

@@ -13,7 +13,8 @@ from netorigin.calibration.embeddings import Embeddings
 from netorigin.calibration.labels import LABEL_NAMES
 from netorigin.runtime.verdict import verdict_from_sum
 
-from .heads import ALL_HEADS, as_scorer, fit_embeddings, save_head
+from .head_file import save_head
+from .heads import ALL_HEADS, as_scorer, fit_embeddings
 from .mil import MilConfig
 
 HEAD_HELP = ("reference = PCA(0.95) + SVC(rbf, gamma='scale'); paper-text = SVC(rbf, gamma='auto'), no PCA; "
@@ -41,7 +42,7 @@ def mil_options(function):
 @click.command("fit")
 @click.argument("embeddings", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--out", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Fitted head file to write (.joblib).")
+              help="Fitted head file to write (.skops: pickle-free).")
 @click.option("--head", "kind", type=click.Choice(ALL_HEADS), default="reference", show_default=True,
               help=HEAD_HELP)
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True)

@@ -8,11 +8,8 @@ paper's other evaluated heads. All expose `decision_function` (> 0 = small intes
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
-from pathlib import Path
 
-import joblib
 import numpy as np
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
@@ -24,7 +21,6 @@ from netorigin.calibration.bands_io import PatientSum
 from netorigin.calibration.embeddings import Embeddings
 from netorigin.calibration.errors import InputDataError
 from netorigin.calibration.scoring import sums_by_patient
-from netorigin.runtime.atomic import write_bytes_atomic
 
 from .mil import MIL_KINDS, MilConfig, MilHead, fit_mil
 
@@ -101,25 +97,6 @@ def as_scorer(fitted: Pipeline | MilHead) -> PatchSumScorer | MilHead:
 def fit_scorer(kind: str, emb: Embeddings, seed: int, mil: MilConfig = MilConfig()) -> PatchSumScorer | MilHead:
     """Any head, fitted on the labelled patients of `emb`, as evaluation's protocols score it."""
     return as_scorer(fit_embeddings(emb, kind, seed, mil))
-
-
-def save_head(path: str | Path, pipeline, *, kind: str, info: dict) -> None:
-    """The fitted head with what export needs to check and describe it (embedder, cohort, patches/case)."""
-    buffer = io.BytesIO()
-    joblib.dump({"pipeline": pipeline, "kind": kind, "info": info}, buffer)
-    write_bytes_atomic(path, buffer.getvalue())
-
-
-def load_head(path: str | Path) -> dict:
-    try:
-        head = joblib.load(path)
-    except FileNotFoundError:
-        raise InputDataError("head file not found", path) from None
-    except Exception as exc:  # joblib/pickle raise many types for foreign files
-        raise InputDataError(f"not a netorigin head file ({type(exc).__name__})", path) from None
-    if not isinstance(head, dict) or "pipeline" not in head:
-        raise InputDataError("not a netorigin head file", path)
-    return head
 
 
 @dataclass(frozen=True)

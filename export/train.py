@@ -46,7 +46,8 @@ from .build import check_precision, with_head, write_model
 from .embedder import EmbedderInfo, PatchEmbedder
 from .embeddings import calibration_patches, check_slides, embed_manifest, is_patch_manifest, iter_cohort
 from .engines import make_engine
-from .heads import PatchSumScorer, as_scorer, fit_embeddings, save_head
+from .head_file import save_head
+from .heads import PatchSumScorer, as_scorer, fit_embeddings
 from .metadata import build_metadata, model_record
 from .mil import MilConfig, MilHead
 from .onnx_graph import export_embedder
@@ -152,7 +153,7 @@ def train(cohort: Path, out: Path, embedder: PatchEmbedder, info: EmbedderInfo, 
     pipeline = fit_embeddings(fit_emb, plan.head, plan.seed, plan.mil)
     head_info = dict(fit_emb.fit_record(), head=plan.head, fit_seed=plan.seed,
                      patches_per_case=plan.patches_per_case, split=split.to_json())
-    head_path = out / f"{plan.name}-head.joblib"
+    head_path = out / f"{plan.name}-head.skops"
     save_head(head_path, pipeline, kind=plan.head, info=head_info)
     split.write(out / f"{plan.name}-split.json")
     echo(f"fitted {plan.head} on {len(fit_emb.embeddings)} patches of {len(split.fit)} patients")

@@ -48,7 +48,8 @@ def test_predict_without_onnxruntime_names_the_extras(tiny_model, slides):
     assert "netorigin[cpu]" in lines[0] and "netorigin[gpu]" in lines[0]
 
 
-TRAINING_STACK = ("torch", "torchvision", "sklearn", "scipy", "matplotlib", "onnx", "skl2onnx", "joblib", "tifffile")
+TRAINING_STACK = ("torch", "torchvision", "sklearn", "scipy", "matplotlib", "onnx", "skl2onnx", "joblib", "skops",
+                  "tifffile")
 
 
 def test_predict_without_training_stack_still_predicts(tiny_model, slides):
@@ -59,12 +60,12 @@ def test_predict_without_training_stack_still_predicts(tiny_model, slides):
 
 
 def test_training_verb_without_its_extra_names_it(tmp_path):
-    result = run_without(TRAINING_STACK, "fit", tmp_path / "emb.npz", "-o", tmp_path / "head.joblib")
+    result = run_without(TRAINING_STACK, "fit", tmp_path / "emb.npz", "-o", tmp_path / "head.skops")
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
     assert "'netorigin fit' needs the export extra" in lines[0] and "pip install 'netorigin[export]'" in lines[0]
-    assert not (tmp_path / "head.joblib").exists()
+    assert not (tmp_path / "head.skops").exists()
 
 
 def test_help_lists_every_verb_without_importing_torch():

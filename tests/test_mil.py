@@ -16,7 +16,8 @@ from netorigin.calibration.bands_io import PatientSum, table_from_sums
 from netorigin.calibration.embeddings import Embeddings
 from netorigin.calibration.protocols import binary_external
 from netorigin.export.embeddings import iter_cohort
-from netorigin.export.heads import fit_scorer, load_head
+from netorigin.export.head_file import load_head
+from netorigin.export.heads import fit_scorer
 from netorigin.export.mil import MilConfig, MilHead, fit_mil
 from netorigin.export.onnx_graph import attach_mil_head, export_embedder
 from netorigin.export.smoke import tiny_embedder
@@ -259,25 +260,25 @@ def test_fit_calibrate_export_commands_take_a_mil_head(monkeypatch, capsys, tmp_
     code, _, err = run_cli(monkeypatch, capsys, "embed", tmp_path / "patches.csv", "-o", tmp_path / "emb.npz",
                            "--weights-kind", "random", "--patches-per-case", "3", "--engine", "onnx")
     assert code == 0, err
-    code, out, err = run_cli(monkeypatch, capsys, "fit", tmp_path / "emb.npz", "-o", tmp_path / "head.joblib",
+    code, out, err = run_cli(monkeypatch, capsys, "fit", tmp_path / "emb.npz", "-o", tmp_path / "head.skops",
                              "--head", "kmil", "--mil-epochs", "2", "--mil-hidden", "16")
     assert code == 0, err
     assert "fitted kmil on 18 patches" in out and "(6 patients)" in out
     code, out, err = run_cli(monkeypatch, capsys, "calibrate", "--embeddings", tmp_path / "emb.npz", "--head",
-                             tmp_path / "head.joblib", "-o", tmp_path / "bands.json", "--allow-in-sample")
+                             tmp_path / "head.skops", "-o", tmp_path / "bands.json", "--allow-in-sample")
     assert code == 0, err
-    code, _, err = run_cli(monkeypatch, capsys, "export", "--head", tmp_path / "head.joblib", "--weights-kind",
+    code, _, err = run_cli(monkeypatch, capsys, "export", "--head", tmp_path / "head.skops", "--weights-kind",
                            "random", "--bands", tmp_path / "bands.json", "--precision", "fp16", "-o",
                            tmp_path / "m16.onnx")
     assert code != 0 and "kmil head exports as fp32 only" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "m16.onnx").exists()
-    code, _, err = run_cli(monkeypatch, capsys, "export", "--head", tmp_path / "head.joblib", "--weights-kind",
+    code, _, err = run_cli(monkeypatch, capsys, "export", "--head", tmp_path / "head.skops", "--weights-kind",
                            "random", "--bands", tmp_path / "bands.json", "-o", tmp_path / "m.onnx")
     assert code == 0, err
     contract = load_contract(tmp_path / "m.onnx")
     assert contract.bag_head and contract.record.head.kind == "kmil" and contract.bands
     emb = Embeddings.load(tmp_path / "emb.npz")
-    head = load_head(tmp_path / "head.joblib")["pipeline"]
+    head = load_head(tmp_path / "head.skops")["pipeline"]
     bands_sums, _ = head.score(emb)  # what calibrate saw: the head's own bag scores
     assert [b.c for b in contract.bands] == [b.c for b in calibrate_bands(*table_from_sums(bands_sums)).bands]
     patients = emb.patients == "p4"
@@ -288,7 +289,7 @@ def test_fit_calibrate_export_commands_take_a_mil_head(monkeypatch, capsys, tmp_
     assert out.score == pytest.approx(head.bag(emb.embeddings[patients])[1], abs=1e-3)
     # A bag head's sums never calibrate a patch-sum model's bands (other scale), nor any head another model's.
     code, _, err = run_cli(monkeypatch, capsys, "calibrate", "--embeddings", tmp_path / "emb.npz", "--head",
-                           tmp_path / "head.joblib", "--model", tiny_model, "-o", tmp_path / "wrong.onnx",
+                           tmp_path / "head.skops", "--model", tiny_model, "-o", tmp_path / "wrong.onnx",
                            "--allow-in-sample")
     assert code == 1 and "this head (kmil) is not the one in tiny.onnx (reference" in err
     assert not (tmp_path / "wrong.onnx").exists()

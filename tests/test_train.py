@@ -13,7 +13,7 @@ from netorigin.calibration.bands_io import read_sums, table_from_sums
 from netorigin.calibration.errors import InputDataError
 from netorigin.calibration.splits import patient_digests
 from netorigin.export.embeddings import iter_cohort
-from netorigin.export.heads import load_head
+from netorigin.export.head_file import load_head
 from netorigin.export.smoke import tiny_embedder
 from netorigin.export.synthetic import make_cohort
 from netorigin.export.train import TrainPlan, train

@@ -87,29 +87,29 @@ def test_embed_fit_calibrate_export_commands(monkeypatch, capsys, tmp_path):
                              "--weights-kind", "random", "--patches-per-case", "3")
     assert code == 0, err
     assert "24 patches of 8 patients -> " in out
-    code, out, err = run_cli(monkeypatch, capsys, "fit", tmp_path / "emb.npz", "-o", tmp_path / "head.joblib")
+    code, out, err = run_cli(monkeypatch, capsys, "fit", tmp_path / "emb.npz", "-o", tmp_path / "head.skops")
     assert code == 0, err
     assert "fitted reference on 18 patches: training patch accuracy " in out
     # The head was fitted on these very patients: in-sample bands are refused, naming them ...
     code, out, err = run_cli(monkeypatch, capsys, "calibrate", "--embeddings", tmp_path / "emb.npz", "--head",
-                             tmp_path / "head.joblib", "-o", tmp_path / "bands.json")
+                             tmp_path / "head.skops", "-o", tmp_path / "bands.json")
     assert code == 1
     assert "6 calibration patient(s) also fitted the head: p0, p1, p2, p3, p4, p5" in err
     assert not (tmp_path / "bands.json").exists()
     # ... unless research use is explicit, which the output states.
     code, out, err = run_cli(monkeypatch, capsys, "calibrate", "--embeddings", tmp_path / "emb.npz", "--head",
-                             tmp_path / "head.joblib", "-o", tmp_path / "bands.json", "--allow-in-sample")
+                             tmp_path / "head.skops", "-o", tmp_path / "bands.json", "--allow-in-sample")
     assert code == 0, err
     assert "WARNING: in-sample bands" in out
     assert len(json.loads((tmp_path / "bands.json").read_text())["bands"]) == 3
-    code, out, err = run_cli(monkeypatch, capsys, "export", "--head", tmp_path / "head.joblib",
+    code, out, err = run_cli(monkeypatch, capsys, "export", "--head", tmp_path / "head.skops",
                              "--weights-kind", "random", "-o", tmp_path / "m.onnx")
     assert code != 0 and "--no-bands" in err
-    code, out, err = run_cli(monkeypatch, capsys, "export", "--head", tmp_path / "head.joblib", "--weights-kind",
+    code, out, err = run_cli(monkeypatch, capsys, "export", "--head", tmp_path / "head.skops", "--weights-kind",
                              "random", "--weights-seed", "5", "--bands", tmp_path / "bands.json", "-o",
                              tmp_path / "m.onnx")
     assert code != 0 and "different embedder weights" in err  # seed 5 is not the seed-0 embedder
-    code, out, err = run_cli(monkeypatch, capsys, "export", "--head", tmp_path / "head.joblib", "--weights-kind",
+    code, out, err = run_cli(monkeypatch, capsys, "export", "--head", tmp_path / "head.skops", "--weights-kind",
                              "random", "--no-bands", "-o", tmp_path / "m.onnx")
     assert code == 0, err
     assert "[no bands: majority vote only]" in out
