@@ -288,10 +288,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, default=Path("netorigin-bench"))
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
-    parser.add_argument("--reps", type=int, default=5, help="Repetitions per timing (median and min-max).")
+    parser.add_argument("--reps", type=int, default=5, help="Repetitions per timing (median and min-max; >= 5).")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--quick", action="store_true", help="Smaller samples (a smoke run).")
     args = parser.parse_args()
+    if args.reps < 5:
+        parser.error("--reps must be at least 5 (a figure is the median and min-max of >= 5 repetitions)")
     t0 = time.perf_counter()
     workdir = ensure_demo(args.workdir)
     slides = realistic_slides(workdir)

@@ -15,6 +15,7 @@ from netorigin.calibration.embeddings import Embeddings
 from netorigin.calibration.metrics import class_metrics
 from netorigin.calibration.plots import plot_curves
 from netorigin.calibration.protocols import PREDICTED, binary_external, binary_loo, extended_loo, external_test
+from netorigin.calibration.splits import EMBEDDER_ROLE, in_sample, refuse_in_sample
 from netorigin.runtime.atomic import ensure_writable_dir, write_text_atomic
 from netorigin.runtime.cluster import mapper_for
 from netorigin.runtime.contract import parse_confidence
@@ -123,16 +124,24 @@ def _detail_lines(result: dict, confidence: tuple[str, ...], out: Path, stem: st
               help="Dask scheduler (e.g. tcp://host:8786): one task per fold (binary, extended).")
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
               help="Folds in parallel in this many processes on this machine (needs the dask extra).")
+@click.option("--allow-in-sample", is_flag=True,
+              help="RESEARCH ONLY: evaluate on patients whose patches trained the embedder (finetune); optimistic.")
 @mil_options
-def command(embeddings, protocol, external_path, heads, seed, confidence, out, scheduler, workers, mil) -> None:
+def command(embeddings, protocol, external_path, heads, seed, confidence, out, scheduler, workers, allow_in_sample,
+            mil) -> None:
     """Evaluate on EMBEDDINGS as the papers do (every random step seeded)."""
     if scheduler and workers > 1:
         raise click.UsageError("give --scheduler (a cluster) or --workers (processes here), not both")
     if protocol in ("external", "binary-external") and external_path is None:
         raise click.UsageError(f"--protocol {protocol} needs --external EMBEDDINGS")
-    ensure_writable_dir(out)
     emb = Embeddings.load(embeddings)
     external = Embeddings.load(external_path) if external_path is not None else None
+    tested = external if protocol in ("external", "binary-external") else emb
+    leaked = in_sample([p for p, _ in tested.patient_table()], None, tested.embedder_trained_on)
+    refuse_in_sample(leaked, allow_in_sample, external_path if tested is external else embeddings, EMBEDDER_ROLE)
+    ensure_writable_dir(out)
+    if leaked:
+        click.echo(f"WARNING: {len(leaked)} test patients trained the embedder: research only, optimistic")
     heads = ALL_HEADS if "all" in heads else tuple(dict.fromkeys(heads))
     table_confidence = next((parse_confidence(c) for c in confidence if parse_confidence(c) > 0), 1.0)
     rows, lines = [], []

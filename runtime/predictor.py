@@ -16,7 +16,7 @@ import numpy as np
 
 from .bands import Band
 from .contract import DEMO_WARNING, ModelContract, load_contract
-from .errors import ConfigurationError, InferenceError, InsufficientTissueError
+from .errors import AnnotationError, ConfigurationError, InferenceError, InsufficientTissueError
 from .names import case_id_from_path, check_case_id
 from .outputs import CaseOutput
 from .regions import RegionRules, Regions, detect_tissue, load_annotations
@@ -100,6 +100,8 @@ def _file_sha256(path: Path) -> str:
     try:
         with path.open("rb") as handle:
             return hashlib.file_digest(handle, "sha256").hexdigest()
+    except FileNotFoundError:
+        raise AnnotationError("annotation file not found", path) from None
     except OSError as exc:
         raise ConfigurationError(f"cannot read annotation file ({exc.strerror})", path) from None
 

@@ -12,6 +12,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from netorigin.calibration.splits import patient_digests
 from netorigin.export.cli_finetune import command as finetune_command
 from netorigin.export.embedder import build_embedder
 from netorigin.export.synthetic import make_cohort
@@ -60,11 +61,20 @@ def test_record_keeps_patients_on_one_side(finetuned):
 
 
 def test_finetuned_checkpoint_round_trips_into_an_exported_model(finetuned, cohort, monkeypatch, capsys, tmp_path):
-    code, out, err = run_cli(monkeypatch, capsys, "train", cohort, "--weights-kind", "state-dict", "--weights",
-                             finetuned, "--patches-per-case", "4", "--fit-fraction", "0.67", "--name", "ft",
-                             "-o", tmp_path)
+    """finetune then train on the same cohort: calibration patients whose patches trained the embedder are refused,
+    named (another split seed mixes them in); the split finetune used (same fraction and seed) is accepted, and the
+    model records which patients trained its embedder."""
+    args = ("train", cohort, "--weights-kind", "state-dict", "--weights", finetuned, "--patches-per-case", "4",
+            "--fit-fraction", "0.67", "--name", "ft", "-o", tmp_path)
+    trained_on = set(json.loads(finetuned.with_suffix(".json").read_text())["split"]["fit"])
+    code, out, err = run_cli(monkeypatch, capsys, *args, "--seed", "3")
+    assert code == 1 and "trained the embedder (finetune)" in err and len(err.strip().splitlines()) == 1
+    assert any(p in err for p in trained_on) and not (tmp_path / "ft.onnx").exists()
+    code, out, err = run_cli(monkeypatch, capsys, *args)
     assert code == 0, err
     contract = load_contract(tmp_path / "ft.onnx")
+    assert not contract.record.calibration.in_sample
+    assert set(contract.record.embedder.trained_on_patients_sha256) == set(patient_digests(trained_on))
     embedder = contract.provenance["embedder"]
     assert embedder["weights_sha256"] == hashlib.sha256(finetuned.read_bytes()).hexdigest()
     assert embedder["name"] == "resnet50-state-dict"
