@@ -18,6 +18,8 @@ from netorigin.runtime.batch import read_manifest, run_batch
 from netorigin.runtime.cluster import DaskMapper
 from netorigin.runtime.predictor import Predictor
 
+from .test_cluster import manifest
+
 
 class HoldCases(WorkerPlugin):
     """On every worker (also one the nanny starts to replace a dead one): each case leaves a marker
@@ -50,21 +52,13 @@ class HoldCases(WorkerPlugin):
         batch.run_case = self.real
 
 
-def _manifest(tmp_path, slides, n):
-    rows = [slides[k] for k in ("svs20x", "svs40x", "tiff20x")]
-    path = tmp_path / "cases.csv"
-    path.write_text("case,slide,annotations\n" + "".join(
-        f"case{i},{rows[i % 3].slide},{rows[i % 3].annotations}\n" for i in range(n)))
-    return path
-
-
 def test_a_case_held_by_a_killed_worker_runs_again_elsewhere_exactly_once(tiny_model, slides, tmp_path):
     import cloudpickle
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers need not import the tests
     marks = tmp_path / "marks"
     marks.mkdir()
-    cases = read_manifest(_manifest(tmp_path, slides, 4))
+    cases = read_manifest(manifest(tmp_path, slides, 4))
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None) as local, Client(local) as client:
         client.register_plugin(HoldCases(str(marks)))
@@ -128,7 +122,7 @@ def test_a_task_that_raises_fails_its_case_and_the_summary_is_written(tiny_model
     import cloudpickle
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    cases = read_manifest(_manifest(tmp_path, slides, 3))
+    cases = read_manifest(manifest(tmp_path, slides, 3))
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None) as local, Client(local) as client:
         client.register_plugin(BreakCase("case1"))
