@@ -127,15 +127,25 @@ def calibration_record(table: BandTable, sums: list[PatientSum], *, origin: str,
         sums=tuple(sorted(({"label": LABEL_NAMES[p.label], "s": float(p.s)} for p in sums), key=lambda r: r["s"])))
 
 
+def check_bands_precision(precision: str, where=None) -> None:
+    """A variant's bands come only from its own decisions (`train`): giving an fp16 / INT8 model other bands (fp32's,
+    a table's, the head's) is refused."""
+    if precision != "fp32":
+        raise InputDataError(variant_bands_refusal(precision), where)
+
+
+def variant_bands_refusal(precision: str) -> str:
+    return (f"a {precision} model's bands come from its own decisions, not the fp32 model's or a table's: build it "
+            f"with `netorigin train --precision {precision}` (or export it with --no-bands)")
+
+
 def write_bands_into_model(model: str | Path | ModelContract, table: BandTable, calibration: CalibrationRecord,
                            out: str | Path | None = None) -> Path:
     """Replace an fp32 model's bands: the graph bytes stay identical (same graph digest), the record carries
     everything forward but the checks measured under the old bands (dropped: they must be run again), and the
     verdict digest changes. A variant's bands come only from its own decisions (`train`), so it is refused."""
     contract = model if isinstance(model, ModelContract) else load_contract(model)
-    if contract.precision != "fp32":
-        raise InputDataError(f"a {contract.precision} model's bands come from its own decisions: build it with "
-                             "`netorigin train --precision ...` instead of re-banding it", contract.path)
+    check_bands_precision(contract.precision, contract.path)
     meta = dict(contract.meta)
     meta[PREFIX + "bands"] = table.to_json()
     meta[PREFIX + "default_confidence"] = table.default_confidence

@@ -76,10 +76,10 @@ class Embeddings:
             raise InputDataError(f"these embeddings were made by another embedder ({recorded.get('name', 'unrecorded')}"
                                  f", weights sha256 {str(recorded.get('weights_sha256'))[:12]}…) than the model's "
                                  f"({weights_sha256[:12]}…)", where)
-        counts = {int(mask.sum()) for _, mask in self.by_patient()}
-        if self.info.get("patches_per_case") != patches_per_case or max(counts) > patches_per_case:
+        most = int(np.unique(self.patients, return_counts=True)[1].max())
+        if self.info.get("patches_per_case") != patches_per_case or most > patches_per_case:
             raise InputDataError(f"these embeddings hold {self.info.get('patches_per_case')} patches per case (up to "
-                                 f"{max(counts)} per patient), the model {patches_per_case}: embed again with "
+                                 f"{most} per patient), the model {patches_per_case}: embed again with "
                                  f"--patches-per-case {patches_per_case}", where)
 
     @property

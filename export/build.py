@@ -9,6 +9,7 @@ import numpy as np
 import onnx
 from sklearn.pipeline import Pipeline
 
+from netorigin.calibration.bands_io import check_bands_precision
 from netorigin.calibration.errors import InputDataError
 from netorigin.runtime.bands import BandTable
 from netorigin.runtime.contract import with_metadata
@@ -60,9 +61,8 @@ def build_model_bytes(embedder: PatchEmbedder, info: EmbedderInfo, head: dict,
     head_info = head["info"]
     check_head_embedder(head_info, info.weights_sha256)
     check_precision(head["kind"], precision)
-    if bands is not None and precision != "fp32":
-        raise InputDataError(f"a {precision} model's bands come from its own decisions, not the fp32 model's: use "
-                             f"`netorigin train --precision {precision}`, or export it with --no-bands")
+    if bands is not None:
+        check_bands_precision(precision)
     base = export_embedder(embedder) if embedder_proto is None else copy.deepcopy(embedder_proto)
     model, arrays = with_head(base, head["pipeline"])
     converted = convert(model, precision, calibration_patches, int8)

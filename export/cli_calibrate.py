@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import click
@@ -9,6 +10,7 @@ import click
 from netorigin.calibration.bands import calibrate_bands
 from netorigin.calibration.bands_io import (
     calibration_record,
+    check_bands_precision,
     read_sums,
     table_from_sums,
     write_bands,
@@ -49,12 +51,11 @@ def command(sums, embeddings, head, model, out, allow_in_sample) -> None:
         raise click.UsageError("--embeddings needs --head")
     fitted = load_head(head) if head is not None else None
     contract = load_contract(model) if model is not None else None  # read once: checked, then rewritten
-    if contract is not None and contract.precision != "fp32":
-        raise InputDataError(f"a {contract.precision} model's bands come from its own decisions: build it with "
-                             "`netorigin train --precision ...` instead of re-banding it", model)
+    if contract is not None:
+        check_bands_precision(contract.precision, model)  # before any embedding is scored
     if contract is not None and fitted is not None:
         check_head_is_models(fitted, contract, head)
-    embedder_trained: list[str] | None = None
+    embedder_trained: Sequence[str] | None = None
     if sums is not None:
         rows, ids_known = read_sums(sums)
         origin, decisions = f"calibrate --sums {sums.name}", "a sums table (not checked to be this model's)"
@@ -69,8 +70,8 @@ def command(sums, embeddings, head, model, out, allow_in_sample) -> None:
         decisions = f"the fitted {fitted['kind']} head (scikit-learn float64 or PyTorch) on stored embeddings"
     fit_ids = fitted["info"].get("fit_patients") if fitted else None
     fit_digests = list(contract.record.head.fit_patients_sha256) if contract else None
-    if contract is not None:
-        embedder_trained = list(contract.record.embedder.trained_on_patients_sha256 or []) or embedder_trained
+    if contract is not None:  # the model's embedder made the embeddings (checked above), or the sums are a table
+        embedder_trained = contract.record.embedder.trained_on_patients_sha256
     patients = [r.patient for r in rows] if ids_known else []
     overlap = in_sample(patients, fit_ids, fit_digests)
     refuse_in_sample(overlap, allow_in_sample, sums or embeddings)

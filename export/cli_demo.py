@@ -8,7 +8,7 @@ import click
 
 from netorigin.runtime.atomic import ensure_writable_dir
 from netorigin.runtime.contract import DEMO_WARNING
-from netorigin.runtime.report import verdict_text
+from netorigin.runtime.verdict import verdict_text
 
 from .demo import FULL, SMALL, run_demo
 

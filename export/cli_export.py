@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from netorigin.calibration.bands_io import read_bands
+from netorigin.calibration.bands_io import read_bands, variant_bands_refusal
 from netorigin.runtime.cli_options import mpp_rule, region_options, region_rules
 
 from .build import build_model_bytes, check_precision, write_model
@@ -68,8 +68,7 @@ def command(head_path, weights_kind, weights, weights_seed, bands, no_bands, dem
     head = load_head(head_path)
     check_precision(head["kind"], precision)  # before any training patch is read
     if bands and precision != "fp32":
-        raise click.UsageError(f"a {precision} model's bands come from its own decisions, not the fp32 model's: use "
-                               f"`netorigin train --precision {precision}`, or export it with --no-bands")
+        raise click.UsageError(variant_bands_refusal(precision))  # before any calibration patch is read
     banded = None
     if bands:
         table, calibration = read_bands(bands)

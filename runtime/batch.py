@@ -162,7 +162,11 @@ def run_case(predictor: Predictor, case: BatchCase, out: Path, geojson: bool = F
     except NetoriginError as exc:
         return CaseOutcome(case.case_id, "failed", reason=str(exc))
     except Exception as exc:  # unattended batches: an unforeseen failure of one case must not stop the rest
-        return CaseOutcome(case.case_id, "failed", reason=f"unexpected {type(exc).__name__}: {exc}")
+        return _unexpected(case, exc)
+
+
+def _unexpected(case: BatchCase, exc: Exception) -> CaseOutcome:
+    return CaseOutcome(case.case_id, "failed", reason=f"unexpected {type(exc).__name__}: {exc}")
 
 
 STATUSES = ("ok", "skipped", "insufficient_tissue", "failed")
@@ -184,7 +188,7 @@ def run_case_on_worker(case: BatchCase, settings: PredictorSettings, identity: d
     except NetoriginError as exc:
         return CaseOutcome(case.case_id, "failed", reason=str(exc))
     except Exception as exc:  # e.g. out of memory opening the engine: this case fails, the batch goes on
-        return CaseOutcome(case.case_id, "failed", reason=f"unexpected {type(exc).__name__}: {exc}")
+        return _unexpected(case, exc)
     if engine.contract.identity != identity:
         return CaseOutcome(case.case_id, "failed", reason=f"{settings.model}: the model on this worker is not the "
                                                              "driver's (different digests)")

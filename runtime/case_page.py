@@ -17,6 +17,7 @@ import shapely
 from PIL import Image, ImageDraw, ImageFont
 
 from .slide import Slide
+from .verdict import verdict_text
 
 # ColorBrewer PuOr (colour-blind safe, diverging): orange = pancreas votes (decision < 0), purple = small
 # intestine votes (decision > 0), near white = undecided.
@@ -147,6 +148,7 @@ def _environment() -> jinja2.Environment:
                              autoescape=jinja2.select_autoescape(["html", "j2"]), undefined=jinja2.StrictUndefined,
                              trim_blocks=True, lstrip_blocks=True)
     env.filters["num"] = lambda v, digits=4: "–" if v is None else f"{v:.{digits}g}"
+    env.filters["verdict_text"] = verdict_text
     return env
 
 

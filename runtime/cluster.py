@@ -123,14 +123,6 @@ class DaskMapper:
         return results
 
 
-def _lost_task_errors(distributed: ModuleType) -> tuple[type[BaseException], ...]:
-    """What `Future.result()` raises when the cluster, not the task's own code, failed."""
-    from distributed.client import FutureCancelledError
-    from distributed.comm import CommClosedError
-
-    return (distributed.KilledWorker, FutureCancelledError, CommClosedError, TimeoutError, OSError)
-
-
 def mapper_for(scheduler: str | None, timeout: str = "20s", workers: int = 1) -> LocalMapper | DaskMapper:
     """A local mapper; with `workers` > 1 one on a Dask cluster of that many worker processes on this machine
     (closed at exit); or one connected to the Dask scheduler at `scheduler` (e.g. tcp://host:8786)."""

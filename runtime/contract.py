@@ -10,7 +10,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -194,9 +194,9 @@ class ModelContract:
         """What describes the build; shown, never used to decide anything."""
         return self.meta[PREFIX + "provenance"]
 
-    @property
+    @cached_property
     def record(self) -> ModelRecord:
-        """The typed model record (inside the verdict digest): what reports and checks depend on."""
+        """The typed model record (inside the verdict digest): what reports and checks depend on; parsed once."""
         return ModelRecord.from_json(self.meta[PREFIX + "record"])
 
     @property

@@ -23,13 +23,9 @@ from .names import case_file
 from .predictor import CaseResult, Predictor, SlideInput, case_inputs
 from .session import installed_runtime, onnxruntime
 from .slide import MppRule, Slide
+from .verdict import verdict_text
 
 REPORT_VERSION = 2
-
-
-def verdict_text(verdict: str) -> str:
-    """A verdict (one of the model's class names, or uncertain) as the page and the summary show it."""
-    return verdict.replace("_", " ").upper()
 
 
 @cache

@@ -26,6 +26,11 @@ class PatientVerdict:
 DEFAULT_CLASSES = (PANCREAS, SMALL_INTESTINE)  # the contract's classes as `train` writes them
 
 
+def verdict_text(verdict: str) -> str:
+    """A verdict (one of the model's class names, or uncertain) as the page and the summary show it."""
+    return verdict.replace("_", " ").upper()
+
+
 def patient_sum(decisions: np.ndarray) -> float:
     """float64 sum in sequential order (as the reference did), so it is bitwise reproducible."""
     total = 0.0
