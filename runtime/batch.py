@@ -18,7 +18,7 @@ from .errors import ConfigurationError, InsufficientTissueError, ManifestError, 
 from .manifest import read_csv_rows, row_mpp_rule
 from .names import case_file, check_case_id
 from .predictor import Predictor, PredictorSettings, SlideInput, case_inputs
-from .report import write_case_outputs, write_insufficient_report
+from .report import REPORT_VERSION, write_case_outputs, write_insufficient_report
 from .slide import MppRule
 
 REQUIRED_COLUMNS = ("case", "slide")
@@ -108,11 +108,11 @@ def _difference(report: dict, predictor: Predictor, case: BatchCase) -> str | No
     """Why a finished report (ok or insufficient tissue) was not made by this run's model, confidence, seed, region
     rules and inputs (slide files by content, annotation files by digest or their absence, specimens); None if it
     was."""
-    model = report.get("model") or {}
-    if model.get("graph_sha256") != predictor.contract.sha256:
-        return "another model (graph)"
-    if model.get("verdict_sha256") != predictor.contract.verdict_sha256:
-        return "another model (bands, rules or record)"
+    if report.get("report_version") != REPORT_VERSION:
+        return f"an earlier netorigin (report_version {report.get('report_version')})"
+    model = predictor.contract.identity_difference(report.get("model") or {})
+    if model is not None:
+        return model
     if report.get("confidence") != (predictor.band.c if predictor.band else None):
         return f"confidence {report.get('confidence')}"
     if report.get("seed") != predictor.seed:

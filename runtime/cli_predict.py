@@ -49,7 +49,7 @@ def command(slides, annotations, specimen, case_id, model, device, engine, ov_pr
     except InsufficientTissueError as exc:
         if out_dir is not None:
             write_insufficient_report(out_dir, case_id, exc, predictor,
-                                      as_inputs(slides, annotations, specimen or None, slide_mpp))
+                                      as_inputs(slides, annotations, specimen or None, slide_mpp), level)
         raise
     if out_dir is not None:
         write_case_outputs(result, out_dir, geojson=geojson, thumbnail=thumbnail)

@@ -159,6 +159,14 @@ class ModelContract:
         """What names this model in reports and batch resume: both digests."""
         return {"graph_sha256": self.sha256, "verdict_sha256": self.verdict_sha256}
 
+    def identity_difference(self, recorded: dict[str, Any]) -> str | None:
+        """Why a recorded identity (a report's `model`) is not this model's; None when both digests match."""
+        for key, what in (("graph_sha256", "graph"), ("verdict_sha256", "bands, rules or record")):
+            if recorded.get(key) != self.identity[key]:
+                return (f"another model ({what}): the report's {key} is {str(recorded.get(key))[:16]}…, this "
+                        f"model's {self.identity[key][:16]}…")
+        return None
+
     @property
     def classes(self) -> dict[str, str]:
         return self.meta[PREFIX + "classes"]

@@ -55,6 +55,10 @@ class ManifestError(NetoriginError):
     """A manifest (CSV) has missing files, bad columns or duplicate ids."""
 
 
+class ReportError(NetoriginError):
+    """A report file given to `verify` is not a netorigin case report it can replay."""
+
+
 class InsufficientTissueError(NetoriginError):
     """Too little acceptable tissue for the number of patches the model was calibrated on."""
 

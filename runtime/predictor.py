@@ -37,7 +37,7 @@ from .slide import MppRule, Slide, as_mpp_rule
 from .verdict import PatientVerdict, case_verdict
 
 # A slide is the same file content, not the same path: what must match for a report to stand for a run.
-SLIDE_IDENTITY = ("quickhash", "bytes", "dimensions", "mpp")
+SLIDE_IDENTITY = ("quickhash", "bytes", "dimensions", "mpp", "mpp_source")
 IN_SAMPLE_NOTE = ("RESEARCH ONLY: this model's bands were calibrated on patients that also fitted its head "
                   "(in-sample, too narrow)")
 
@@ -96,7 +96,7 @@ class CaseResult:
     calibration_sums: list[dict] = field(default_factory=list)
 
 
-def _file_sha256(path: Path) -> str:
+def annotation_sha256(path: Path) -> str:
     try:
         with path.open("rb") as handle:
             return hashlib.file_digest(handle, "sha256").hexdigest()
@@ -107,10 +107,11 @@ def _file_sha256(path: Path) -> str:
 
 
 def input_identity(item: SlideInput, fingerprint: dict[str, Any]) -> dict[str, Any]:
-    """What a report's inputs are, by content: the slide (its fingerprint's quickhash, size, dimensions, MPP), its
-    annotation file's digest (None: tissue detection) and its specimen. Batch resume compares this."""
+    """What a report's inputs are, by content: the slide (its fingerprint's quickhash, size, dimensions, MPP and
+    where the MPP came from), its annotation file's digest (None: tissue detection) and its specimen. Batch resume
+    compares this; `verify` finds the files again by it."""
     annotations = None if item.annotations is None else {"name": item.annotations.name,
-                                                         "sha256": _file_sha256(item.annotations)}
+                                                         "sha256": annotation_sha256(item.annotations)}
     return {"slide": fingerprint["name"], **{k: fingerprint[k] for k in SLIDE_IDENTITY},
             "annotations": annotations, "specimen": item.specimen}
 

@@ -25,7 +25,7 @@ from .session import installed_runtime, onnxruntime
 from .slide import MppRule, Slide
 from .verdict import verdict_text
 
-REPORT_VERSION = 2
+REPORT_VERSION = 3  # 3: inputs record where each slide's MPP came from (verify replays it)
 
 
 @cache
@@ -100,19 +100,25 @@ def patch_class(p: dict) -> str:
     return "Small intestine" if p["decision"] > 0 else "Pancreas"
 
 
+def insufficient_report(case_id: str, exc: InsufficientTissueError, predictor: Predictor,
+                        items: Sequence[SlideInput], level: int | None = None) -> dict[str, Any]:
+    """The JSON record of a case without a verdict: never one on fewer patches than the model was calibrated for."""
+    return {"report_version": REPORT_VERSION, "status": "insufficient_tissue", "case": case_id, "verdict": None,
+            "problem": str(exc), "patches_possible": exc.possible,
+            "patches_required": predictor.contract.patches_per_case,
+            "seed": predictor.seed, "confidence": predictor.band.c if predictor.band else None,
+            "region_rules": predictor.rules.as_dict(), "inputs": case_inputs(items), "level": level,
+            "provider": predictor.provider, "engine": dict(predictor.engine_choice),
+            "notes": predictor.model_notes(),
+            "warning": DEMO_WARNING if predictor.contract.is_demo else None,
+            "model": predictor.model_info(), "versions": dict(_versions()),
+            "created": datetime.now(UTC).isoformat(timespec="seconds")}
+
+
 def write_insufficient_report(out: Path, case_id: str, exc: InsufficientTissueError, predictor: Predictor,
-                              items: Sequence[SlideInput]) -> Path:
-    """A report (JSON and page) that says why there is no verdict: never one on fewer patches than the model was
-    calibrated for."""
-    report = {"report_version": REPORT_VERSION, "status": "insufficient_tissue", "case": case_id, "verdict": None,
-              "problem": str(exc), "patches_possible": exc.possible,
-              "patches_required": predictor.contract.patches_per_case,
-              "seed": predictor.seed, "confidence": predictor.band.c if predictor.band else None,
-              "region_rules": predictor.rules.as_dict(), "inputs": case_inputs(items),
-              "notes": predictor.model_notes(),
-              "warning": DEMO_WARNING if predictor.contract.is_demo else None,
-              "model": predictor.model_info(), "versions": dict(_versions()),
-              "created": datetime.now(UTC).isoformat(timespec="seconds")}
+                              items: Sequence[SlideInput], level: int | None = None) -> Path:
+    """A report (JSON and page) that says why there is no verdict."""
+    report = insufficient_report(case_id, exc, predictor, items, level)
     write_text_atomic(case_file(out, case_id, ".html"), case_html(report, [], [], 0.0))
     path = case_file(out, case_id, ".json")
     write_text_atomic(path, json.dumps(report, indent=2))

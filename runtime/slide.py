@@ -134,7 +134,7 @@ class Slide:
         if digest is None:
             with self.path.open("rb") as handle:
                 digest = hashlib.sha256(handle.read(4 * 1024 * 1024)).hexdigest()
-        return {"path": str(self.path), "name": self.path.name, "bytes": stat.st_size,
+        return {"path": str(self.path.absolute()), "name": self.path.name, "bytes": stat.st_size,
                 "quickhash": digest, "vendor": self.vendor, "mpp": self.mpp, "mpp_source": self.mpp_source,
                 "mpp_recorded": self.mpp_recorded,
                 "dimensions": list(self.dimensions)}

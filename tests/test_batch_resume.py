@@ -58,8 +58,10 @@ def test_rerun_with_same_model_skips_and_another_model_is_refused(tmp_path, tiny
     rebanded(tiny_model, calibrate_bands([-40.0, 40.0, 1.0], [-3.0, 2.0, 5.0]), edited)
     code, stdout, err = batch(monkeypatch, capsys, manifest, out, edited)
     assert code == 1
+    was, now = load_contract(tiny_model).verdict_sha256[:16], load_contract(edited).verdict_sha256[:16]
     assert err.strip().splitlines() == [f"error: {out}: 1 finished report(s) here were made by another run: c1 "
-                                        "(another model (bands, rules or record)); rerun with --redo to replace them, "
+                                        f"(another model (bands, rules or record): the report's verdict_sha256 is "
+                                        f"{was}…, this model's {now}…); rerun with --redo to replace them, "
                                         "or choose another output folder"]
     assert (out / "c1.json").read_bytes() == first  # nothing mixed, nothing overwritten
 

@@ -1,6 +1,6 @@
 """Case pages and the batch index, rendered in a real browser (headless Chromium driven by Playwright).
 
-`tests/install-browser.sh` (run by the README's test command and `.ci/run`) installs Chromium when missing.
+`tests/install-system-packages.sh` (run by the README's test command and `.ci/run`) installs Chromium when missing.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 def browser():
     executable = shutil.which("chromium") or shutil.which("chromium-browser")
     if executable is None:
-        pytest.fail("Chromium is not installed: run `bash tests/install-browser.sh` (the README's test command does)")
+        pytest.fail("Chromium is not installed: run `bash tests/install-system-packages.sh` (the README's test command "
+                    "does)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

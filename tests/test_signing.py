@@ -213,3 +213,21 @@ def test_signing_keeps_other_metadata_and_replaces_an_older_signature(signed_mod
     path.write_bytes(resigned)
     status = verify_signature(load_contract(path), [load_public_key(keys["stranger"][1])])
     assert status.key_id == keys["stranger"][2]
+
+
+def test_a_worker_trusts_the_key_bytes_its_driver_read_not_the_file_now_at_that_path(signed_model, keys, tmp_path):
+    """Cluster workers build their Predictor from the driver's settings (pickled): a key file swapped after the
+    driver read it must not change whom a worker trusts."""
+    import pickle
+    import shutil
+
+    from netorigin.runtime.predictor import Predictor
+
+    trusted = tmp_path / "trusted.pub"
+    shutil.copy(keys["hospital"][1], trusted)
+    driver = Predictor(signed_model, trusted_keys=[trusted], inference=False)
+    shutil.copy(keys["stranger"][1], trusted)  # swapped on the shared file system after the driver started
+    with pytest.raises(SignatureError, match="which is not a trusted key"):
+        Predictor(signed_model, trusted_keys=[trusted], inference=False)  # the path now names the stranger
+    worker = pickle.loads(pickle.dumps(driver.settings)).build(inference=False)
+    assert (worker.signature.state, worker.signature.key_id) == ("trusted", keys["hospital"][2])
