@@ -16,10 +16,7 @@ from .helpers import rebanded, run_cli
 @pytest.fixture()
 def case(tmp_path, slides, tiny_model, monkeypatch, capsys):
     """A predicted case whose slide and annotations were then moved and renamed (verify finds them by content)."""
-    made = tmp_path / "scanner"
-    made.mkdir()
-    slide = shutil.copy(slides["svs20x"].slide, made / "s1.svs")
-    geojson = shutil.copy(slides["svs20x"].annotations, made / "s1.geojson")
+    slide, geojson = copied(slides, tmp_path / "scanner", "s1")
     out = tmp_path / "out"
     code, _, err = run_cli(monkeypatch, capsys, "predict", slide, "-a", geojson, "-m", tiny_model, "--device", "cpu",
                            "--seed", "3", "--case-id", "v1", "--out", out)
@@ -29,6 +26,13 @@ def case(tmp_path, slides, tiny_model, monkeypatch, capsys):
     shutil.move(slide, archive / "renamed.svs")
     shutil.move(geojson, archive / "renamed.geojson")
     return out / "v1.json", archive.parent
+
+
+def copied(slides, folder, stem):
+    """The 20x test slide and its annotations copied into `folder` as STEM.svs and STEM.geojson."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return (shutil.copy(slides["svs20x"].slide, folder / f"{stem}.svs"),
+            shutil.copy(slides["svs20x"].annotations, folder / f"{stem}.geojson"))
 
 
 def verify(monkeypatch, capsys, report, model, *extra):
@@ -131,9 +135,7 @@ def test_a_changed_slide_and_a_changed_annotation_file_are_named(case, tiny_mode
 def test_an_insufficient_tissue_report_is_replayed(tmp_path, tiny_model, monkeypatch, capsys, slides):
     """Two specimens, the second annotated on glass only: 10 of the model's 20 patches are possible."""
     folder = tmp_path / "in"
-    folder.mkdir()
-    slide = shutil.copy(slides["svs20x"].slide, folder / "s.svs")
-    good = shutil.copy(slides["svs20x"].annotations, folder / "s.geojson")
+    slide, good = copied(slides, folder, "s")
     glass = folder / "glass.geojson"
     glass.write_text(json.dumps([{"type": "Feature", "properties": {"classification": {"name": "Tumor"}},
                                   "geometry": {"type": "Polygon", "coordinates": [[[5, 5], [60, 5], [60, 60],
