@@ -17,7 +17,7 @@ from .report import case_report, text_summary, write_case_outputs, write_insuffi
 
 
 @click.command("predict")
-@click.argument("slides", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("slides", nargs=-1, required=True, type=click.Path())
 @click.option("--annotations", "-a", multiple=True, type=click.Path(dir_okay=False),
               help="QuPath GeoJSON per slide, in slide order; none = tissue detection.")
 @click.option("--specimen", multiple=True, help="Specimen id per slide, in slide order (for the allotment).")
@@ -31,7 +31,8 @@ from .report import case_report, text_summary, write_case_outputs, write_insuffi
 def command(slides, annotations, specimen, case_id, model, device, engine, ov_precision, allow_lower_fidelity,
             confidence, seed, threads, read_workers, trusted_keys, include, exclude, object_types, mpp, force_mpp,
             as_json, out, geojson, thumbnail, level) -> None:
-    """Predict the primary site of one case from its slides (SLIDES of one patient)."""
+    """Predict the primary site of one case from its slides (SLIDES of one patient: files OpenSlide reads, or
+    folders of one slide's DICOM instances)."""
     if (geojson or thumbnail) and out is None:
         raise click.UsageError("--geojson and --thumbnail need --out DIR")
     case_id = check_case_id(case_id) if case_id is not None else case_id_from_path(Path(slides[0]))

@@ -269,7 +269,8 @@ class Predictor:
                 SlideSummary(fingerprint=fingerprint, regions=reg.source,
                              region_area_mm2=reg.geometry.area * slide.mpp ** 2 / 1e6, level=plan.level.index,
                              downsample=plan.level.downsample, read_size=plan.read_size,
-                             field_of_view_um=plan.field_of_view_um, patches=n, notes=list(reg.notes))
+                             field_of_view_um=plan.field_of_view_um, patches=n,
+                             notes=list(reg.notes) + ([plan.note] if plan.note else []))
                 for slide, fingerprint, reg, plan, n in zip(opened, fingerprints, regions, plans, counts)]
         finally:
             for slide in opened:

@@ -254,6 +254,7 @@ def detect_tissue(slide: Slide, thumbnail_size: int = 1024, cell_um: float = 64.
         raise InsufficientTissueError("tissue detection found no tissue", slide.path, possible=0)
     region = shapely.union_all(boxes)
     polys = [g for g in getattr(region, "geoms", [region]) if g.area > 0]
+    notes = ["no annotations: tissue detection was used; the model was calibrated on tumour regions and these "
+             "regions are not tumour-specific"]
     return Regions(geometry=shapely.MultiPolygon(polys), source="tissue-detection",
-                   notes=["no annotations: tissue detection was used; the model was calibrated on tumour "
-                          "regions and these regions are not tumour-specific"])
+                   notes=notes + ([slide.thumbnail_note] if slide.thumbnail_note else []))

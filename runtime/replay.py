@@ -29,8 +29,9 @@ from .slide import MppRule, Slide
 
 # Not the run's result: when and how fast it ran, where its files were and what they were called (inputs are
 # found by content; an insufficient-tissue `problem` names the slide's path, its numbers are compared apart),
-# which versions ran and whether a key vouched for the signature (shown apart). "*" stands for any list index.
-NOT_COMPARED = {("created",), ("timings_s",), ("versions",), ("problem",), ("model", "path"),
+# which versions ran and whether a key vouched for the signature (shown apart), the DICOM objects written (new
+# instance UIDs each time). "*" stands for any list index.
+NOT_COMPARED = {("created",), ("timings_s",), ("versions",), ("problem",), ("dicom_results",), ("model", "path"),
                 ("model", "signature", "state"), ("engine", "requested"), ("engine", "why"),
                 ("slides", "*", "fingerprint", "path"), ("slides", "*", "fingerprint", "name"),
                 ("inputs", "*", "slide"), ("inputs", "*", "annotations", "name")}
@@ -110,7 +111,8 @@ def mpp_rule_of(recorded: dict[str, Any]) -> MppRule:
 
 
 class FileIndex:
-    """The files under some folders, walked once (hidden folders and files skipped); annotation digests cached."""
+    """The files under some folders, and the folders themselves (a DICOM slide is a folder), walked once (hidden
+    ones skipped); annotation digests cached."""
 
     def __init__(self, folders: list[Path]) -> None:
         self.folders = folders
@@ -118,17 +120,18 @@ class FileIndex:
         for folder in folders:
             for root, dirs, names in os.walk(folder):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                self.files += [Path(root) / n for n in sorted(names) if not n.startswith(".")]
+                self.files += [Path(root) / n for n in [*dirs, *sorted(names)] if not n.startswith(".")]
         self._digests: dict[Path, str | None] = {}
 
     def where(self) -> str:
         return ", ".join(map(str, self.folders))
 
     def candidates(self, name: str, size: int | None = None, suffixes: tuple[str, ...] = ()) -> list[Path]:
-        """Files called `name` first, then any other of that size (slides) or with those suffixes (annotations)."""
+        """Files called `name` first, then any other of that size or any folder (slides: a DICOM slide's folder
+        holds more than its series' bytes), or with those suffixes (annotations)."""
         named = [p for p in self.files if p.name == name]
         others = [p for p in self.files if p.name != name and
-                  (p.suffix.lower() in suffixes if suffixes else _size(p) == size)]
+                  (p.suffix.lower() in suffixes if suffixes else p.is_dir() or _size(p) == size)]
         return named + others
 
     def sha256(self, path: Path) -> str | None:
@@ -239,12 +242,16 @@ def replay_report(report: dict[str, Any], predictor: Predictor, items: list[Slid
     return json.loads(json.dumps(fresh))
 
 
+def _compared(path: tuple) -> bool:
+    return tuple("*" if isinstance(p, int) else p for p in path) not in NOT_COMPARED
+
+
 def _walk(old: Any, new: Any, path: tuple) -> Iterator[str]:
-    if tuple("*" if isinstance(p, int) else p for p in path) in NOT_COMPARED:
-        return
     name = ".".join(str(p) for p in path) or "report"
     if isinstance(old, dict) and isinstance(new, dict):
         for key in list(old) + [k for k in new if k not in old]:
+            if not _compared((*path, key)):
+                continue
             if key not in new:
                 yield f"{name}.{key}: in the report, not in the replay"
             elif key not in old:
@@ -253,7 +260,8 @@ def _walk(old: Any, new: Any, path: tuple) -> Iterator[str]:
                 yield from _walk(old[key], new[key], (*path, key))
     elif isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
         for i, (a, b) in enumerate(zip(old, new)):
-            yield from _walk(a, b, (*path, i))
+            if _compared((*path, i)):
+                yield from _walk(a, b, (*path, i))
     elif isinstance(old, list) and isinstance(new, list):
         yield f"{name}: {len(old)} items in the report, {len(new)} in the replay"
     elif old != new or type(old) is not type(new):

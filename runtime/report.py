@@ -18,7 +18,8 @@ from PIL import ImageDraw
 from .atomic import write_bytes_atomic, write_text_atomic
 from .case_page import case_html, slide_figure, thumbnail_size
 from .contract import DEMO_WARNING
-from .errors import InsufficientTissueError
+from .dicom_input import is_dicom_slide
+from .errors import InsufficientTissueError, MissingDependencyError, first_line
 from .names import case_file
 from .predictor import CaseResult, Predictor, SlideInput, case_inputs
 from .session import installed_runtime, onnxruntime
@@ -119,10 +120,33 @@ def write_insufficient_report(out: Path, case_id: str, exc: InsufficientTissueEr
                               items: Sequence[SlideInput], level: int | None = None) -> Path:
     """A report (JSON and page) that says why there is no verdict."""
     report = insufficient_report(case_id, exc, predictor, items, level)
+    report["dicom_results"] = dicom_outputs(report, [(item.path, None) for item in items], out)
     write_text_atomic(case_file(out, case_id, ".html"), case_html(report, [], [], 0.0))
     path = case_file(out, case_id, ".json")
     write_text_atomic(path, json.dumps(report, indent=2))
     return path
+
+
+def dicom_outputs(report: dict[str, Any], slides: list[tuple[Path, Any]], out: Path) -> dict[str, Any] | None:
+    """For a case whose slides are all DICOM: CASE.sr.dcm and CASE.slideN.ann.dcm beside the JSON (None for other
+    slides; where the `dicom` extra is missing, the JSON says why nothing was written)."""
+    if not slides or not all(s.get("vendor") == "dicom" for s in _fingerprints(report, slides)):
+        return None
+    from .dicom_results import write_dicom_results
+
+    try:
+        return write_dicom_results(report, slides, case_file(out, report["case"], ".sr.dcm"),
+                                   lambda i: case_file(out, report["case"], f".slide{i}.ann.dcm"))
+    except MissingDependencyError as exc:
+        return {"not_written": str(exc)}
+    except (ValueError, TypeError, AttributeError, KeyError) as exc:  # a source header highdicom cannot take
+        return {"not_written": f"the DICOM results could not be built from the slides' headers ({first_line(exc)})"}
+
+
+def _fingerprints(report: dict[str, Any], slides: list) -> list[dict]:
+    if report.get("slides"):
+        return [s["fingerprint"] for s in report["slides"]]
+    return [{"vendor": "dicom" if is_dicom_slide(path) else None} for path, _ in slides]
 
 
 def text_summary(result: CaseResult) -> str:
@@ -203,6 +227,8 @@ def write_case_outputs(result: CaseResult, out: Path, geojson: bool = False, thu
                 target = stem.with_name(stem.name + ".thumbnail.png")
                 write_bytes_atomic(target, thumbnail_png(result, index, slide))
                 written.append(target)
+    report["dicom_results"] = dicom_outputs(report, [(Path(s.fingerprint["path"]), region)
+                                                     for s, region in zip(result.slides, result.regions)], out)
     page = case_file(out, result.case_id, ".html")
     write_text_atomic(page, case_html(report, figures, result.calibration_sums, limit))
     written.append(page)

@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import Executor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import shapely
@@ -25,7 +25,7 @@ ATTEMPTS_PER_PATCH = 10
 MIN_ATTEMPTS = 200
 # A read may see the model's field of view give or take this much (README: patch geometry).
 FOV_TOLERANCE = 0.005
-# Reading a one-level slide at more than this many times the needed resolution is refused (too slow).
+# Reading a one-level slide at more than this many times the needed resolution is stated in the report (its cost).
 MAX_FLAT_OVERSAMPLING = 2.0
 # Rejection sampling gives up (a sliver polygon) after this many rounds of 16 points in the bounding box.
 MAX_REJECTION_ROUNDS = 4096
@@ -61,6 +61,7 @@ class ReadPlan:
     read_size: int
     size_level0: float
     field_of_view_um: float
+    note: str | None = None  # what this plan costs beyond a pyramid read, for the report
 
     def top_left(self, x: float, y: float, centred: bool) -> tuple[int, int]:
         """Level-0 top-left of the read around the point (x, y), snapped to the nearest pixel of the read level.
@@ -106,9 +107,11 @@ def plan_reads(slide: Slide, geometry: PatchGeometry, level_index: int | None = 
                          f"{plan.field_of_view_um:.1f} um, not the model's {fov:g} um (tolerance "
                          f"{100 * FOV_TOLERANCE:g} %)", slide.path)
     if level_index is None and len(slide.levels) == 1 and read_size > MAX_FLAT_OVERSAMPLING * geometry.pixels:
-        raise SlideError(f"slide has a single level (no pyramid): each patch would be read at {read_size} px, "
-                         f"{read_size / geometry.pixels:.0f}x what is needed; convert it to a pyramidal file",
-                         slide.path)
+        factor = read_size / geometry.pixels
+        plan = replace(plan, note=(
+            f"{slide.path.name} has a single level (no pyramid): each patch was read at full resolution, {read_size} "
+            f"px for the model's {geometry.pixels} px ({factor * factor:.0f}x the pixels a pyramid level would "
+            "read; see read_and_sample and resize in timings_s); the verdict is the same method, only slower"))
     return plan
 
 

@@ -1,7 +1,8 @@
 """A whole-slide image opened through OpenSlide, with the facts the sampler needs.
 
-Every format OpenSlide reads works (SVS, NDPI, MRXS, SCN, generic tiled TIFF, DICOM, ...). Errors are
-turned into `SlideError`s that name the file; a handle that failed a read is reopened, not reused.
+Every format OpenSlide reads works (SVS, NDPI, MRXS, SCN, generic tiled TIFF, DICOM, ...), and a folder of one
+slide's DICOM instances. Errors are turned into `SlideError`s that name the file; a handle that failed a read is
+reopened, not reused.
 """
 
 from __future__ import annotations
@@ -15,10 +16,13 @@ from pathlib import Path
 import openslide
 from PIL import Image
 
+from .dicom_input import DicomSlideFolder, describe_dicom, slide_folder, volume_series_of
 from .errors import ConfigurationError, SlideError
 
 # Bounded per-handle tile cache so long batch runs stay flat in memory.
 TILE_CACHE_BYTES = 32 * 1024 * 1024
+# A thumbnail made from a finer level (the coarse one does not decode) reads at most this many pixels.
+THUMBNAIL_MAX_PIXELS = 64 * 1024 * 1024
 # Microns per pixel that whole-slide scanners record (about 100x to 1.25x objectives). A value outside is a
 # file that is not a scan (an image editor's 72 dpi is 352.8 um/px) or a broken header: only forced MPP is used.
 SCANNER_MPP_RANGE = (0.05, 16.0)
@@ -71,9 +75,20 @@ class Slide:
         self.path = Path(path)
         if not self.path.exists():
             raise SlideError("slide file not found", self.path)
-        if self.path.is_file() and self.path.stat().st_size == 0:
+        self.dicom_folder: DicomSlideFolder | None = None
+        self._file = self.path  # what OpenSlide opens: the file, or a folder's VOLUME instance
+        if self.path.is_dir():
+            self.dicom_folder = slide_folder(self.path)
+            self._file = self.dicom_folder.instance
+        elif self.path.stat().st_size == 0:
             raise SlideError("slide file is empty (0 bytes)", self.path)
+        elif (series := volume_series_of(self.path)) is not None:
+            try:  # OpenSlide reads the rest of the series from this file's folder: is it whole?
+                slide_folder(self.path.parent, series)
+            except SlideError as exc:
+                raise SlideError(exc.problem, self.path) from None
         self._lock = threading.Lock()
+        self.thumbnail_note: str | None = None
         self._handle = self._open()
         try:
             props = self._handle.properties
@@ -94,15 +109,19 @@ class Slide:
 
     def _open(self) -> openslide.OpenSlide:
         try:
-            handle = openslide.OpenSlide(str(self.path))
+            handle = openslide.OpenSlide(str(self._file))
         except openslide.OpenSlideUnsupportedFormatError:
-            with self.path.open("rb") as handle:
+            dicom = describe_dicom(self._file)  # before TIFF: a DICOM preamble may hold a TIFF header
+            if dicom is not None:
+                raise SlideError(dicom, self.path) from None
+            with self._file.open("rb") as handle:
                 magic = handle.read(4)
             if magic in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
                 raise SlideError("TIFF file is damaged or truncated (OpenSlide cannot read it)", self.path) from None
             raise SlideError("not a slide format OpenSlide can read", self.path) from None
         except openslide.OpenSlideError as exc:
-            raise SlideError(f"slide cannot be opened ({exc})", self.path) from None
+            what = describe_dicom(self._file)
+            raise SlideError(f"{what or 'slide cannot be opened'} ({exc})", self.path) from None
         except OSError as exc:
             raise SlideError(f"slide cannot be opened ({exc.strerror or exc})", self.path) from None
         handle.set_cache(openslide.OpenSlideCache(TILE_CACHE_BYTES))
@@ -129,15 +148,25 @@ class Slide:
 
     def fingerprint(self) -> dict:
         """Identifies the slide in reports without hashing gigabytes: OpenSlide's quickhash + size + name."""
-        stat = self.path.stat()
+        size = self.dicom_folder.bytes if self.dicom_folder else self.path.stat().st_size
         digest = self.quickhash
         if digest is None:
-            with self.path.open("rb") as handle:
+            with self._file.open("rb") as handle:
                 digest = hashlib.sha256(handle.read(4 * 1024 * 1024)).hexdigest()
-        return {"path": str(self.path.absolute()), "name": self.path.name, "bytes": stat.st_size,
+        return {"path": str(self.path.absolute()), "name": self.path.name, "bytes": size,
                 "quickhash": digest, "vendor": self.vendor, "mpp": self.mpp, "mpp_source": self.mpp_source,
                 "mpp_recorded": self.mpp_recorded,
-                "dimensions": list(self.dimensions)}
+                "dimensions": list(self.dimensions), "dicom": self.dicom_ids}
+
+    @property
+    def dicom_ids(self) -> dict[str, str | None] | None:
+        """A DICOM slide's study and series instance UIDs and container (slide) id, as OpenSlide reads them; None for
+        other formats. Results written back to an archive reference these."""
+        if self.vendor != "dicom":
+            return None
+        props = self._handle.properties
+        return {"study_uid": props.get("dicom.StudyInstanceUID"), "series_uid": props.get("dicom.SeriesInstanceUID"),
+                "container": props.get("dicom.ContainerIdentifier")}
 
     def level_for(self, target_mpp: float) -> Level:
         """The level whose pixels are closest to, but not coarser than, `target_mpp` (level 0 if all are)."""
@@ -153,14 +182,37 @@ class Slide:
         except openslide.OpenSlideError as exc:
             with self._lock:
                 self._handle = self._open()
-            raise SlideError(f"tile cannot be decoded at ({x0}, {y0}) level {level.index} ({exc})",
-                             self.path) from None
+            raise SlideError(f"level {level.index} cannot be decoded at ({x0}, {y0}): a damaged or short tile or "
+                             f"frame (OpenSlide: {exc})", self.path) from None
 
     def thumbnail(self, max_size: int) -> Image.Image:
+        """The whole slide in at most max_size px. Converters may end a level in frames shorter than their tiles,
+        which OpenSlide refuses; then the next finer level that decodes gives the picture (`thumbnail_note`
+        says so), up to THUMBNAIL_MAX_PIXELS read."""
         try:
             return self._handle.get_thumbnail((max_size, max_size)).convert("RGB")
         except openslide.OpenSlideError as exc:
-            raise SlideError(f"thumbnail cannot be read ({exc})", self.path) from None
+            first = str(exc)
+        with self._lock:
+            self._handle = self._open()  # a handle that failed a read is not reused
+        downsample = max(self.dimensions[0] / max_size, self.dimensions[1] / max_size)
+        broken = self._handle.get_best_level_for_downsample(downsample)
+        for level in reversed(self.levels[:broken]):
+            if level.width * level.height > THUMBNAIL_MAX_PIXELS:
+                break
+            try:
+                image = self._handle.read_region((0, 0), level.index, (level.width, level.height))
+            except openslide.OpenSlideError:
+                with self._lock:
+                    self._handle = self._open()
+                continue
+            picture = Image.new("RGB", image.size, "white")  # unscanned (transparent) areas white, as OpenSlide's
+            picture.paste(image, mask=image.getchannel("A"))
+            picture.thumbnail((max_size, max_size), Image.LANCZOS)
+            self.thumbnail_note = (f"level {broken} cannot be decoded (OpenSlide: {first}); the slide's picture was "
+                                   f"made from level {level.index}")
+            return picture
+        raise SlideError(f"no level small enough for a thumbnail can be decoded (OpenSlide: {first})", self.path)
 
     def close(self) -> None:
         self._handle.close()

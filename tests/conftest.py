@@ -25,3 +25,24 @@ def slides(tmp_path_factory):
         out[name] = make_slide(root / f"{name}.{'svs' if svs else 'tif'}", "pancreas", texture, rng, mpp=mpp,
                                size_um=(2000, 1800), svs=svs)
     return out
+
+
+@pytest.fixture(scope="session")
+def dicom_slides(slides, tmp_path_factory):
+    """The 20x and 40x test slides as DICOM instance folders (wsidicomizer), a folder holding both, and the 20x
+    slide with a short last frame."""
+    import shutil
+
+    from .dicom_slides import dicomize, shorten_last_frame
+
+    root = tmp_path_factory.mktemp("dicom")
+    out = {"svs20x": dicomize(slides["svs20x"].slide, root / "svs20x"),
+           "svs40x": dicomize(slides["svs40x"].slide, root / "svs40x")}
+    both = root / "both"
+    both.mkdir()
+    for name in ("svs20x", "svs40x"):
+        for instance in out[name].iterdir():
+            shutil.copy(instance, both / instance.name)
+    out["both"] = both
+    out["short"] = shorten_last_frame(out["svs20x"], root / "short")
+    return out

@@ -62,3 +62,23 @@ def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
     out = capsys.readouterr()
     code = exc.value.code
     return (code if isinstance(code, int) else 1), out.out, out.err
+
+
+def run_cli_outside_a_test(*args: str) -> tuple[int, str, str]:
+    """run_cli for module-scoped fixtures (no monkeypatch or capsys there): argv patched, output captured here."""
+    import contextlib
+    import io
+    import sys
+
+    from _pytest.monkeypatch import MonkeyPatch
+
+    out, err = io.StringIO(), io.StringIO()
+    with MonkeyPatch.context() as mp, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        mp.setattr(sys, "argv", ["netorigin", *map(str, args)])
+        from netorigin.runtime.cli import main
+
+        try:
+            main()
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+    return code, out.getvalue(), err.getvalue()

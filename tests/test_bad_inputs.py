@@ -64,7 +64,6 @@ def bad(tmp_path_factory, slides, tiny_model):
     (d / "text.svs").write_text("this is not a slide\n")
     files["text_slide"] = d / "text.svs"
     files["no_mpp"] = _flat_tiff(d / "nompp.tif", mpp=None, levels=(1, 4))
-    files["one_level"] = _flat_tiff(d / "flat.tif", mpp=0.25)
     files["bad_tiles"] = _corrupt_tiles(good.slide, d / "badtiles.svs")
     for name, text in {"ann_invalid": "{oops", "ann_shape": '{"type": "Point", "coordinates": [0, 0]}',
                        "ann_empty": "", "ann_outside": json.dumps([dict(SQUARE, geometry={
@@ -186,7 +185,6 @@ CASES = {
     "truncated TIFF": (dict(slide="truncated_slide", ann=None), "truncated_slide", "damaged or truncated"),
     "text file named .svs": (dict(slide="text_slide", ann=None), "text_slide", "not a slide format"),
     "slide without MPP": (dict(slide="no_mpp", ann=None), "no_mpp", "--mpp"),
-    "slide with one level": (dict(slide="one_level", ann=None), "one_level", "single level"),
     "tiles fail to decode": (dict(slide="bad_tiles"), "bad_tiles", "cannot be decoded"),
     "annotations invalid JSON": (dict(ann="ann_invalid"), "ann_invalid", "not valid JSON"),
     "annotations wrong shape": (dict(ann="ann_shape"), "ann_shape", "not QuPath GeoJSON"),
@@ -209,7 +207,8 @@ CASES = {
                                            "the model needs 2.219 um per pixel or finer"),
     "slide smaller than one field of view": (dict(slide="smaller_than_fov", ann=None), "smaller_than_fov",
                                              "smaller than one 497 um field of view"),
-    "slide path is a folder": (dict(slide="folder_slide", ann=None), "folder_slide", "is a directory"),
+    "slide path is a folder": (dict(slide="folder_slide", ann=None), "folder_slide",
+                               "folder holds no DICOM whole-slide image"),
     "annotations with NaN coordinates": (dict(ann="ann_nan"), "ann_nan", "not valid JSON (NaN is not a JSON"),
     "annotations with 1e300 coordinates": (dict(ann="ann_huge"), "ann_huge", "coordinates beyond 1e+09 px"),
     "annotations nested 50000 deep": (dict(ann="ann_deep"), "ann_deep", "nested too deeply"),

@@ -15,7 +15,7 @@ from netorigin.runtime.bands import BandTable
 from netorigin.runtime.case_page import band_axis, diverging_colour
 from netorigin.runtime.contract import load_contract
 
-from .helpers import rebanded, run_cli
+from .helpers import rebanded, run_cli, run_cli_outside_a_test
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]
@@ -50,22 +50,12 @@ def open_page(browser, path, width=900):
 @pytest.fixture(scope="module")
 def case_dir(tiny_model, slides, tmp_path_factory):
     """A two-slide case predicted through the CLI (`predict --out`), and a batch with a failing case."""
-    import sys
-
-    from _pytest.monkeypatch import MonkeyPatch
-
     out = tmp_path_factory.mktemp("pages")
     a, b = slides["svs20x"], slides["svs40x"]
-    with MonkeyPatch.context() as mp:
-        mp.setattr(sys, "argv", ["netorigin", "predict", str(a.slide), str(b.slide), "-a", str(a.annotations),
-                                 "-a", str(b.annotations), "--specimen", "A", "--specimen", "B", "-m",
-                                 str(tiny_model), "--device", "cpu", "--case-id", "case-1", "--out",
-                                 str(out / "case")])
-        from netorigin.runtime.cli import main
-
-        with pytest.raises(SystemExit) as exc:
-            main()
-        assert exc.value.code == 0
+    code, _, err = run_cli_outside_a_test("predict", a.slide, b.slide, "-a", a.annotations, "-a", b.annotations,
+                                          "--specimen", "A", "--specimen", "B", "-m", tiny_model, "--device", "cpu",
+                                          "--case-id", "case-1", "--out", out / "case")
+    assert code == 0, err
     return out
 
 
@@ -212,3 +202,24 @@ def test_a_case_page_prints_on_one_a4_page_whatever_the_slide_count(browser, tin
         assert len(re.findall(rb"/Type\s*/Page[^s]", pdf)) == 1
     assert page.evaluate("getComputedStyle(document.querySelector('#verdict')).printColorAdjust") == "exact"
     assert (tmp_path / f"n{n_slides}.html").stat().st_size < 1.5e6
+
+
+@pytest.mark.parametrize("where", [0.0, 0.2, 0.5, 1.0])
+def test_the_s_label_never_covers_the_legend_and_stays_inside_the_axis(browser, case_dir, tmp_path, where):
+    """S anywhere on the axis (demo case oth008 lay in its left third, where the label covered the legend)."""
+    from netorigin.runtime.case_page import case_html
+
+    report = json.loads((case_dir / "case" / "case-1.json").read_text())
+    cohort = list(load_contract(report["model"]["path"]).record.calibration.sums)
+    values = [row["s"] for row in cohort] + [report["band"]["lower"], report["band"]["upper"]]
+    report["patient_sum"] = min(values) + where * (max(values) - min(values))
+    path = tmp_path / "page.html"
+    path.write_text(case_html(report, [], cohort, 0.0))
+    page, _, errors = open_page(browser, path)
+    assert errors == []
+    label = page.evaluate("() => { const b = document.querySelector('#s-label').getBBox(); "
+                          "return [b.x, b.y, b.x + b.width, b.y + b.height]; }")
+    legend = page.evaluate("() => { const b = document.querySelector('#axis-legend').getBBox(); "
+                           "return [b.x, b.y, b.x + b.width, b.y + b.height]; }")
+    overlap = label[0] < legend[2] and legend[0] < label[2] and label[1] < legend[3] and legend[1] < label[3]
+    assert not overlap and 0 <= label[0] and label[2] <= 700

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from netorigin.export.synthetic import write_pyramid
+from netorigin.runtime.contract import load_contract
 from netorigin.runtime.errors import ConfigurationError, ManifestError, SlideError
 from netorigin.runtime.sampling import PatchGeometry, plan_reads
 from netorigin.runtime.slide import MppRule, Slide
@@ -218,3 +219,20 @@ def test_embed_takes_the_region_and_mpp_options(monkeypatch, capsys, tmp_path):
     assert "2 patches of 1 patients" in out
     code, out, err = run_cli(monkeypatch, capsys, *args, "--mpp", "0.5", "--include-class", "Stroma")
     assert code == 1 and "no annotation object of class Stroma" in err
+
+
+def test_a_single_level_slide_gets_a_verdict_and_the_report_states_the_cost(monkeypatch, capsys, tiny_model,
+                                                                            tmp_path):
+    """A region exported from a scan (one level, 0.25 um/px): read at full resolution, never refused for it."""
+    slide, ann = slide_file(tmp_path, "crop", 2400, 2400, 0.25, downsamples=(1,))
+    code, out, err = predict(monkeypatch, capsys, tiny_model, slide, ann)
+    assert code == 0, err
+    report = json.loads(out)
+    geometry = PatchGeometry.from_metadata(load_contract(tiny_model).patch)
+    read = round(geometry.field_of_view_um / 0.25)
+    note = (f"crop.tif has a single level (no pyramid): each patch was read at full resolution, {read} px for the "
+            f"model's {geometry.pixels} px ({(read / geometry.pixels) ** 2:.0f}x the pixels a pyramid level would "
+            "read; see read_and_sample and resize in timings_s); the verdict is the same method, only slower")
+    assert report["verdict"] in ("pancreas", "small_intestine", "uncertain")
+    assert note in report["notes"] and report["slides"][0]["notes"] == [note]
+    assert report["slides"][0]["read_size"] == read and report["slides"][0]["level"] == 0
