@@ -51,9 +51,10 @@ def realistic_slides(workdir: Path) -> dict[str, Path]:
     return paths
 
 
-def read_patches(path: Path, n: int, geometry, seed: int, workers: int, level: int | None = None):
+def read_patches(path: Path | str, n: int, geometry, seed: int, workers: int, level: int | None = None,
+                 annotations: Path | None = None):
     """The runtime's sampling of one slide on a new handle: (uint8 patches, seconds from open to the last resized
-    patch)."""
+    patch). Annotations: `annotations`, else the slide's path with .geojson."""
     from concurrent.futures import ThreadPoolExecutor
 
     import numpy as np
@@ -64,7 +65,7 @@ def read_patches(path: Path, n: int, geometry, seed: int, workers: int, level: i
 
     start = time.perf_counter()
     with Slide(path) as slide, ThreadPoolExecutor(workers) as pool:
-        regions = load_annotations(path.with_suffix(".geojson"), slide)
+        regions = load_annotations(annotations or Path(path).with_suffix(".geojson"), slide)
         plan = plan_reads(slide, geometry, level)
         pixels = [p.pixels for p in sample_slide(slide, regions, n, geometry, seed, 0, pool, plan)]
     return np.stack(pixels), time.perf_counter() - start

@@ -18,6 +18,7 @@ from netorigin.runtime.batch import read_manifest, run_batch
 from netorigin.runtime.contract import DEMO_WARNING
 from netorigin.runtime.manifest import read_csv_rows
 from netorigin.runtime.predictor import Predictor
+from netorigin.runtime.report import CaseExtras
 
 from .embedder import build_embedder
 from .synthetic import make_cohort
@@ -70,8 +71,8 @@ def run_demo(out: Path, plan: DemoPlan = FULL, seed: int = 0, echo=print) -> dic
     labels = {row["case"]: row["label"] for row in read_csv_rows(manifests["test"], ("case", "label"))}
     rows = []
     reports = out / "reports"  # a batch: case pages, index.html, QuPath detections, thumbnails
-    for outcome in run_batch(predictor, read_manifest(manifests["test"]), reports, geojson=True, thumbnail=True,
-                             redo=True):
+    for outcome in run_batch(predictor, read_manifest(manifests["test"]), reports,
+                             extras=CaseExtras(geojson=True, thumbnail=True), redo=True):
         if outcome.status != "ok":
             raise InputDataError(f"demo case {outcome.case_id} gave no verdict ({outcome.reason})")
         report = json.loads((reports / f"{outcome.case_id}.json").read_text())

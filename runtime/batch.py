@@ -14,11 +14,12 @@ from pathlib import Path
 from .atomic import write_text_atomic
 from .case_page import index_html
 from .cluster import DaskMapper, LocalMapper, worker_cached
+from .dicomweb import is_series_url
 from .errors import ConfigurationError, InsufficientTissueError, ManifestError, NetoriginError, OutputError
 from .manifest import read_csv_rows, row_mpp_rule
 from .names import case_file, check_case_id
 from .predictor import Predictor, PredictorSettings, SlideInput, case_inputs
-from .report import REPORT_VERSION, write_case_outputs, write_insufficient_report
+from .report import REPORT_VERSION, CaseExtras, write_case_outputs, write_insufficient_report
 from .slide import MppRule
 
 REQUIRED_COLUMNS = ("case", "slide")
@@ -90,7 +91,8 @@ def read_manifest(path: str | Path, mpp: MppRule = MppRule()) -> list[BatchCase]
         seen.add((case, slide))
         base = path.parent
         ann = row.get("annotations")
-        cases.setdefault(case, []).append(SlideInput(path=base / slide, annotations=base / ann if ann else None,
+        source = slide if is_series_url(slide) else base / slide
+        cases.setdefault(case, []).append(SlideInput(path=source, annotations=base / ann if ann else None,
                                                      specimen=row.get("specimen") or "A",
                                                      mpp=row_mpp_rule(row, mpp, line, path)))
     return [BatchCase(case_id=c, slides=tuple(s)) for c, s in cases.items()]
@@ -147,17 +149,20 @@ def plan_resume(predictor: Predictor, cases: list[BatchCase], out: Path, redo: b
     return keep
 
 
-def run_case(predictor: Predictor, case: BatchCase, out: Path, geojson: bool = False,
-             thumbnail: bool = False, keep: frozenset[str] = frozenset()) -> CaseOutcome:
+def run_case(predictor: Predictor, case: BatchCase, out: Path, extras: CaseExtras = CaseExtras(),
+             keep: frozenset[str] = frozenset()) -> CaseOutcome:
     """Predict one case and write its report; never raises for input problems."""
     if case.case_id in keep:
         return CaseOutcome(case.case_id, "skipped")
     try:
         result = predictor.predict_case(case.slides, case_id=case.case_id)
-        write_case_outputs(result, out, geojson=geojson, thumbnail=thumbnail)
+        write_case_outputs(result, out, extras)
         return CaseOutcome(case.case_id, "ok", verdict=result.verdict.verdict)
     except InsufficientTissueError as exc:
-        write_insufficient_report(out, case.case_id, exc, predictor, case.slides)
+        try:
+            write_insufficient_report(out, case.case_id, exc, predictor, case.slides, store=extras.store)
+        except NetoriginError as failure:  # e.g. its SR could not be stored: the case fails, the batch goes on
+            return CaseOutcome(case.case_id, "failed", reason=str(failure))
         return CaseOutcome(case.case_id, "insufficient_tissue", reason=str(exc))
     except NetoriginError as exc:
         return CaseOutcome(case.case_id, "failed", reason=str(exc))
@@ -177,7 +182,7 @@ def status_counts(outcomes: list[CaseOutcome]) -> dict[str, int]:
 
 
 def run_case_on_worker(case: BatchCase, settings: PredictorSettings, identity: dict[str, str], out: Path,
-                       geojson: bool, thumbnail: bool) -> CaseOutcome:
+                       extras: CaseExtras) -> CaseOutcome:
     """One case as a cluster task. The worker verifies the model and opens its engine once per model identity
     and engine settings (seed, confidence and region rules only make a light copy), keeping the last two; a
     model file that differs from the driver's (another file at the same path) fails the case, named."""
@@ -193,17 +198,18 @@ def run_case_on_worker(case: BatchCase, settings: PredictorSettings, identity: d
         return CaseOutcome(case.case_id, "failed", reason=f"{settings.model}: the model on this worker is not the "
                                                              "driver's (different digests)")
     predictor = engine.for_run(settings.seed, settings.confidence, settings.rules, settings.read_workers)
-    return run_case(predictor, case, out, geojson, thumbnail)
+    return run_case(predictor, case, out, extras)
 
 
 def _resolved(case: BatchCase) -> BatchCase:
     """Absolute paths: a worker started in another folder must read the same files."""
-    return replace(case, slides=tuple(replace(s, path=s.path.resolve(), annotations=s.annotations.resolve()
+    return replace(case, slides=tuple(replace(s, path=s.path if is_series_url(s.path) else s.path.resolve(),
+                                              annotations=s.annotations.resolve()
                                               if s.annotations else None) for s in case.slides))
 
 
-def _run_on_cluster(mapper: DaskMapper, predictor: Predictor, cases: list[BatchCase], out: Path, geojson: bool,
-                    thumbnail: bool, keep: frozenset[str], done: Callable[[CaseOutcome], CaseOutcome]
+def _run_on_cluster(mapper: DaskMapper, predictor: Predictor, cases: list[BatchCase], out: Path,
+                    extras: CaseExtras, keep: frozenset[str], done: Callable[[CaseOutcome], CaseOutcome]
                     ) -> list[CaseOutcome]:
     """Finished cases are skipped here, the rest go to the cluster with absolute paths; a case the cluster loses
     (its workers kept dying) fails alone, like any other failing case."""
@@ -212,14 +218,14 @@ def _run_on_cluster(mapper: DaskMapper, predictor: Predictor, cases: list[BatchC
     todo = [_resolved(c) for c in cases if c.case_id not in keep]
     ran = mapper(run_case_on_worker, todo, on_done=done, on_lost=lambda case, why: CaseOutcome(
         case.case_id, "failed", reason=f"{case.case_id}: {why}"), settings=settings,
-        identity=predictor.contract.identity, out=out.resolve(), geojson=geojson, thumbnail=thumbnail)
+        identity=predictor.contract.identity, out=out.resolve(), extras=extras)
     by_id = {o.case_id: o for o in ran}
     return [by_id.get(c.case_id) or done(CaseOutcome(c.case_id, "skipped")) for c in cases]
 
 
 def run_batch(predictor: Predictor, cases: list[BatchCase], out: Path, workers: int = 1,
-              on_done: Callable[[CaseOutcome], None] | None = None, geojson: bool = False,
-              thumbnail: bool = False, redo: bool = False, keep: set[str] | None = None,
+              on_done: Callable[[CaseOutcome], None] | None = None, extras: CaseExtras = CaseExtras(),
+              redo: bool = False, keep: set[str] | None = None,
               mapper: LocalMapper | DaskMapper | None = None) -> list[CaseOutcome]:
     """Run every case and write the summary: in `workers` threads sharing one session, or as one task per case
     on a Dask `mapper` (each worker keeps its own session; `out` must be a folder every worker can write). A
@@ -227,11 +233,11 @@ def run_batch(predictor: Predictor, cases: list[BatchCase], out: Path, workers: 
     region rules, slide files); `keep` is that plan when the caller made it already. `on_done` is called under a
     lock (progress bars are not thread-safe). The folder is locked while the batch runs."""
     with output_lock(out):
-        return _run_batch(predictor, cases, out, workers, on_done, geojson, thumbnail, redo, keep, mapper)
+        return _run_batch(predictor, cases, out, workers, on_done, extras, redo, keep, mapper)
 
 
 def _run_batch(predictor: Predictor, cases: list[BatchCase], out: Path, workers: int,
-               on_done: Callable[[CaseOutcome], None] | None, geojson: bool, thumbnail: bool, redo: bool,
+               on_done: Callable[[CaseOutcome], None] | None, extras: CaseExtras, redo: bool,
                keep: set[str] | None, mapper: LocalMapper | DaskMapper | None) -> list[CaseOutcome]:
     keep = frozenset(plan_resume(predictor, cases, out, redo) if keep is None else keep)
     done_lock = threading.Lock()
@@ -243,11 +249,10 @@ def _run_batch(predictor: Predictor, cases: list[BatchCase], out: Path, workers:
         return outcome
 
     if isinstance(mapper, DaskMapper):
-        outcomes = _run_on_cluster(mapper, predictor, cases, out, geojson, thumbnail, keep, done)
+        outcomes = _run_on_cluster(mapper, predictor, cases, out, extras, keep, done)
     else:
         with ThreadPoolExecutor(max(1, workers)) as pool:
-            outcomes = list(pool.map(lambda case: done(run_case(predictor, case, out, geojson, thumbnail, keep)),
-                                     cases))
+            outcomes = list(pool.map(lambda case: done(run_case(predictor, case, out, extras, keep)), cases))
     summary = {"cases": len(outcomes),
                "counts": status_counts(outcomes),
                "failures": [{"case": o.case_id, "status": o.status, "reason": o.reason}

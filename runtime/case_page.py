@@ -104,7 +104,7 @@ def slide_figure(slide: Slide, slide_index: int, patches: list[dict], region: sh
     image = Image.alpha_composite(image.convert("RGBA"), overlay).convert("RGB")
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=85, optimize=True)
-    return SlideFigure(name=slide.path.name, data_uri="data:image/jpeg;base64," +
+    return SlideFigure(name=slide.name, data_uri="data:image/jpeg;base64," +
                        base64.b64encode(buffer.getvalue()).decode(), width=image.width, height=image.height,
                        um_per_px=um_per_px, scale_bar_mm=mm, scale_bar_px=px)
 

@@ -12,7 +12,9 @@ from .batch import SUMMARY_NAME, output_lock, plan_resume, read_manifest, run_ba
 from .cli_options import model_options, mpp_rule, region_rules
 from .cluster import mapper_for
 from .contract import DEMO_WARNING
+from .dicomweb import is_series_url
 from .predictor import Predictor
+from .report import CaseExtras
 
 
 @click.command("batch")
@@ -22,13 +24,15 @@ from .predictor import Predictor
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True, help="Cases processed in parallel.")
 @click.option("--geojson", is_flag=True, help="Also write each case's patches as QuPath detections.")
 @click.option("--thumbnail", is_flag=True, help="Also write a PNG per slide with its patches.")
+@click.option("--store", is_flag=True, help="Store each case's DICOM results back to the DICOMweb service its slides "
+              "came from (every slide of the manifest given by its DICOMweb series URL).")
 @click.option("--scheduler", default=None, metavar="ADDRESS",
               help="Dask scheduler (e.g. tcp://host:8786): one task per case on its workers, which share OUT.")
 @click.option("--redo", is_flag=True, help="Replace finished reports made by another model, confidence, seed or "
               "slide files (without it such a folder is refused).")
 def command(manifest, out, model, device, engine, ov_precision, allow_lower_fidelity, confidence, seed, threads,
             read_workers, trusted_keys, include, exclude, object_types, mpp, force_mpp, workers, geojson, thumbnail,
-            scheduler, redo) -> None:
+            store, scheduler, redo) -> None:
     """Predict every case of MANIFEST (CSV: case, slide[, annotations, specimen, mpp, force_mpp];
     one row per slide; a row's mpp / force_mpp wins over --mpp / --force-mpp).
 
@@ -39,6 +43,8 @@ def command(manifest, out, model, device, engine, ov_precision, allow_lower_fide
     if scheduler and workers > 1:
         raise click.UsageError("--workers are threads here; with --scheduler the cluster's workers run the cases")
     cases = read_manifest(manifest, mpp_rule(mpp, force_mpp))
+    if store and not all(is_series_url(s.path) for case in cases for s in case.slides):
+        raise click.UsageError("--store needs every slide of the manifest given by its DICOMweb series URL")
     ensure_writable_dir(out)
     # On a cluster the workers open the engine; here the model and settings are only verified.
     predictor = Predictor(model, device=device, confidence=confidence, seed=seed, read_workers=read_workers,
@@ -51,8 +57,8 @@ def command(manifest, out, model, device, engine, ov_precision, allow_lower_fide
             click.echo(f"*** {DEMO_WARNING} ***", err=True)
         with mapper_for(scheduler) as mapper, click.progressbar(length=len(cases), label=f"{len(cases)} cases",
                                                                 file=sys.stderr, show_pos=True) as bar:
-            outcomes = run_batch(predictor, cases, out, workers, on_done=lambda _: bar.update(1), geojson=geojson,
-                                 thumbnail=thumbnail, keep=keep, mapper=mapper)
+            outcomes = run_batch(predictor, cases, out, workers, on_done=lambda _: bar.update(1),
+                                 extras=CaseExtras(geojson, thumbnail, store), keep=keep, mapper=mapper)
     counts = status_counts(outcomes)
     click.echo(f"{counts['ok']} ok, {counts['skipped']} skipped (already done), "
                f"{counts['insufficient_tissue']} insufficient tissue, {counts['failed']} failed "

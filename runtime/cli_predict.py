@@ -10,10 +10,11 @@ import click
 
 from .atomic import ensure_writable_dir
 from .cli_options import model_options, mpp_rule, region_rules
+from .dicomweb import is_series_url
 from .errors import InsufficientTissueError
 from .names import case_id_from_path, check_case_id
 from .predictor import Predictor, as_inputs
-from .report import case_report, text_summary, write_case_outputs, write_insufficient_report
+from .report import CaseExtras, case_report, text_summary, write_case_outputs, write_insufficient_report
 
 
 @click.command("predict")
@@ -28,14 +29,19 @@ from .report import case_report, text_summary, write_case_outputs, write_insuffi
 @click.option("--geojson", is_flag=True, help="Also write the patches as QuPath detections (needs --out).")
 @click.option("--thumbnail", is_flag=True, help="Also write a PNG of each slide with its patches (needs --out).")
 @click.option("--level", type=click.IntRange(0), default=None, help="Force this pyramid level (benchmarks only).")
+@click.option("--store", is_flag=True, help="Store the DICOM results (SR, annotations) back to the DICOMweb service "
+              "the slides came from (needs --out and slides given by DICOMweb series URL).")
 def command(slides, annotations, specimen, case_id, model, device, engine, ov_precision, allow_lower_fidelity,
             confidence, seed, threads, read_workers, trusted_keys, include, exclude, object_types, mpp, force_mpp,
-            as_json, out, geojson, thumbnail, level) -> None:
+            as_json, out, geojson, thumbnail, level, store) -> None:
     """Predict the primary site of one case from its slides (SLIDES of one patient: files OpenSlide reads, or
     folders of one slide's DICOM instances)."""
-    if (geojson or thumbnail) and out is None:
-        raise click.UsageError("--geojson and --thumbnail need --out DIR")
-    case_id = check_case_id(case_id) if case_id is not None else case_id_from_path(Path(slides[0]))
+    if (geojson or thumbnail or store) and out is None:
+        raise click.UsageError("--geojson, --thumbnail and --store need --out DIR")
+    if store and not all(is_series_url(s) for s in slides):
+        raise click.UsageError("--store needs every slide given by its DICOMweb series URL (the results go back "
+                               "to the service the slides came from)")
+    case_id = check_case_id(case_id) if case_id is not None else case_id_from_path(slides[0])
     slide_mpp = mpp_rule(mpp, force_mpp)
     out_dir = Path(out) if out else None
     if out_dir is not None:
@@ -50,10 +56,10 @@ def command(slides, annotations, specimen, case_id, model, device, engine, ov_pr
     except InsufficientTissueError as exc:
         if out_dir is not None:
             write_insufficient_report(out_dir, case_id, exc, predictor,
-                                      as_inputs(slides, annotations, specimen or None, slide_mpp), level)
+                                      as_inputs(slides, annotations, specimen or None, slide_mpp), level, store)
         raise
     if out_dir is not None:
-        write_case_outputs(result, out_dir, geojson=geojson, thumbnail=thumbnail)
+        write_case_outputs(result, out_dir, CaseExtras(geojson, thumbnail, store))
     if as_json:
         click.echo(json.dumps(case_report(result), indent=2))
     else:

@@ -31,6 +31,7 @@ LOCAL_CODES = {"verdict": ("NETO001", "Predicted primary tumor site"), "s": ("NE
                "c": ("NETO013", "Confidence c"), "status": ("NETO040", "Analysis status"),
                "patches": ("NETO030", "Number of patches used"),
                "possible": ("NETO031", "Number of patches possible"),
+               "required": ("NETO032", "Number of patches required"),
                "decision": ("NETO050", "Patch decision value"), "attention": ("NETO051", "Patch attention weight"),
                "patch": ("NETO060", "Analysis patch")}
 NEUROENDOCRINE_TUMOR = ("255046005", "SCT", "Neuroendocrine tumor")
@@ -124,7 +125,7 @@ def case_sr(report: dict[str, Any], sources: list) -> Any:
         evaluations.append(hd.sr.QualitativeEvaluation(name=code("status"), value=_sct(INSUFFICIENT_SAMPLE)))
         measurements += [hd.sr.Measurement(name=code("possible"), value=int(report["patches_possible"]),
                                            unit=patches_unit),
-                         hd.sr.Measurement(name=code("patches"), value=int(report["patches_required"]),
+                         hd.sr.Measurement(name=code("required"), value=int(report["patches_required"]),
                                            unit=patches_unit)]
     first = sources[0]
     group = hd.sr.MeasurementsAndQualitativeEvaluations(
@@ -228,27 +229,47 @@ def slide_annotations(report: dict[str, Any], index: int, source, region, series
     return annotations
 
 
-def source_header(path: Path):
-    """The header of the VOLUME instance a slide was read from (a DICOM folder's or file's), pixels not read."""
+def source_header(path: Path | str):
+    """The header of the VOLUME instance a slide was read from (a DICOM folder's or file's, or its base level's
+    metadata over DICOMweb), pixels not read."""
     _, pydicom = _libraries()
-    from .dicom_input import slide_folder
+    from .dicom_input import slide_folder, volume_series_of
+    from .dicomweb import DicomWebHandle, is_series_url
 
-    instance = slide_folder(path).instance if path.is_dir() else path
+    if is_series_url(path):
+        handle = DicomWebHandle(str(path))
+        try:
+            return handle.header
+        finally:
+            handle.close()
+    path = Path(path)
+    if path.is_dir():
+        instance = slide_folder(path).instance
+    else:  # one instance file given: the series' base level, whose pixels the patch coordinates are in
+        instance = slide_folder(path.parent, volume_series_of(path)).instance
     return pydicom.dcmread(instance, stop_before_pixels=True)
 
 
-def write_dicom_results(report: dict[str, Any], slides: list[tuple[Path, Any]], sr_path: Path,
-                        ann_path: Callable[[int], Path]) -> dict[str, Any]:
-    """Write the SR and one annotation object per slide (`slides`: each slide's path and the region sampled, None
-    without patches); returns what the JSON report records of them."""
+def write_dicom_results(report: dict[str, Any], slides: list[tuple[Path | str, Any]], sr_path: Path,
+                        ann_path: Callable[[int], Path], store_to: str | None = None) -> dict[str, Any]:
+    """Write the SR and one annotation object per slide (`slides`: each slide's path or URL and the region sampled,
+    None without patches), then, given `store_to` (a DICOMweb service root), store them into the first slide's
+    study there; returns what the JSON report records of them. A failed store raises (the files stay)."""
     hd, _ = _libraries()
     sources = [source_header(path) for path, _ in slides]
-    written = {"sr": _write(case_sr(report, sources), sr_path), "annotations": []}
+    objects = [case_sr(report, sources)]
+    written = {"sr": _write(objects[0], sr_path), "annotations": []}
     if report["status"] == "ok":
-        series = str(hd.UID())
+        series: dict[str, str] = {}  # one annotation series per study the slides belong to
         for index, ((_, region), source) in enumerate(zip(slides, sources)):
-            annotations = slide_annotations(report, index, source, region, series)
-            written["annotations"].append(_write(annotations, ann_path(index)))
+            uid = series.setdefault(str(source.StudyInstanceUID), str(hd.UID()))
+            objects.append(slide_annotations(report, index, source, region, uid))
+            written["annotations"].append(_write(objects[-1], ann_path(index)))
+    if store_to is not None:
+        from .dicomweb import store
+
+        store(store_to, objects)
+        written["stored_to"] = store_to
     return written
 
 

@@ -33,9 +33,11 @@ def check_case_id(case_id: str, source: str | Path | None = None) -> str:
     return case_id
 
 
-def case_id_from_path(path: Path) -> str:
-    """A default case id from a slide's file name: characters outside the safe set become '_'."""
-    stem = re.sub(r"[^A-Za-z0-9._-]", "_", path.stem).lstrip("._-")[:128]
+def case_id_from_path(path: Path | str) -> str:
+    """A default case id from a slide's file name (a DICOMweb URL's series UID): characters outside the safe set
+    become '_'."""
+    name = path.rstrip("/").rsplit("/", 1)[-1] if isinstance(path, str) and "://" in path else Path(path).stem
+    stem = re.sub(r"[^A-Za-z0-9._-]", "_", name).lstrip("._-")[:128]
     return stem or "case"
 
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from .bands import Band
 from .contract import DEMO_WARNING, ModelContract, load_contract
+from .dicomweb import is_series_url
 from .errors import AnnotationError, ConfigurationError, InferenceError, InsufficientTissueError
 from .names import case_id_from_path, check_case_id
 from .outputs import CaseOutput
@@ -46,13 +47,14 @@ IN_SAMPLE_NOTE = ("RESEARCH ONLY: this model's bands were calibrated on patients
 class SlideInput:
     """One slide of a case, its optional QuPath annotations and the specimen it belongs to."""
 
-    path: Path
+    path: Path | str  # a file, a DICOM folder, or a DICOMweb series URL (kept as text)
     annotations: Path | None = None
     specimen: str = "A"
     mpp: MppRule | float | None = MppRule()  # a number is a fallback MPP (for slides that record none)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "path", Path(self.path))
+        if not is_series_url(self.path):
+            object.__setattr__(self, "path", Path(self.path))
         if self.annotations is not None:
             object.__setattr__(self, "annotations", Path(self.annotations))
         object.__setattr__(self, "mpp", as_mpp_rule(self.mpp))
@@ -138,7 +140,7 @@ def as_inputs(slides: Sequence, annotations: Sequence | None, specimens: Sequenc
         if isinstance(item, SlideInput):
             items.append(item)
             continue
-        items.append(SlideInput(path=Path(item), annotations=Path(annotations[i]) if annotations else None,
+        items.append(SlideInput(path=item, annotations=Path(annotations[i]) if annotations else None,
                                 specimen=specimens[i] if specimens else "A", mpp=mpp))
     if not items:
         raise ConfigurationError("a case needs at least one slide")

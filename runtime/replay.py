@@ -19,6 +19,7 @@ from typing import Any
 import jsonschema
 
 from .contract import ModelContract, load_contract
+from .dicomweb import is_series_url
 from .errors import InsufficientTissueError, NetoriginError, ReportError
 from .predictor import SLIDE_IDENTITY, Predictor, SlideInput, annotation_sha256
 from .regions import RegionRules
@@ -39,7 +40,7 @@ MAX_LISTED = 12
 
 _TEXTS = {"type": "array", "items": {"type": "string"}}
 _INPUT = {"type": "object", "required": ["slide", *SLIDE_IDENTITY, "annotations", "specimen"], "properties": {
-    "slide": {"type": "string"}, "quickhash": {"type": "string"}, "bytes": {"type": "integer"},
+    "slide": {"type": "string"}, "quickhash": {"type": "string"}, "bytes": {"type": ["integer", "null"]},
     "dimensions": {"type": "array", "items": {"type": "integer"}}, "mpp": {"type": "number", "exclusiveMinimum": 0},
     "mpp_source": {"enum": ["slide", "fallback", "forced"]}, "specimen": {"type": "string"},
     "annotations": {"oneOf": [{"type": "null"}, {"type": "object", "required": ["name", "sha256"], "properties": {
@@ -150,7 +151,7 @@ def _size(path: Path) -> int | None:
         return None
 
 
-def _slide_identity(path: Path, recorded: dict[str, Any]) -> dict[str, Any] | None:
+def _slide_identity(path: Path | str, recorded: dict[str, Any]) -> dict[str, Any] | None:
     """`path`'s slide identity under the recorded MPP rule (None: not a slide OpenSlide opens with that rule)."""
     try:
         with Slide(path, mpp_rule_of(recorded)) as slide:
@@ -181,6 +182,15 @@ def find_slide(recorded: dict[str, Any], index: FileIndex) -> tuple[Path | None,
     return None, f"{path} differs from the slide the report was made from ({changed})"
 
 
+def find_archived(recorded: dict[str, Any], url: str) -> tuple[str | None, str | None]:
+    """A DICOMweb slide is found where the report says it was: its series, with the same instances."""
+    found = _slide_identity(url, recorded)
+    if found == {k: recorded[k] for k in SLIDE_IDENTITY}:
+        return url, None
+    return None, f"{url} no longer holds the series the report was made from" if found else \
+        f"{url} cannot be read"
+
+
 def find_annotations(recorded: dict[str, Any], index: FileIndex) -> tuple[Path | None, str | None]:
     """The annotation file with the recorded digest: one of its name first, then any GeoJSON / JSON file."""
     candidates = index.candidates(recorded["name"], suffixes=(".geojson", ".json"))
@@ -199,13 +209,15 @@ def locate_inputs(report: dict[str, Any], slides: Path | None, annotations: Path
     """The report's slides and annotation files, found by content; and what could not be found or has changed."""
     if slides is None and not report.get("slides"):
         raise ReportError("this report records no slide paths (insufficient tissue): give the folder with --slides")
+    recorded_paths = [s["fingerprint"]["path"] for s in report.get("slides", [])]
     folders = [slides] if slides is not None else \
-        list(dict.fromkeys(Path(s["fingerprint"]["path"]).parent for s in report["slides"]))
+        list(dict.fromkeys(Path(p).parent for p in recorded_paths if not is_series_url(p)))
     index = FileIndex(folders)
     annotation_index = index if annotations is None else FileIndex([annotations])
     items, problems = [], []
-    for recorded in report["inputs"]:
-        path, problem = find_slide(recorded, index)
+    for number, recorded in enumerate(report["inputs"]):
+        url = recorded_paths[number] if number < len(recorded_paths) else None
+        path, problem = find_archived(recorded, url) if is_series_url(url) else find_slide(recorded, index)
         if path is None:
             problems.append(f"slide {recorded['slide']}: {problem}")
             continue

@@ -6,7 +6,7 @@ import io
 import json
 import platform
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
@@ -19,7 +19,8 @@ from .atomic import write_bytes_atomic, write_text_atomic
 from .case_page import case_html, slide_figure, thumbnail_size
 from .contract import DEMO_WARNING
 from .dicom_input import is_dicom_slide
-from .errors import InsufficientTissueError, MissingDependencyError, first_line
+from .dicomweb import is_series_url, parse_series_url
+from .errors import InsufficientTissueError, MissingDependencyError, OutputError, first_line
 from .names import case_file
 from .predictor import CaseResult, Predictor, SlideInput, case_inputs
 from .session import installed_runtime, onnxruntime
@@ -117,36 +118,42 @@ def insufficient_report(case_id: str, exc: InsufficientTissueError, predictor: P
 
 
 def write_insufficient_report(out: Path, case_id: str, exc: InsufficientTissueError, predictor: Predictor,
-                              items: Sequence[SlideInput], level: int | None = None) -> Path:
-    """A report (JSON and page) that says why there is no verdict."""
+                              items: Sequence[SlideInput], level: int | None = None, store: bool = False) -> Path:
+    """A report (JSON and page) that says why there is no verdict (and its DICOM SR for DICOM slides)."""
     report = insufficient_report(case_id, exc, predictor, items, level)
-    report["dicom_results"] = dicom_outputs(report, [(item.path, None) for item in items], out)
+    report["dicom_results"] = dicom_outputs(report, [(item.path, None) for item in items], out, store)
     write_text_atomic(case_file(out, case_id, ".html"), case_html(report, [], [], 0.0))
     path = case_file(out, case_id, ".json")
     write_text_atomic(path, json.dumps(report, indent=2))
     return path
 
 
-def dicom_outputs(report: dict[str, Any], slides: list[tuple[Path, Any]], out: Path) -> dict[str, Any] | None:
-    """For a case whose slides are all DICOM: CASE.sr.dcm and CASE.slideN.ann.dcm beside the JSON (None for other
-    slides; where the `dicom` extra is missing, the JSON says why nothing was written)."""
+def dicom_outputs(report: dict[str, Any], slides: list[tuple[Path | str, Any]], out: Path,
+                  store: bool = False) -> dict[str, Any] | None:
+    """For a case whose slides are all DICOM: CASE.sr.dcm and CASE.slideN.ann.dcm beside the JSON, and with `store`
+    both stored back to the DICOMweb service of the first slide (None for other slides; where the `dicom` extra is
+    missing, the JSON says why nothing was written)."""
     if not slides or not all(s.get("vendor") == "dicom" for s in _fingerprints(report, slides)):
         return None
     from .dicom_results import write_dicom_results
 
+    store_to = parse_series_url(str(slides[0][0]))[0] if store else None
     try:
         return write_dicom_results(report, slides, case_file(out, report["case"], ".sr.dcm"),
-                                   lambda i: case_file(out, report["case"], f".slide{i}.ann.dcm"))
+                                   lambda i: case_file(out, report["case"], f".slide{i}.ann.dcm"), store_to)
     except MissingDependencyError as exc:
-        return {"not_written": str(exc)}
-    except (ValueError, TypeError, AttributeError, KeyError) as exc:  # a source header highdicom cannot take
-        return {"not_written": f"the DICOM results could not be built from the slides' headers ({first_line(exc)})"}
+        problem = str(exc)
+    except (ValueError, KeyError, IndexError) as exc:  # a source header highdicom cannot take
+        problem = f"the DICOM results could not be built from the slides' headers ({first_line(exc)})"
+    if store:  # asked to store and nothing to store: the case's error, not a quiet success
+        raise OutputError(f"--store: {problem}", out)
+    return {"not_written": problem}
 
 
 def _fingerprints(report: dict[str, Any], slides: list) -> list[dict]:
     if report.get("slides"):
         return [s["fingerprint"] for s in report["slides"]]
-    return [{"vendor": "dicom" if is_dicom_slide(path) else None} for path, _ in slides]
+    return [{"vendor": "dicom" if is_series_url(path) or is_dicom_slide(Path(path)) else None} for path, _ in slides]
 
 
 def text_summary(result: CaseResult) -> str:
@@ -207,9 +214,19 @@ def thumbnail_png(result: CaseResult, slide_index: int, slide: Slide, max_size: 
     return buffer.getvalue()
 
 
-def write_case_outputs(result: CaseResult, out: Path, geojson: bool = False, thumbnail: bool = False) -> list[Path]:
-    """Write the extras and the case page, then the JSON report last (its presence marks a finished case); all
-    atomic."""
+@dataclass(frozen=True)
+class CaseExtras:
+    """What a case writes beyond its JSON report and page: QuPath detections, PNG thumbnails, and (for slides from a
+    DICOMweb archive) the DICOM results stored back there."""
+
+    geojson: bool = False
+    thumbnail: bool = False
+    store: bool = False
+
+
+def write_case_outputs(result: CaseResult, out: Path, extras: CaseExtras = CaseExtras()) -> list[Path]:
+    """Write the extras, the DICOM results (stored back to the slides' DICOMweb service with `store`) and the case
+    page, then the JSON report last (its presence marks a finished case); all atomic."""
     written, figures = [], []
     report = case_report(result)
     limit = float(np.max(np.abs(result.decisions))) if len(result.decisions) else 0.0
@@ -219,16 +236,17 @@ def write_case_outputs(result: CaseResult, out: Path, geojson: bool = False, thu
             region = result.regions[index] if index < len(result.regions) else None
             figures.append(slide_figure(slide, index, result.patches, region, limit,
                                         thumbnail_size(len(result.slides))))
-            if geojson:
+            if extras.geojson:
                 target = stem.with_name(stem.name + ".patches.geojson")
                 write_text_atomic(target, json.dumps(patches_geojson(result, index, slide.offset)))
                 written.append(target)
-            if thumbnail:
+            if extras.thumbnail:
                 target = stem.with_name(stem.name + ".thumbnail.png")
                 write_bytes_atomic(target, thumbnail_png(result, index, slide))
                 written.append(target)
-    report["dicom_results"] = dicom_outputs(report, [(Path(s.fingerprint["path"]), region)
-                                                     for s, region in zip(result.slides, result.regions)], out)
+    report["dicom_results"] = dicom_outputs(report, [(s.fingerprint["path"], region)
+                                                     for s, region in zip(result.slides, result.regions)], out,
+                                            extras.store)
     page = case_file(out, result.case_id, ".html")
     write_text_atomic(page, case_html(report, figures, result.calibration_sums, limit))
     written.append(page)

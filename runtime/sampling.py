@@ -109,7 +109,7 @@ def plan_reads(slide: Slide, geometry: PatchGeometry, level_index: int | None = 
     if level_index is None and len(slide.levels) == 1 and read_size > MAX_FLAT_OVERSAMPLING * geometry.pixels:
         factor = read_size / geometry.pixels
         plan = replace(plan, note=(
-            f"{slide.path.name} has a single level (no pyramid): each patch was read at full resolution, {read_size} "
+            f"{slide.name} has a single level (no pyramid): each patch was read at full resolution, {read_size} "
             f"px for the model's {geometry.pixels} px ({factor * factor:.0f}x the pixels a pyramid level would "
             "read; see read_and_sample and resize in timings_s); the verdict is the same method, only slower"))
     return plan

@@ -17,6 +17,7 @@ import openslide
 from PIL import Image
 
 from .dicom_input import DicomSlideFolder, describe_dicom, slide_folder, volume_series_of
+from .dicomweb import DicomWebHandle, is_series_url
 from .errors import ConfigurationError, SlideError
 
 # Bounded per-handle tile cache so long batch runs stay flat in memory.
@@ -72,21 +73,11 @@ class Slide:
     """One slide: microns per pixel, pyramid levels, MRXS offset and thread-safe region reads."""
 
     def __init__(self, path: str | Path, mpp: MppRule = MppRule()) -> None:
-        self.path = Path(path)
-        if not self.path.exists():
-            raise SlideError("slide file not found", self.path)
+        self.url = str(path) if is_series_url(path) else None  # a slide in a DICOMweb archive
+        self.path: Path | str = self.url or Path(path)
         self.dicom_folder: DicomSlideFolder | None = None
-        self._file = self.path  # what OpenSlide opens: the file, or a folder's VOLUME instance
-        if self.path.is_dir():
-            self.dicom_folder = slide_folder(self.path)
-            self._file = self.dicom_folder.instance
-        elif self.path.stat().st_size == 0:
-            raise SlideError("slide file is empty (0 bytes)", self.path)
-        elif (series := volume_series_of(self.path)) is not None:
-            try:  # OpenSlide reads the rest of the series from this file's folder: is it whole?
-                slide_folder(self.path.parent, series)
-            except SlideError as exc:
-                raise SlideError(exc.problem, self.path) from None
+        # what is opened: the URL (DicomWebHandle checks its series), else the file or a folder's VOLUME instance
+        self._file = self.url or self._local_file()
         self._lock = threading.Lock()
         self.thumbnail_note: str | None = None
         self._handle = self._open()
@@ -107,7 +98,25 @@ class Slide:
             if self.vendor == "mirax" else (0, 0)
         self.quickhash = props.get(openslide.PROPERTY_NAME_QUICKHASH1)
 
-    def _open(self) -> openslide.OpenSlide:
+    def _local_file(self) -> Path:
+        """The file OpenSlide opens for this path, after the checks OpenSlide would not make."""
+        if not self.path.exists():
+            raise SlideError("slide file not found", self.path)
+        if self.path.is_dir():
+            self.dicom_folder = slide_folder(self.path)
+            return self.dicom_folder.instance
+        if self.path.stat().st_size == 0:
+            raise SlideError("slide file is empty (0 bytes)", self.path)
+        if (series := volume_series_of(self.path)) is not None:
+            try:  # OpenSlide reads the rest of the series from this file's folder: is it whole?
+                slide_folder(self.path.parent, series)
+            except SlideError as exc:
+                raise SlideError(exc.problem, self.path) from None
+        return self.path
+
+    def _open(self) -> openslide.OpenSlide | DicomWebHandle:
+        if self.url is not None:
+            return DicomWebHandle(self.url)
         try:
             handle = openslide.OpenSlide(str(self._file))
         except openslide.OpenSlideUnsupportedFormatError:
@@ -148,15 +157,26 @@ class Slide:
 
     def fingerprint(self) -> dict:
         """Identifies the slide in reports without hashing gigabytes: OpenSlide's quickhash + size + name."""
-        size = self.dicom_folder.bytes if self.dicom_folder else self.path.stat().st_size
         digest = self.quickhash
         if digest is None:
             with self._file.open("rb") as handle:
                 digest = hashlib.sha256(handle.read(4 * 1024 * 1024)).hexdigest()
-        return {"path": str(self.path.absolute()), "name": self.path.name, "bytes": size,
+        return {"path": self.url or str(self.path.absolute()), "name": self.name, "bytes": self.bytes,
                 "quickhash": digest, "vendor": self.vendor, "mpp": self.mpp, "mpp_source": self.mpp_source,
                 "mpp_recorded": self.mpp_recorded,
                 "dimensions": list(self.dimensions), "dicom": self.dicom_ids}
+
+    @property
+    def name(self) -> str:
+        """The file or folder name; a DICOMweb slide's series instance UID."""
+        return self.url.rstrip("/").rsplit("/", 1)[-1] if self.url else self.path.name
+
+    @property
+    def bytes(self) -> int | None:
+        """Size on disk (a DICOM folder: its series' files); None for a DICOMweb slide (never downloaded whole)."""
+        if self.url is not None:
+            return None
+        return self.dicom_folder.bytes if self.dicom_folder else self.path.stat().st_size
 
     @property
     def dicom_ids(self) -> dict[str, str | None] | None:

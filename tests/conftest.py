@@ -46,3 +46,13 @@ def dicom_slides(slides, tmp_path_factory):
     out["both"] = both
     out["short"] = shorten_last_frame(out["svs20x"], root / "short")
     return out
+
+
+@pytest.fixture(scope="session")
+def pacs(tmp_path_factory):
+    """A real PACS: Orthanc with its DICOMweb plugin (Debian packages orthanc, orthanc-dicomweb) on 127.0.0.1, a
+    free port and a temporary storage folder; stopped afterwards. Yields its REST and DICOMweb roots."""
+    from .pacs import start_orthanc
+
+    with start_orthanc(tmp_path_factory.mktemp("orthanc")) as roots:
+        yield roots

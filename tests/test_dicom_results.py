@@ -114,7 +114,7 @@ def test_an_insufficient_tissue_case_gets_an_sr_without_a_verdict(monkeypatch, c
     sr = hd.sr.srread(tmp_path / "out" / "few.sr.dcm")
     group = sr.content.get_image_measurement_groups()[0]
     assert measurements_by_code(group) == {LOCAL_CODES["possible"][0]: report["patches_possible"],
-                                           LOCAL_CODES["patches"][0]: report["patches_required"]}
+                                           LOCAL_CODES["required"][0]: report["patches_required"]}
     (status,) = group.get_qualitative_evaluations()
     assert (status.name.value, status.value.meaning) == (LOCAL_CODES["status"][0], "Insufficient sample")
     assert dciodvfy_errors(tmp_path / "out" / "few.sr.dcm") == []
@@ -146,3 +146,22 @@ def test_without_highdicom_the_report_says_why_no_dicom_results_were_written(mon
     assert json.loads((tmp_path / "lean.json").read_text())["dicom_results"] == {
         "not_written": "DICOM results need highdicom: pip install 'netorigin[dicom]'"}
     assert not list(tmp_path.glob("*.dcm"))
+
+
+def test_a_slide_given_as_one_coarse_instance_file_is_annotated_in_its_base_level_frame(
+        monkeypatch, capsys, tiny_model, slides, dicom_slides, tmp_path):
+    """OpenSlide reads the whole series from any of its files; the annotations are placed by the base level."""
+    instance, _ = volume_instances(dicom_slides["svs20x"])[-1]
+    code, _, err = run_cli(monkeypatch, capsys, "predict", instance, "-a", slides["svs20x"].annotations, "-m",
+                           tiny_model, "--device", "cpu", "--out", tmp_path, "--case-id", "coarse")
+    assert code == 0, err
+    report = json.loads((tmp_path / "coarse.json").read_text())
+    _, base = volume_instances(dicom_slides["svs20x"])[0]
+    assert hd.sr.srread(tmp_path / "coarse.sr.dcm").CurrentRequestedProcedureEvidenceSequence[0] \
+        .ReferencedSeriesSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID == base.SOPInstanceUID
+    annotations = hd.ann.annread(tmp_path / "coarse.slide0.ann.dcm")
+    to_pixels = hd.spatial.ReferenceToImageTransformer.for_image(base, for_total_pixel_matrix=True)
+    corners = annotations.get_annotation_groups()[1].get_graphic_data(
+        coordinate_type=annotations.AnnotationCoordinateType)
+    first = report["patches"][0]
+    np.testing.assert_allclose(to_pixels(corners[0][:1])[0][:2] + 0.5, [first["x"], first["y"]], atol=1e-3)

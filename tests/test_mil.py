@@ -25,7 +25,7 @@ from netorigin.export.synthetic import make_cohort
 from netorigin.export.train import TrainPlan, train
 from netorigin.runtime.contract import load_contract
 from netorigin.runtime.predictor import Predictor
-from netorigin.runtime.report import case_report, patches_geojson, write_case_outputs
+from netorigin.runtime.report import CaseExtras, case_report, patches_geojson, write_case_outputs
 from netorigin.runtime.session import open_session
 from netorigin.runtime.verdict import PANCREAS, SMALL_INTESTINE, UNCERTAIN, bag_verdict
 
@@ -240,7 +240,7 @@ def test_a_case_report_carries_attention_and_the_bag_verdict(mil_model, tmp_path
     assert unbanded["verdict"] == (SMALL_INTESTINE if unbanded["patient_sum"] > 0 else PANCREAS)
     features = patches_geojson(case, 0)["features"]
     assert all("attention" in f["properties"]["measurements"] for f in features)
-    written = write_case_outputs(case, tmp_path, geojson=True, thumbnail=True)
+    written = write_case_outputs(case, tmp_path, CaseExtras(geojson=True, thumbnail=True))
     page = next(p for p in written if p.suffix == ".html").read_text()  # the case page lists where the head looked
     top = sorted(report["patches"], key=lambda p: -p["attention"])[:5]
     table = page[page.index('id="top-attention"'):page.index("</table>", page.index('id="top-attention"'))]
