@@ -82,3 +82,24 @@ def upload(rest: str, folder: Path) -> None:
 def series_count(rest: str) -> int:
     with urllib.request.urlopen(f"{rest}/series", timeout=10) as answer:
         return len(json.loads(answer.read()))
+
+
+def orthanc_instances(rest: str, study_uid: str) -> dict[str, dict[str, str]]:
+    """The study's instances as Orthanc's own REST API lists them: SOP instance UID -> Orthanc id and modality."""
+    query = json.dumps({"Level": "Instance", "Query": {"StudyInstanceUID": study_uid}, "Expand": True,
+                        "RequestedTags": ["Modality"]}).encode()
+    request = urllib.request.Request(f"{rest}/tools/find", data=query, method="POST")
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        found = json.loads(answer.read())
+    return {item["MainDicomTags"]["SOPInstanceUID"]: {"ID": item["ID"], "Modality": _modality(rest, item["ID"])}
+            for item in found}
+
+
+def _modality(rest: str, instance: str) -> str:
+    with urllib.request.urlopen(f"{rest}/instances/{instance}/simplified-tags", timeout=30) as answer:
+        return json.loads(answer.read()).get("Modality", "")
+
+
+def orthanc_file(rest: str, instance: str) -> bytes:
+    with urllib.request.urlopen(f"{rest}/instances/{instance}/file", timeout=30) as answer:
+        return answer.read()

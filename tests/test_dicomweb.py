@@ -4,6 +4,7 @@ stored."""
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import socket
@@ -18,7 +19,7 @@ from netorigin.runtime.dicom_results import LOCAL_CODES
 
 from .dicom_slides import volume_instances
 from .helpers import run_cli
-from .pacs import REFUSE_RESULTS, free_port, series_count, start_orthanc, upload
+from .pacs import REFUSE_RESULTS, free_port, orthanc_file, orthanc_instances, series_count, start_orthanc, upload
 
 
 @pytest.fixture(scope="module")
@@ -51,14 +52,18 @@ def test_a_slide_in_the_pacs_gives_the_local_verdict_and_its_results_are_stored_
 
     written = json.loads((tmp_path / "web.json").read_text())["dicom_results"]
     assert written["stored_to"] == pacs["dicomweb"]
-    client = DICOMwebClient(pacs["dicomweb"])
-    found = {s["0020000E"]["Value"][0]: s["00080060"]["Value"][0] for s in client.search_for_series(study)}
-    assert found[written["sr"]["series_instance_uid"]] == "SR"
-    assert found[written["annotations"][0]["series_instance_uid"]] == "ANN"
-    sr = client.retrieve_instance(study, written["sr"]["series_instance_uid"], written["sr"]["sop_instance_uid"])
-    group = hd.sr.Comprehensive3DSR.from_dataset(sr).content.get_image_measurement_groups()[0]
+    # found through Orthanc's own REST API (not the DICOMweb the results went in by), read back with highdicom
+    stored = orthanc_instances(pacs["rest"], study)
+    assert stored[written["sr"]["sop_instance_uid"]]["Modality"] == "SR"
+    assert stored[written["annotations"][0]["sop_instance_uid"]]["Modality"] == "ANN"
+    sr = hd.sr.srread(io.BytesIO(orthanc_file(pacs["rest"], stored[written["sr"]["sop_instance_uid"]]["ID"])))
+    group = sr.content.get_image_measurement_groups()[0]
     values = {m.name.value: m.value for m in group.get_measurements()}
     assert values[LOCAL_CODES["s"][0]] == remote["patient_sum"]
+    annotations = hd.ann.annread(io.BytesIO(orthanc_file(
+        pacs["rest"], stored[written["annotations"][0]["sop_instance_uid"]]["ID"])))
+    assert len(annotations.get_annotation_groups()[1].get_graphic_data(
+        coordinate_type=annotations.AnnotationCoordinateType)) == len(remote["patches"])
 
 
 def test_a_series_the_pacs_does_not_hold_is_one_line_and_nothing_is_written_or_stored(
