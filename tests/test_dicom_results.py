@@ -165,3 +165,24 @@ def test_a_slide_given_as_one_coarse_instance_file_is_annotated_in_its_base_leve
         coordinate_type=annotations.AnnotationCoordinateType)
     first = report["patches"][0]
     np.testing.assert_allclose(to_pixels(corners[0][:1])[0][:2] + 0.5, [first["x"], first["y"]], atol=1e-3)
+
+
+def test_a_case_of_two_slides_from_two_studies_gets_one_sr_and_an_annotation_object_per_slide_in_its_study(
+        monkeypatch, capsys, tiny_model, slides, dicom_slides, tmp_path):
+    code, _, err = run_cli(monkeypatch, capsys, "predict", dicom_slides["svs20x"], dicom_slides["svs40x"], "-a",
+                           slides["svs20x"].annotations, "-a", slides["svs40x"].annotations, "--specimen", "A",
+                           "--specimen", "B", "-m", tiny_model, "--device", "cpu", "--out", tmp_path,
+                           "--case-id", "two")
+    assert code == 0, err
+    sources = [volume_instances(dicom_slides[name])[0][1] for name in ("svs20x", "svs40x")]
+    assert sources[0].StudyInstanceUID != sources[1].StudyInstanceUID
+    sr = pydicom.dcmread(tmp_path / "two.sr.dcm")
+    referenced = {item.ReferencedSeriesSequence[0].SeriesInstanceUID
+                  for name in ("CurrentRequestedProcedureEvidenceSequence", "PertinentOtherEvidenceSequence")
+                  for item in sr.get(name, [])}
+    assert referenced == {s.SeriesInstanceUID for s in sources}
+    for index, source in enumerate(sources):
+        annotations = pydicom.dcmread(tmp_path / f"two.slide{index}.ann.dcm")
+        assert annotations.StudyInstanceUID == source.StudyInstanceUID
+        assert dciodvfy_errors(tmp_path / f"two.slide{index}.ann.dcm") == []
+    assert dciodvfy_errors(tmp_path / "two.sr.dcm") == []
