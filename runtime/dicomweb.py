@@ -22,7 +22,7 @@ from typing import Any
 
 from PIL import Image
 
-from .dicom_input import DICOM_HINT, check_complete
+from .dicom_input import DICOM_HINT, WSM_SOP_CLASS, check_complete, sop_class_name
 from .errors import MissingDependencyError, OutputError, SlideError, first_line
 
 SERIES_URL = re.compile(r"^(?P<root>https?://[^?#]+?)/studies/(?P<study>[0-9.]+)/series/(?P<series>[0-9.]+)/?$")
@@ -119,8 +119,13 @@ class DicomWebHandle:
         self._client = dicomweb_client(root, self._session)
         self._wsi = None
         try:
-            if not self._client.search_for_instances(study, series):  # wsidicom fails obscurely on an empty series
+            found = self._client.search_for_instances(study, series)
+            if not found:  # wsidicom fails obscurely on an empty series
                 raise SlideError("the DICOMweb server holds no instance of this study and series", url)
+            classes = {str(item.get("00080016", {}).get("Value", [""])[0]) for item in found}
+            if WSM_SOP_CLASS not in classes:
+                kinds = ", ".join(sorted(sop_class_name(uid) for uid in classes if uid))
+                raise SlideError(f"the series is not a whole-slide image (it holds {kinds or 'no SOP class'})", url)
             with _quiet_pydicom():
                 self._wsi = WsiDicom.open_web(WsiDicomWebClient(self._client), study, series)
             self._levels = list(self._wsi.levels)

@@ -11,8 +11,10 @@ import socket
 import threading
 
 import highdicom as hd
+import pydicom
 import pytest
 from dicomweb_client import DICOMwebClient
+from pydicom.data import get_testdata_file
 
 from netorigin.runtime import dicomweb
 from netorigin.runtime.dicom_results import LOCAL_CODES
@@ -161,3 +163,15 @@ def test_a_store_the_archive_refuses_fails_the_case_in_one_line_and_keeps_the_lo
     assert err.splitlines() == [f"error: {strict['dicomweb']}: storing the DICOM results failed: the server does "
                                 "not hold 2 of the 2 objects sent (refused or filtered out)"]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["refused.slide0.ann.dcm", "refused.sr.dcm"]
+
+
+def test_a_series_that_is_not_a_slide_is_named_as_what_it_is(monkeypatch, capsys, tiny_model, pacs, tmp_path):
+    ct = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    folder = tmp_path / "ct"
+    folder.mkdir()
+    ct.save_as(folder / "ct.dcm")
+    upload(pacs["rest"], folder)
+    url = f"{pacs['dicomweb']}/studies/{ct.StudyInstanceUID}/series/{ct.SeriesInstanceUID}"
+    code, out, err = predict(monkeypatch, capsys, tiny_model, url)
+    assert code == 1 and out == ""
+    assert err.splitlines() == [f"error: {url}: the series is not a whole-slide image (it holds CT Image Storage)"]
