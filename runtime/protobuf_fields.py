@@ -32,7 +32,7 @@ def _read_varint(data: memoryview, pos: int) -> tuple[int, int]:
             raise WireFormatError("varint too long")
 
 
-def _encode_varint(value: int) -> bytes:
+def encode_varint(value: int) -> bytes:
     out = bytearray()
     while True:
         byte = value & 0x7F
@@ -71,8 +71,8 @@ def iter_fields(data: bytes | memoryview) -> Iterator[tuple[int, int, int, int]]
         yield field, start, value_start, pos
 
 
-def _length_delimited(field: int, payload: bytes) -> bytes:
-    return _encode_varint((field << 3) | _LENGTH_DELIMITED) + _encode_varint(len(payload)) + payload
+def length_delimited(field: int, payload: bytes) -> bytes:
+    return encode_varint((field << 3) | _LENGTH_DELIMITED) + encode_varint(len(payload)) + payload
 
 
 def read_metadata(model_bytes: bytes) -> dict[str, str]:
@@ -106,6 +106,6 @@ def replace_metadata(model_bytes: bytes, props: dict[str, str]) -> bytes:
     for record in content_records(model_bytes):
         out += record
     for key, value in props.items():
-        entry = _length_delimited(1, key.encode("utf-8")) + _length_delimited(2, value.encode("utf-8"))
-        out += _length_delimited(METADATA_FIELD, entry)
+        entry = length_delimited(1, key.encode("utf-8")) + length_delimited(2, value.encode("utf-8"))
+        out += length_delimited(METADATA_FIELD, entry)
     return bytes(out)
