@@ -9,9 +9,10 @@ import click
 
 from netorigin.runtime.cli_options import mpp_rule, region_options, region_rules
 from netorigin.runtime.cluster import DaskMapper, mapper_for
+from netorigin.runtime.progress import progress
 
 from .embedder import WEIGHT_KINDS
-from .embeddings import EmbedderSpec, embed_manifest, embed_manifest_on
+from .embeddings import EmbedderSpec, cohort_patients, embed_manifest, embed_manifest_on
 from .engines import ENGINES
 
 
@@ -44,16 +45,19 @@ def embedder_options(func):
               help="Dask scheduler (e.g. tcp://host:8786): one task per patient; workers must see the slides.")
 @click.option("--threads", type=click.IntRange(1), default=None,
               help="PyTorch threads here and on every worker (equal counts give bit-identical embeddings).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar (it is shown only on a terminal anyway).")
 def command(manifest, out, weights_kind, weights, weights_seed, patches_per_case, seed, batch_size, engine, include,
-            exclude, object_types, mpp, force_mpp, scheduler, threads) -> None:
+            exclude, object_types, mpp, force_mpp, scheduler, threads, quiet) -> None:
     """Embed MANIFEST: patch images (patient,label,specimen,slide,path) or slides
     (case,label,specimen,slide,annotations), sampled exactly as the runtime samples."""
     start = time.perf_counter()
     spec = EmbedderSpec(weights_kind, weights, weights_seed, engine, batch_size, threads)
-    sampling = dict(patches_per_case=patches_per_case, seed=seed, rules=region_rules(include, exclude, object_types),
-                    mpp=mpp_rule(mpp, force_mpp), progress=lambda line: click.echo(line, err=True))
     embed, info = spec.build()  # here too: the file records the embedder, and a bad checkpoint fails before any task
-    with mapper_for(scheduler) as mapper:
+    patients = len(cohort_patients(manifest))
+    with mapper_for(scheduler) as mapper, progress(patients, "patients", "patients", quiet) as step:
+        sampling = dict(patches_per_case=patches_per_case, seed=seed,
+                        rules=region_rules(include, exclude, object_types), mpp=mpp_rule(mpp, force_mpp),
+                        progress=lambda _: step())
         if isinstance(mapper, DaskMapper):
             emb = embed_manifest_on(mapper, manifest, spec, info, **sampling)
         else:

@@ -14,6 +14,7 @@ from .cluster import mapper_for
 from .contract import DEMO_WARNING
 from .dicomweb import is_series_url
 from .predictor import Predictor
+from .progress import progress
 from .report import CaseExtras
 
 
@@ -28,11 +29,12 @@ from .report import CaseExtras
               "came from (every slide of the manifest given by its DICOMweb series URL).")
 @click.option("--scheduler", default=None, metavar="ADDRESS",
               help="Dask scheduler (e.g. tcp://host:8786): one task per case on its workers, which share OUT.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar (it is shown only on a terminal anyway).")
 @click.option("--redo", is_flag=True, help="Replace finished reports made by another model, confidence, seed or "
               "slide files (without it such a folder is refused).")
 def command(manifest, out, model, device, engine, ov_precision, allow_lower_fidelity, confidence, seed, threads,
             read_workers, trusted_keys, include, exclude, object_types, mpp, force_mpp, workers, geojson, thumbnail,
-            store, scheduler, redo) -> None:
+            store, scheduler, quiet, redo) -> None:
     """Predict every case of MANIFEST (CSV: case, slide[, annotations, specimen, mpp, force_mpp];
     one row per slide; a row's mpp / force_mpp wins over --mpp / --force-mpp).
 
@@ -55,9 +57,8 @@ def command(manifest, out, model, device, engine, ov_precision, allow_lower_fide
         keep = plan_resume(predictor, cases, out, redo)
         if predictor.contract.is_demo:
             click.echo(f"*** {DEMO_WARNING} ***", err=True)
-        with mapper_for(scheduler) as mapper, click.progressbar(length=len(cases), label=f"{len(cases)} cases",
-                                                                file=sys.stderr, show_pos=True) as bar:
-            outcomes = run_batch(predictor, cases, out, workers, on_done=lambda _: bar.update(1),
+        with mapper_for(scheduler) as mapper, progress(len(cases), "cases", "cases", quiet) as step:
+            outcomes = run_batch(predictor, cases, out, workers, on_done=lambda _: step(),
                                  extras=CaseExtras(geojson, thumbnail, store), keep=keep, mapper=mapper)
     counts = status_counts(outcomes)
     click.echo(f"{counts['ok']} ok, {counts['skipped']} skipped (already done), "

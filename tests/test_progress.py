@@ -1,0 +1,62 @@
+"""The progress bar: on stderr when it is a terminal (a pseudo-terminal here), never in redirected output, never
+with --quiet; stdout stays clean either way."""
+
+from __future__ import annotations
+
+import csv
+import os
+import pty
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture()
+def batch_args(tmp_path, slides, tiny_model):
+    manifest = tmp_path / "m.csv"
+    with manifest.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["case", "slide", "annotations"])
+        for case in ("c1", "c2"):
+            writer.writerow([case, slides["svs20x"].slide, slides["svs20x"].annotations])
+    return [str(Path(sys.executable).with_name("netorigin")), "batch", str(manifest), "-m", str(tiny_model),
+            "--device", "cpu", "-o", str(tmp_path / "out")]
+
+
+def run_on_terminal(args: list[str]) -> tuple[int, str, str]:
+    """Run with stderr on a pseudo-terminal and stdout on a pipe: (exit code, stdout, what the terminal showed)."""
+    main, terminal = pty.openpty()
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=terminal, text=True)
+    os.close(terminal)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(main, 4096)
+        except OSError:  # the terminal closed: the process is done with it
+            break
+        if not chunk:
+            break
+        shown += chunk
+    stdout = process.stdout.read()
+    code = process.wait(timeout=300)
+    os.close(main)
+    return code, stdout, shown.decode(errors="replace")
+
+
+def test_the_bar_counts_cases_on_a_terminal_and_stdout_stays_clean(batch_args):
+    code, stdout, shown = run_on_terminal(batch_args)
+    assert code == 0, shown
+    assert "cases" in shown and "2/2" in shown and "cases/s" in shown
+    assert "2/2" not in stdout and stdout.startswith("2 ok, 0 skipped")
+
+
+def test_no_bar_in_redirected_output_nor_with_quiet(batch_args, tmp_path):
+    log = tmp_path / "stderr.log"
+    with log.open("w") as handle:
+        done = subprocess.run(batch_args, stdout=subprocess.PIPE, stderr=handle, text=True, timeout=300)
+    assert done.returncode == 0
+    assert log.read_text() == "*** DEMO MODEL, NOT FOR DIAGNOSIS ***\n"  # the warning only: no bar, not its label
+    code, _, shown = run_on_terminal([*batch_args, "--redo", "--quiet"])
+    assert code == 0 and "2/2" not in shown and "cases/s" not in shown
