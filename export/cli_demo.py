@@ -18,11 +18,12 @@ from .demo import FULL, SMALL, run_demo
               show_default=True)
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
 @click.option("--small", is_flag=True, help="A tiny cohort and 16 patches per case (for tests; under a minute).")
-def command(out: Path, seed: int, small: bool) -> None:
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar (it is shown only on a terminal anyway).")
+def command(out: Path, seed: int, small: bool, quiet: bool) -> None:
     """Generate a synthetic cohort, embed, fit, calibrate, export, then predict held-out cases."""
     ensure_writable_dir(out)
     click.echo(f"*** {DEMO_WARNING}: synthetic slides, random-weight ResNet50 ***")
-    summary = run_demo(out, SMALL if small else FULL, seed, echo=click.echo)
+    summary = run_demo(out, SMALL if small else FULL, seed, echo=click.echo, quiet=quiet)
     click.echo("")
     click.echo(f"{'case':<10}{'truth':<17}{'verdict':<17}{'S':>10}   band (c = {summary['confidence']:g})")
     for r in summary["test_cases"]:

@@ -10,11 +10,13 @@ import click
 from netorigin.runtime.atomic import ensure_writable_dir
 from netorigin.runtime.cli_options import mpp_rule, region_options, region_rules
 from netorigin.runtime.names import check_name
+from netorigin.runtime.progress import progress
 
 from .cli_embed import embedder_options
 from .cli_export import int8_options
 from .cli_fit import HEAD_HELP, mil_options
 from .embedder import build_embedder
+from .embeddings import cohort_patients
 from .engines import ENGINES
 from .heads import ALL_HEADS
 from .precision import PRECISIONS
@@ -50,9 +52,10 @@ from .train import TrainPlan, train
                    "recorded in the models and every report.")
 @mil_options
 @region_options
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar (it is shown only on a terminal anyway).")
 def command(cohort, out, weights_kind, weights, weights_seed, head, fit_fraction, split_file, precisions,
             int8_calibration_patches, int8, patches_per_case, engine, seed, name, demo, allow_in_sample, mil,
-            include, exclude, object_types, mpp, force_mpp) -> None:
+            include, exclude, object_types, mpp, force_mpp, quiet) -> None:
     """Train on COHORT (slide manifest case,label,specimen,slide,annotations; patch manifest
     patient,label,specimen,slide,path; or an embeddings .npz for fp32 only)."""
     ensure_writable_dir(out)
@@ -63,7 +66,9 @@ def command(cohort, out, weights_kind, weights, weights_seed, head, fit_fraction
                      int8_calibration_patches=int8_calibration_patches, int8=int8, engine=engine, mil=mil,
                      rules=region_rules(include, exclude, object_types), mpp=mpp_rule(mpp, force_mpp), name=name,
                      demo=demo, allow_in_sample=allow_in_sample)
-    result = train(cohort, out, embedder, info, plan, echo=click.echo)
+    patients = 0 if cohort.suffix == ".npz" else len(cohort_patients(cohort))  # embeddings: nothing to read
+    with progress(patients, "patients", "patients", quiet) as step:
+        result = train(cohort, out, embedder, info, plan, echo=click.echo, on_patient=step)
     for precision, row in result.summary["models"].items():
         check = row["fidelity_vs_fp32"] or {}
         click.echo(f"  {precision}: {result.models[precision]}  default c = {row['default_confidence']:g}"

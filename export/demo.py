@@ -18,6 +18,7 @@ from netorigin.runtime.batch import read_manifest, run_batch
 from netorigin.runtime.contract import DEMO_WARNING
 from netorigin.runtime.manifest import read_csv_rows
 from netorigin.runtime.predictor import Predictor
+from netorigin.runtime.progress import progress
 from netorigin.runtime.report import CaseExtras
 
 from .embedder import build_embedder
@@ -45,8 +46,9 @@ def _log(message: str, echo) -> None:
     echo(f"[demo] {message}")
 
 
-def run_demo(out: Path, plan: DemoPlan = FULL, seed: int = 0, echo=print) -> dict:
-    """Run the whole chain; returns the summary that is also written to out/demo-summary.json."""
+def run_demo(out: Path, plan: DemoPlan = FULL, seed: int = 0, echo=print, quiet: bool = True) -> dict:
+    """Run the whole chain; returns the summary that is also written to out/demo-summary.json. Unless `quiet`, a
+    progress bar counts the patients `train` reads, then the cases predicted (on a terminal only)."""
     start = time.perf_counter()
     timings = {}
     manifests = {split: make_cohort(out / "cohort" / split, getattr(plan, split), seed=seed * 1000 + offset,
@@ -57,9 +59,10 @@ def run_demo(out: Path, plan: DemoPlan = FULL, seed: int = 0, echo=print) -> dic
 
     t = time.perf_counter()
     embedder, info = build_embedder("random", seed=seed)
-    trained = train(manifests["train"], out / "model", embedder, info,
-                    TrainPlan(seed=seed, patches_per_case=plan.patches_per_case, name="netorigin-demo", demo=True),
-                    echo=lambda line: _log(line, echo))
+    with progress(sum(plan.train.values()), "patients", "patients", quiet) as step:
+        trained = train(manifests["train"], out / "model", embedder, info,
+                        TrainPlan(seed=seed, patches_per_case=plan.patches_per_case, name="netorigin-demo", demo=True),
+                        echo=lambda line: _log(line, echo), on_patient=step)
     model_path = trained.models["fp32"]
     bands = trained.bands["fp32"]
     timings["train"] = time.perf_counter() - t
@@ -71,8 +74,11 @@ def run_demo(out: Path, plan: DemoPlan = FULL, seed: int = 0, echo=print) -> dic
     labels = {row["case"]: row["label"] for row in read_csv_rows(manifests["test"], ("case", "label"))}
     rows = []
     reports = out / "reports"  # a batch: case pages, index.html, QuPath detections, thumbnails
-    for outcome in run_batch(predictor, read_manifest(manifests["test"]), reports,
-                             extras=CaseExtras(geojson=True, thumbnail=True), redo=True):
+    cases = read_manifest(manifests["test"])
+    with progress(len(cases), "cases", "cases", quiet) as step:
+        outcomes = run_batch(predictor, cases, reports, extras=CaseExtras(geojson=True, thumbnail=True), redo=True,
+                             on_done=lambda _: step())
+    for outcome in outcomes:
         if outcome.status != "ok":
             raise InputDataError(f"demo case {outcome.case_id} gave no verdict ({outcome.reason})")
         report = json.loads((reports / f"{outcome.case_id}.json").read_text())

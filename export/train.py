@@ -117,8 +117,10 @@ def _patient_table(manifest: Path) -> list[tuple[str, int]]:
 
 
 def train(cohort: Path, out: Path, embedder: PatchEmbedder, info: EmbedderInfo, plan: TrainPlan = TrainPlan(),
-          echo: Callable[[str], None] = print) -> TrainResult:
-    """Run the recipe; writes models, head, split, calibration sums and a summary under `out`."""
+          echo: Callable[[str], None] = print, on_patient: Callable[[], None] = lambda: None) -> TrainResult:
+    """Run the recipe; writes models, head, split, calibration sums and a summary under `out`. `on_patient` is
+    called once per patient whose slides were read (fit patients embedded, calibration patients scored): a
+    progress bar's step."""
     unknown = set(plan.precisions) - set(PRECISIONS)
     if unknown or "fp32" not in plan.precisions:
         raise InputDataError(f"precisions must include fp32 and be among {', '.join(PRECISIONS)}")
@@ -147,7 +149,7 @@ def train(cohort: Path, out: Path, embedder: PatchEmbedder, info: EmbedderInfo, 
     if stored is None:
         fit_emb = embed_manifest(cohort, make_engine(embedder, plan.engine, proto=proto), info,
                                  patches_per_case=plan.patches_per_case, seed=plan.seed, rules=plan.rules,
-                                 mpp=plan.mpp, patients=set(split.fit))
+                                 mpp=plan.mpp, patients=set(split.fit), progress=lambda _: on_patient())
     else:
         fit_emb = stored.select(np.isin(stored.patients, split.fit))
     pipeline = fit_embeddings(fit_emb, plan.head, plan.seed, plan.mil)
@@ -186,7 +188,7 @@ def train(cohort: Path, out: Path, embedder: PatchEmbedder, info: EmbedderInfo, 
     if stored is None and bf16_available():  # the check `--engine auto` needs before it may choose bf16
         sessions[BF16_CHECK] = open_openvino(load_contract(models["fp32"]), "bf16")
 
-    sums, head_sums = _calibration_sums(cohort, stored, split, as_scorer(pipeline), sessions, plan)
+    sums, head_sums = _calibration_sums(cohort, stored, split, as_scorer(pipeline), sessions, plan, on_patient)
     check_sums = sums.pop(BF16_CHECK, None)
     bands = {precision: _bands(patient_sums) for precision, patient_sums in sums.items()}
     engine_checks = {} if check_sums is None else {BF16_CHECK: _fidelity_check(
@@ -213,8 +215,8 @@ def train(cohort: Path, out: Path, embedder: PatchEmbedder, info: EmbedderInfo, 
 
 
 def _calibration_sums(cohort: Path, stored: Embeddings | None, split: PatientSplit,
-                      scorer: PatchSumScorer | MilHead, sessions: dict[str, ModelSession], plan: TrainPlan
-                      ) -> tuple[dict[str, list[PatientSum]], list[PatientSum]]:
+                      scorer: PatchSumScorer | MilHead, sessions: dict[str, ModelSession], plan: TrainPlan,
+                      on_patient: Callable[[], None]) -> tuple[dict[str, list[PatientSum]], list[PatientSum]]:
     """Per-model sums of the calibration patients, and the fitted head's own sums (scikit-learn float64 or
     PyTorch) on the fp32 model's embeddings."""
     if stored is not None:
@@ -233,6 +235,7 @@ def _calibration_sums(cohort: Path, stored: Embeddings | None, split: PatientSpl
             sums[precision].append(row)
         (row,), _ = scorer.score(Embeddings.of_case(case.patient, case.label, embeddings))
         reference.append(row)
+        on_patient()
     return sums, reference
 
 

@@ -12,7 +12,7 @@ from netorigin.calibration.bands import calibrate_bands
 from netorigin.calibration.bands_io import read_sums, table_from_sums
 from netorigin.calibration.errors import InputDataError
 from netorigin.calibration.splits import patient_digests
-from netorigin.export.embeddings import iter_cohort
+from netorigin.export.embeddings import cohort_patients, iter_cohort
 from netorigin.export.head_file import load_head
 from netorigin.export.smoke import tiny_embedder
 from netorigin.export.synthetic import make_cohort
@@ -35,12 +35,21 @@ def cohort(tmp_path_factory):
                        size_um=(1600, 1400))
 
 
+PROGRESS: list[str] = []  # what `trained` reported per patient (its progress bar's steps)
+
+
 @pytest.fixture(scope="module")
 def trained(cohort, tmp_path_factory):
     embedder, info = tiny_embedder()
     plan = TrainPlan(seed=1, patches_per_case=PATCHES, precisions=("fp32", "fp16", "int8"),
                      int8_calibration_patches=32, name="t")
-    return train(cohort, tmp_path_factory.mktemp("trained"), embedder, info, plan, echo=lambda _: None)
+    return train(cohort, tmp_path_factory.mktemp("trained"), embedder, info, plan, echo=lambda _: None,
+                 on_patient=lambda: PROGRESS.append("patient"))
+
+
+def test_progress_steps_once_per_patient_read(trained, cohort):
+    """The bar `train` shows counts every patient of the cohort once: fit patients embedded, calibration scored."""
+    assert len(PROGRESS) == len(cohort_patients(cohort)) == len(trained.split.fit) + len(trained.split.calibration)
 
 
 def test_split_is_stratified_and_disjoint(trained, cohort):
