@@ -14,11 +14,20 @@ import click
 from netorigin.calibration.embeddings import Embeddings
 from netorigin.calibration.metrics import class_metrics
 from netorigin.calibration.plots import plot_curves
-from netorigin.calibration.protocols import PREDICTED, binary_external, binary_loo, extended_loo, external_test
+from netorigin.calibration.protocols import (
+    PREDICTED,
+    binary_external,
+    binary_folds,
+    binary_loo,
+    extended_folds,
+    extended_loo,
+    external_test,
+)
 from netorigin.calibration.splits import EMBEDDER_ROLE, in_sample, refuse_in_sample
 from netorigin.runtime.atomic import ensure_writable_dir, write_text_atomic
 from netorigin.runtime.cluster import mapper_for
 from netorigin.runtime.contract import parse_confidence
+from netorigin.runtime.progress import CountingMapper, progress
 from netorigin.runtime.verdict import UNCERTAIN
 
 from .cli_fit import mil_options
@@ -127,8 +136,9 @@ def _detail_lines(result: dict, confidence: tuple[str, ...], out: Path, stem: st
 @click.option("--allow-in-sample", is_flag=True,
               help="RESEARCH ONLY: evaluate on patients whose patches trained the embedder (finetune); optimistic.")
 @mil_options
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar (it is shown only on a terminal anyway).")
 def command(embeddings, protocol, external_path, heads, seed, confidence, out, scheduler, workers, allow_in_sample,
-            mil) -> None:
+            mil, quiet) -> None:
     """Evaluate on EMBEDDINGS as the papers do (every random step seeded)."""
     if scheduler and workers > 1:
         raise click.UsageError("give --scheduler (a cluster) or --workers (processes here), not both")
@@ -145,7 +155,10 @@ def command(embeddings, protocol, external_path, heads, seed, confidence, out, s
     heads = ALL_HEADS if "all" in heads else tuple(dict.fromkeys(heads))
     table_confidence = next((parse_confidence(c) for c in confidence if parse_confidence(c) > 0), 1.0)
     rows, lines = [], []
-    with mapper_for(scheduler, workers=workers) as mapper:
+    folds = {"binary": binary_folds, "extended": extended_folds}.get(protocol)  # the protocols that run folds
+    with mapper_for(scheduler, workers=workers) as cluster, \
+            progress(len(folds(emb)) * len(heads) if folds else 0, "folds", "folds", quiet) as step:
+        mapper = CountingMapper(cluster, step)
         for head in heads:
             start = time.perf_counter()
             fit = partial(fit_scorer, head, mil=mil)

@@ -32,3 +32,19 @@ def progress(total: int, label: str, unit: str, quiet: bool = False) -> Iterator
             bar.update(1, done)
 
         yield step
+
+
+class CountingMapper:
+    """A mapper (local or Dask) whose every finished task is also a progress step: a cluster run's bar counts
+    finished tasks, wherever they ran."""
+
+    def __init__(self, mapper: Callable[..., list], step: Callable[[], None]) -> None:
+        self.mapper, self.step = mapper, step
+
+    def __call__(self, func: Callable, items, on_done: Callable[[object], None] | None = None, **kwargs) -> list:
+        def done(result: object) -> None:
+            self.step()
+            if on_done is not None:
+                on_done(result)
+
+        return self.mapper(func, items, on_done=done, **kwargs)

@@ -60,3 +60,26 @@ def test_no_bar_in_redirected_output_nor_with_quiet(batch_args, tmp_path):
     assert log.read_text() == "*** DEMO MODEL, NOT FOR DIAGNOSIS ***\n"  # the warning only: no bar, not its label
     code, _, shown = run_on_terminal([*batch_args, "--redo", "--quiet"])
     assert code == 0 and "2/2" not in shown and "cases/s" not in shown
+
+
+def test_a_counting_mapper_steps_once_per_finished_task_and_keeps_the_callers_callback():
+    """What `evaluate`'s bar counts: finished folds, wherever they ran (the same wrapper goes round a Dask mapper)."""
+    from netorigin.runtime.cluster import LocalMapper
+    from netorigin.runtime.progress import CountingMapper
+
+    steps, seen = [], []
+    results = CountingMapper(LocalMapper(), lambda: steps.append(1))(lambda x, k: x * k, [1, 2, 3],
+                                                                      on_done=seen.append, k=10)
+    assert results == [10, 20, 30] and seen == [10, 20, 30] and len(steps) == 3
+
+
+def test_evaluate_counts_its_folds_on_a_terminal(tmp_path):
+    from .test_evaluate import cohort
+
+    emb = cohort(3)
+    emb.save(tmp_path / "emb.npz")
+    folds = len({str(p) for p in emb.patients.tolist()})  # the extended protocol: one fold per patient
+    code, stdout, shown = run_on_terminal([str(Path(sys.executable).with_name("netorigin")), "evaluate",
+                                           str(tmp_path / "emb.npz"), "--out", str(tmp_path / "ev")])
+    assert code == 0, shown
+    assert f"{folds}/{folds}" in shown and "folds/s" in shown and "folds/s" not in stdout
