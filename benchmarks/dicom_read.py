@@ -18,7 +18,6 @@ DICOMweb <= 2x the local DICOM read.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,6 +30,7 @@ from common import environment, read_patches, realistic_slides, spread, table, w
 
 from netorigin.runtime.sampling import PatchGeometry  # noqa: E402
 from netorigin.runtime.slide import Slide  # noqa: E402
+from tests.dicom_slides import dicomize  # noqa: E402
 from tests.pacs import start_orthanc, upload  # noqa: E402
 
 READ_WORKERS = 4
@@ -38,13 +38,9 @@ SOURCES = ("svs", "dicom folder", "dicomweb")
 
 
 def dicom_copy(svs: Path) -> Path:
-    """The slide as a folder of DICOM instances beside it."""
+    """The slide as a folder of DICOM instances beside it, written once as the tests write theirs."""
     folder = svs.with_suffix(".dicom")
-    if not folder.exists():
-        converter = Path(sys.executable).with_name("wsidicomizer")
-        subprocess.run([str(converter), "-i", str(svs), "-o", str(folder), "--source", "openslide"], check=True,
-                       capture_output=True)
-    return folder
+    return folder if folder.exists() else dicomize(svs, folder)
 
 
 def series_url(root: str, folder: Path) -> str:

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from netorigin.runtime.atomic import ensure_writable_dir
+from netorigin.runtime.cli_options import quiet_option
 from netorigin.runtime.contract import DEMO_WARNING
 from netorigin.runtime.verdict import verdict_text
 
@@ -18,7 +19,7 @@ from .demo import FULL, SMALL, run_demo
               show_default=True)
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
 @click.option("--small", is_flag=True, help="A tiny cohort and 16 patches per case (for tests; under a minute).")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar (it is shown only on a terminal anyway).")
+@quiet_option
 def command(out: Path, seed: int, small: bool, quiet: bool) -> None:
     """Generate a synthetic cohort, embed, fit, calibrate, export, then predict held-out cases."""
     ensure_writable_dir(out)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from netorigin.runtime.cli_options import mpp_rule, region_options, region_rules
+from netorigin.runtime.cli_options import mpp_rule, quiet_option, region_options, region_rules
 from netorigin.runtime.cluster import DaskMapper, mapper_for
 from netorigin.runtime.progress import progress
 
@@ -45,7 +45,7 @@ def embedder_options(func):
               help="Dask scheduler (e.g. tcp://host:8786): one task per patient; workers must see the slides.")
 @click.option("--threads", type=click.IntRange(1), default=None,
               help="PyTorch threads here and on every worker (equal counts give bit-identical embeddings).")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar (it is shown only on a terminal anyway).")
+@quiet_option
 def command(manifest, out, weights_kind, weights, weights_seed, patches_per_case, seed, batch_size, engine, include,
             exclude, object_types, mpp, force_mpp, scheduler, threads, quiet) -> None:
     """Embed MANIFEST: patch images (patient,label,specimen,slide,path) or slides

@@ -25,6 +25,7 @@ from netorigin.calibration.protocols import (
 )
 from netorigin.calibration.splits import EMBEDDER_ROLE, in_sample, refuse_in_sample
 from netorigin.runtime.atomic import ensure_writable_dir, write_text_atomic
+from netorigin.runtime.cli_options import quiet_option
 from netorigin.runtime.cluster import mapper_for
 from netorigin.runtime.contract import parse_confidence
 from netorigin.runtime.progress import CountingMapper, progress
@@ -136,7 +137,7 @@ def _detail_lines(result: dict, confidence: tuple[str, ...], out: Path, stem: st
 @click.option("--allow-in-sample", is_flag=True,
               help="RESEARCH ONLY: evaluate on patients whose patches trained the embedder (finetune); optimistic.")
 @mil_options
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar (it is shown only on a terminal anyway).")
+@quiet_option
 def command(embeddings, protocol, external_path, heads, seed, confidence, out, scheduler, workers, allow_in_sample,
             mil, quiet) -> None:
     """Evaluate on EMBEDDINGS as the papers do (every random step seeded)."""

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from netorigin.runtime.atomic import ensure_writable_dir
-from netorigin.runtime.cli_options import mpp_rule, region_options, region_rules
+from netorigin.runtime.cli_options import mpp_rule, quiet_option, region_options, region_rules
 from netorigin.runtime.names import check_name
 from netorigin.runtime.progress import progress
 
@@ -52,7 +52,7 @@ from .train import TrainPlan, train
                    "recorded in the models and every report.")
 @mil_options
 @region_options
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar (it is shown only on a terminal anyway).")
+@quiet_option
 def command(cohort, out, weights_kind, weights, weights_seed, head, fit_fraction, split_file, precisions,
             int8_calibration_patches, int8, patches_per_case, engine, seed, name, demo, allow_in_sample, mil,
             include, exclude, object_types, mpp, force_mpp, quiet) -> None:

@@ -9,7 +9,7 @@ import click
 
 from .atomic import ensure_writable_dir
 from .batch import SUMMARY_NAME, output_lock, plan_resume, read_manifest, run_batch, status_counts
-from .cli_options import model_options, mpp_rule, region_rules
+from .cli_options import model_options, mpp_rule, quiet_option, region_rules
 from .cluster import mapper_for
 from .contract import DEMO_WARNING
 from .dicomweb import is_series_url
@@ -29,7 +29,7 @@ from .report import CaseExtras
               "came from (every slide of the manifest given by its DICOMweb series URL).")
 @click.option("--scheduler", default=None, metavar="ADDRESS",
               help="Dask scheduler (e.g. tcp://host:8786): one task per case on its workers, which share OUT.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar (it is shown only on a terminal anyway).")
+@quiet_option
 @click.option("--redo", is_flag=True, help="Replace finished reports made by another model, confidence, seed or "
               "slide files (without it such a folder is refused).")
 def command(manifest, out, model, device, engine, ov_precision, allow_lower_fidelity, confidence, seed, threads,

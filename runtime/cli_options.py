@@ -78,3 +78,8 @@ def mpp_rule(mpp: float | None, force_mpp: float | None) -> MppRule:
     if mpp is not None and force_mpp is not None:
         raise click.UsageError("give --mpp (slides without MPP) or --force-mpp (every slide), not both")
     return MppRule(fallback=mpp, forced=force_mpp)
+
+
+# Every verb with a progress bar (runtime.progress) takes it.
+quiet_option = click.option("--quiet", "-q", is_flag=True,
+                            help="No progress bar (it is shown only on a terminal anyway).")

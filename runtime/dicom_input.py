@@ -27,13 +27,6 @@ def is_dicom_file(path: Path) -> bool:
         return False
 
 
-def is_dicom_slide(path: Path) -> bool:
-    """A DICOM file, or a folder holding one (what a slide given as DICOM looks like before it is opened)."""
-    if path.is_dir():
-        return any(is_dicom_file(p) for p in path.iterdir() if p.is_file())
-    return is_dicom_file(path)
-
-
 def _pydicom():
     try:
         import pydicom

@@ -229,34 +229,14 @@ def slide_annotations(report: dict[str, Any], index: int, source, region, series
     return annotations
 
 
-def source_header(path: Path | str):
-    """The header of the VOLUME instance a slide was read from (a DICOM folder's or file's, or its base level's
-    metadata over DICOMweb), pixels not read."""
-    _, pydicom = _libraries()
-    from .dicom_input import slide_folder, volume_series_of
-    from .dicomweb import DicomWebHandle, is_series_url
-
-    if is_series_url(path):
-        handle = DicomWebHandle(str(path))
-        try:
-            return handle.header
-        finally:
-            handle.close()
-    path = Path(path)
-    if path.is_dir():
-        instance = slide_folder(path).instance
-    else:  # one instance file given: the series' base level, whose pixels the patch coordinates are in
-        instance = slide_folder(path.parent, volume_series_of(path)).instance
-    return pydicom.dcmread(instance, stop_before_pixels=True)
-
-
-def write_dicom_results(report: dict[str, Any], slides: list[tuple[Path | str, Any]], sr_path: Path,
+def write_dicom_results(report: dict[str, Any], slides: list[tuple[Any, Any]], sr_path: Path,
                         ann_path: Callable[[int], Path], store_to: str | None = None) -> dict[str, Any]:
-    """Write the SR and one annotation object per slide (`slides`: each slide's path or URL and the region sampled,
-    None without patches), then, given `store_to` (a DICOMweb service root), store them into the first slide's
-    study there; returns what the JSON report records of them. A failed store raises (the files stay)."""
+    """Write the SR and one annotation object per slide (`slides`: each slide's base-instance header, from
+    `Slide.dicom_header`, and the region sampled, None without patches), then, given `store_to` (a DICOMweb service
+    root), store them there; returns what the JSON report records of them. A failed store raises (the files
+    stay)."""
     hd, _ = _libraries()
-    sources = [source_header(path) for path, _ in slides]
+    sources = [header for header, _ in slides]
     objects = [case_sr(report, sources)]
     written = {"sr": _write(objects[0], sr_path), "annotations": []}
     if report["status"] == "ok":

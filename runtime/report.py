@@ -18,8 +18,7 @@ from PIL import ImageDraw
 from .atomic import write_bytes_atomic, write_text_atomic
 from .case_page import case_html, slide_figure, thumbnail_size
 from .contract import DEMO_WARNING
-from .dicom_input import is_dicom_slide
-from .dicomweb import is_series_url, parse_series_url
+from .dicomweb import parse_series_url
 from .errors import InsufficientTissueError, MissingDependencyError, OutputError, first_line
 from .names import case_file
 from .predictor import CaseResult, Predictor, SlideInput, case_inputs
@@ -121,25 +120,26 @@ def write_insufficient_report(out: Path, case_id: str, exc: InsufficientTissueEr
                               items: Sequence[SlideInput], level: int | None = None, store: bool = False) -> Path:
     """A report (JSON and page) that says why there is no verdict (and its DICOM SR for DICOM slides)."""
     report = insufficient_report(case_id, exc, predictor, items, level)
-    report["dicom_results"] = dicom_outputs(report, [(item.path, None) for item in items], out, store)
+    report["dicom_results"] = dicom_outputs(report, _dicom_sources(items), items[0].path, out, store)
     write_text_atomic(case_file(out, case_id, ".html"), case_html(report, [], [], 0.0))
     path = case_file(out, case_id, ".json")
     write_text_atomic(path, json.dumps(report, indent=2))
     return path
 
 
-def dicom_outputs(report: dict[str, Any], slides: list[tuple[Path | str, Any]], out: Path,
+def dicom_outputs(report: dict[str, Any], sources: list[tuple[Any, Any]] | None, first: Path | str, out: Path,
                   store: bool = False) -> dict[str, Any] | None:
-    """For a case whose slides are all DICOM: CASE.sr.dcm and CASE.slideN.ann.dcm beside the JSON, and with `store`
-    both stored back to the DICOMweb service of the first slide (None for other slides; where the `dicom` extra is
-    missing, the JSON says why nothing was written)."""
-    if not slides or not all(s.get("vendor") == "dicom" for s in _fingerprints(report, slides)):
+    """For a case whose slides are all DICOM (`sources`: each slide's base-instance header and region sampled;
+    None otherwise): CASE.sr.dcm and CASE.slideN.ann.dcm beside the JSON, and with `store` both stored back to the
+    DICOMweb service of the `first` slide. Where the `dicom` extra is missing, the JSON says why nothing was
+    written."""
+    if sources is None:
         return None
     from .dicom_results import write_dicom_results
 
-    store_to = parse_series_url(str(slides[0][0]))[0] if store else None
+    store_to = parse_series_url(str(first))[0] if store else None
     try:
-        return write_dicom_results(report, slides, case_file(out, report["case"], ".sr.dcm"),
+        return write_dicom_results(report, sources, case_file(out, report["case"], ".sr.dcm"),
                                    lambda i: case_file(out, report["case"], f".slide{i}.ann.dcm"), store_to)
     except MissingDependencyError as exc:
         problem = str(exc)
@@ -150,10 +150,15 @@ def dicom_outputs(report: dict[str, Any], slides: list[tuple[Path | str, Any]], 
     return {"not_written": problem}
 
 
-def _fingerprints(report: dict[str, Any], slides: list) -> list[dict]:
-    if report.get("slides"):
-        return [s["fingerprint"] for s in report["slides"]]
-    return [{"vendor": "dicom" if is_series_url(path) or is_dicom_slide(Path(path)) else None} for path, _ in slides]
+def _dicom_sources(items: Sequence[SlideInput]) -> list[tuple[Any, None]] | None:
+    """Each slide's base-instance header when every slide is DICOM (None otherwise), for a case without patches."""
+    sources = []
+    for item in items:
+        with Slide(item.path, item.mpp) as slide:
+            if slide.vendor != "dicom":
+                return None
+            sources.append((slide.dicom_header(), None))
+    return sources
 
 
 def text_summary(result: CaseResult) -> str:
@@ -230,12 +235,15 @@ def write_case_outputs(result: CaseResult, out: Path, extras: CaseExtras = CaseE
     written, figures = [], []
     report = case_report(result)
     limit = float(np.max(np.abs(result.decisions))) if len(result.decisions) else 0.0
+    dicom = []  # each DICOM slide's header and region, taken while the slide is open here (no second open)
     for index, summary in enumerate(result.slides):
         stem = case_file(out, result.case_id, f".slide{index}")
         with Slide(summary.fingerprint["path"], MppRule(forced=summary.fingerprint["mpp"])) as slide:
             region = result.regions[index] if index < len(result.regions) else None
             figures.append(slide_figure(slide, index, result.patches, region, limit,
                                         thumbnail_size(len(result.slides))))
+            if slide.vendor == "dicom":
+                dicom.append((slide.dicom_header(), region))
             if extras.geojson:
                 target = stem.with_name(stem.name + ".patches.geojson")
                 write_text_atomic(target, json.dumps(patches_geojson(result, index, slide.offset)))
@@ -244,9 +252,9 @@ def write_case_outputs(result: CaseResult, out: Path, extras: CaseExtras = CaseE
                 target = stem.with_name(stem.name + ".thumbnail.png")
                 write_bytes_atomic(target, thumbnail_png(result, index, slide))
                 written.append(target)
-    report["dicom_results"] = dicom_outputs(report, [(s.fingerprint["path"], region)
-                                                     for s, region in zip(result.slides, result.regions)], out,
-                                            extras.store)
+    all_dicom = len(dicom) == len(result.slides)
+    report["dicom_results"] = dicom_outputs(report, dicom if all_dicom else None,
+                                            result.slides[0].fingerprint["path"], out, extras.store)
     page = case_file(out, result.case_id, ".html")
     write_text_atomic(page, case_html(report, figures, result.calibration_sums, limit))
     written.append(page)

@@ -76,6 +76,7 @@ class Slide:
         self.url = str(path) if is_series_url(path) else None  # a slide in a DICOMweb archive
         self.path: Path | str = self.url or Path(path)
         self.dicom_folder: DicomSlideFolder | None = None
+        self._series: DicomSlideFolder | None = None  # a DICOM instance file's series, found in its folder
         # what is opened: the URL (DicomWebHandle checks its series), else the file or a folder's VOLUME instance
         self._file = self.url or self._local_file()
         self._lock = threading.Lock()
@@ -109,7 +110,7 @@ class Slide:
             raise SlideError("slide file is empty (0 bytes)", self.path)
         if (series := volume_series_of(self.path)) is not None:
             try:  # OpenSlide reads the rest of the series from this file's folder: is it whole?
-                slide_folder(self.path.parent, series)
+                self._series = slide_folder(self.path.parent, series)
             except SlideError as exc:
                 raise SlideError(exc.problem, self.path) from None
         return self.path
@@ -177,6 +178,18 @@ class Slide:
         if self.url is not None:
             return None
         return self.dicom_folder.bytes if self.dicom_folder else self.path.stat().st_size
+
+    def dicom_header(self):
+        """A DICOM slide's base VOLUME instance header (pixels not read), which DICOM results reference; None where
+        pydicom is not installed (then no DICOM results can be written anyway)."""
+        if self.url is not None:
+            return self._handle.header
+        try:
+            import pydicom
+        except ModuleNotFoundError:
+            return None
+        series = self.dicom_folder or self._series
+        return pydicom.dcmread(series.instance if series else self._file, stop_before_pixels=True)
 
     @property
     def dicom_ids(self) -> dict[str, str | None] | None:
