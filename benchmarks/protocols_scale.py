@@ -82,7 +82,7 @@ def compare(name: str, fold, folds: list, n_all: int, emb: Embeddings, workers: 
         heads.SVC_CACHE_MB, heads.one_blas_thread = PRODUCT_CACHE_MB, PRODUCT_THREADS
     ways[f"1 process, {PRODUCT_CACHE_MB} MB cache, 1 BLAS thread"] = run_folds(fold, folds, emb, LocalMapper(),
                                                                                **shared)
-    with mapper_for(None, workers=workers) as mapper:
+    with mapper_for(workers=workers) as mapper:
         ways[f"{workers} worker processes, {PRODUCT_CACHE_MB} MB cache"] = run_folds(fold, folds, emb, mapper,
                                                                                    **shared)
     runs = list(ways.values())
@@ -112,7 +112,7 @@ def main() -> None:
     result = {"environment": environment(), "patients": args.pancreas + args.small_intestine + args.other,
               "patches_per_patient": args.patches, "dims": 2048}
     if args.full:
-        with mapper_for(None, workers=args.workers) as mapper:
+        with mapper_for(workers=args.workers) as mapper:
             for name, protocol in (("extended", extended_loo), ("binary", binary_loo)):
                 t = time.perf_counter()
                 protocol(emb, REFERENCE, "reference", seed=0, mapper=mapper)

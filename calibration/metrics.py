@@ -17,7 +17,8 @@ def clopper_pearson(successes: int, trials: int, level: float = 0.95) -> tuple[f
     return lower, upper
 
 
-def _rate(successes: int, trials: int) -> dict:
+def rate(successes: int, trials: int) -> dict:
+    """A proportion with its count and exact 95 % interval (nan when there are no trials)."""
     lower, upper = clopper_pearson(successes, trials)
     return {"value": successes / trials if trials else float("nan"), "successes": successes, "trials": trials,
             "ci95": [lower, upper]}
@@ -32,6 +33,6 @@ def class_metrics(confusion: dict[str, dict[str, int]]) -> dict[str, dict]:
         negatives = sum(sum(row.values()) for truth, row in confusion.items() if truth != cls)
         fp = sum(row[cls] for truth, row in confusion.items() if truth != cls)
         called = tp + fp
-        out[cls] = {"sensitivity": _rate(tp, positives), "specificity": _rate(negatives - fp, negatives),
-                    "ppv": _rate(tp, called)}
+        out[cls] = {"sensitivity": rate(tp, positives), "specificity": rate(negatives - fp, negatives),
+                    "ppv": rate(tp, called)}
     return out

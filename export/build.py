@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -52,11 +53,12 @@ def build_model_bytes(embedder: PatchEmbedder, info: EmbedderInfo, head: dict,
                       bands: tuple[BandTable, CalibrationRecord] | None, *, demo: bool = False,
                       embedder_proto: onnx.ModelProto | None = None, precision: str = "fp32",
                       calibration_patches: np.ndarray | None = None, calibration_set: dict | None = None,
-                      int8: Int8Recipe = Int8Recipe()) -> bytes:
+                      int8: Int8Recipe = Int8Recipe(), on_batch: Callable[[], None] = lambda: None) -> bytes:
     """Model bytes with metadata, in the requested precision.
 
     `embedder_proto` reuses an already exported embedder graph (it is copied, not modified);
-    INT8 needs `calibration_patches` (uint8 training patches), described by `calibration_set`.
+    INT8 needs `calibration_patches` (uint8 training patches), described by `calibration_set`; `on_batch` is
+    called per INT8 calibration batch.
     """
     head_info = head["info"]
     check_head_embedder(head_info, info.weights_sha256)
@@ -65,7 +67,7 @@ def build_model_bytes(embedder: PatchEmbedder, info: EmbedderInfo, head: dict,
         check_bands_precision(precision)
     base = export_embedder(embedder) if embedder_proto is None else copy.deepcopy(embedder_proto)
     model, arrays = with_head(base, head["pipeline"])
-    converted = convert(model, precision, calibration_patches, int8)
+    converted = convert(model, precision, calibration_patches, int8, on_batch)
     table, calibration = bands if bands is not None else (None, None)
     record = model_record(info, head["kind"], head_info.get("fit_patients", ()), demo=demo, calibration=calibration)
     meta = build_metadata(info, arrays, table, record, patches_per_case=int(head_info["patches_per_case"]),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from netorigin.runtime.cli_options import mpp_rule, quiet_option, region_options, region_rules
+from netorigin.runtime.cli_options import cluster_options, mpp_rule, quiet_option, region_options, region_rules
 from netorigin.runtime.cluster import DaskMapper, mapper_for
 from netorigin.runtime.progress import progress
 
@@ -41,20 +41,19 @@ def embedder_options(func):
 @click.option("--engine", type=click.Choice(ENGINES), default="torch", show_default=True,
               help="torch = PyTorch eager (reference); onnx = the exported embedder on ONNX Runtime (faster).")
 @region_options
-@click.option("--scheduler", default=None, metavar="ADDRESS",
-              help="Dask scheduler (e.g. tcp://host:8786): one task per patient; workers must see the slides.")
+@cluster_options("one task per patient; workers must see the slides")
 @click.option("--threads", type=click.IntRange(1), default=None,
               help="PyTorch threads here and on every worker (equal counts give bit-identical embeddings).")
 @quiet_option
 def command(manifest, out, weights_kind, weights, weights_seed, patches_per_case, seed, batch_size, engine, include,
-            exclude, object_types, mpp, force_mpp, scheduler, threads, quiet) -> None:
+            exclude, object_types, mpp, force_mpp, cluster, threads, quiet) -> None:
     """Embed MANIFEST: patch images (patient,label,specimen,slide,path) or slides
     (case,label,specimen,slide,annotations), sampled exactly as the runtime samples."""
     start = time.perf_counter()
     spec = EmbedderSpec(weights_kind, weights, weights_seed, engine, batch_size, threads)
     embed, info = spec.build()  # here too: the file records the embedder, and a bad checkpoint fails before any task
     patients = len(cohort_patients(manifest))
-    with mapper_for(scheduler) as mapper, progress(patients, "patients", "patients", quiet) as step:
+    with mapper_for(cluster) as mapper, progress(patients, "patients", "patients", quiet) as step:
         sampling = dict(patches_per_case=patches_per_case, seed=seed,
                         rules=region_rules(include, exclude, object_types), mpp=mpp_rule(mpp, force_mpp),
                         progress=lambda _: step())

@@ -25,7 +25,7 @@ from netorigin.calibration.protocols import (
 )
 from netorigin.calibration.splits import EMBEDDER_ROLE, in_sample, refuse_in_sample
 from netorigin.runtime.atomic import ensure_writable_dir, write_text_atomic
-from netorigin.runtime.cli_options import quiet_option
+from netorigin.runtime.cli_options import cluster_options, quiet_option
 from netorigin.runtime.cluster import mapper_for
 from netorigin.runtime.contract import parse_confidence
 from netorigin.runtime.progress import CountingMapper, progress
@@ -130,18 +130,17 @@ def _detail_lines(result: dict, confidence: tuple[str, ...], out: Path, stem: st
               help="Confidence levels to report in detail (nearest column); the first non-zero one is the "
                    "comparison table's.")
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--scheduler", default=None, metavar="ADDRESS",
-              help="Dask scheduler (e.g. tcp://host:8786): one task per fold (binary, extended).")
+@cluster_options("one task per fold (binary, extended)")
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
               help="Folds in parallel in this many processes on this machine (needs the dask extra).")
 @click.option("--allow-in-sample", is_flag=True,
               help="RESEARCH ONLY: evaluate on patients whose patches trained the embedder (finetune); optimistic.")
 @mil_options
 @quiet_option
-def command(embeddings, protocol, external_path, heads, seed, confidence, out, scheduler, workers, allow_in_sample,
+def command(embeddings, protocol, external_path, heads, seed, confidence, out, cluster, workers, allow_in_sample,
             mil, quiet) -> None:
     """Evaluate on EMBEDDINGS as the papers do (every random step seeded)."""
-    if scheduler and workers > 1:
+    if cluster.scheduler and workers > 1:
         raise click.UsageError("give --scheduler (a cluster) or --workers (processes here), not both")
     if protocol in ("external", "binary-external") and external_path is None:
         raise click.UsageError(f"--protocol {protocol} needs --external EMBEDDINGS")
@@ -150,16 +149,23 @@ def command(embeddings, protocol, external_path, heads, seed, confidence, out, s
     tested = external if protocol in ("external", "binary-external") else emb
     leaked = in_sample([p for p, _ in tested.patient_table()], None, tested.embedder_trained_on)
     refuse_in_sample(leaked, allow_in_sample, external_path if tested is external else embeddings, EMBEDDER_ROLE)
-    ensure_writable_dir(out)
+    with mapper_for(cluster, workers=workers) as runner:  # a cluster that may not be used: refused before OUT
+        ensure_writable_dir(out)
+        _evaluate(emb, external, tested, leaked, protocol, heads, seed, confidence, out, runner, mil, quiet)
+
+
+def _evaluate(emb: Embeddings, external: Embeddings | None, tested: Embeddings, leaked: list, protocol: str,
+              heads: tuple[str, ...], seed: int, confidence: tuple[str, ...], out: Path, runner, mil, quiet: bool
+              ) -> None:
+    """Each head's folds on `runner` (here or on the cluster), its tables and curves under `out`."""
     if leaked:
         click.echo(f"WARNING: {len(leaked)} test patients trained the embedder: research only, optimistic")
     heads = ALL_HEADS if "all" in heads else tuple(dict.fromkeys(heads))
     table_confidence = next((parse_confidence(c) for c in confidence if parse_confidence(c) > 0), 1.0)
     rows, lines = [], []
     folds = {"binary": binary_folds, "extended": extended_folds}.get(protocol)  # the protocols that run folds
-    with mapper_for(scheduler, workers=workers) as cluster, \
-            progress(len(folds(emb)) * len(heads) if folds else 0, "folds", "folds", quiet) as step:
-        mapper = CountingMapper(cluster, step)
+    with progress(len(folds(emb)) * len(heads) if folds else 0, "folds", "folds", quiet) as step:
+        mapper = CountingMapper(runner, step)
         for head in heads:
             start = time.perf_counter()
             fit = partial(fit_scorer, head, mil=mil)

@@ -10,7 +10,8 @@ from pathlib import Path
 import click
 
 from netorigin.calibration.bands_io import read_bands, variant_bands_refusal
-from netorigin.runtime.cli_options import mpp_rule, region_options, region_rules
+from netorigin.runtime.cli_options import mpp_rule, quiet_option, region_options, region_rules
+from netorigin.runtime.progress import progress
 
 from .build import build_model_bytes, check_precision, write_model
 from .cli_embed import embedder_options
@@ -18,7 +19,7 @@ from .embedder import build_embedder
 from .embeddings import calibration_patches as calibration_patches_from
 from .head_file import load_head
 from .onnx_graph import export_embedder
-from .precision import PRECISIONS, Int8Recipe, kept_float_nodes
+from .precision import PRECISIONS, Int8Recipe, calibration_batches, kept_float_nodes
 
 
 def int8_options(function):
@@ -57,8 +58,9 @@ def int8_options(function):
               help="Seed for choosing calibration patches.")
 @click.option("--out", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path))
 @region_options
+@quiet_option
 def command(head_path, weights_kind, weights, weights_seed, bands, no_bands, demo, precision, calibration_manifest,
-            calibration_patches, int8, seed, out, include, exclude, object_types, mpp, force_mpp) -> None:
+            calibration_patches, int8, seed, out, include, exclude, object_types, mpp, force_mpp, quiet) -> None:
     """Export the model; the embedder weights must be those the head was fitted on."""
     if (bands is None) == (not no_bands):
         raise click.UsageError("give --bands FILE, or --no-bands to export an uncalibrated model explicitly")
@@ -82,8 +84,11 @@ def command(head_path, weights_kind, weights, weights_seed, bands, no_bands, dem
             calibration_manifest, calibration_patches, seed, rules=region_rules(include, exclude, object_types),
             mpp=mpp_rule(mpp, force_mpp))
         calibration_set |= int8.as_dict()
-    model_bytes = build_model_bytes(embedder, info, head, banded, demo=demo, precision=precision, embedder_proto=proto,
-                                    calibration_patches=patches, calibration_set=calibration_set, int8=int8)
+    batches = calibration_batches(len(patches)) if patches is not None else 0
+    with progress(batches, "INT8 calibration", "batches", quiet) as step:
+        model_bytes = build_model_bytes(embedder, info, head, banded, demo=demo, precision=precision,
+                                        embedder_proto=proto, calibration_patches=patches,
+                                        calibration_set=calibration_set, int8=int8, on_batch=step)
     write_model(out, model_bytes)
     click.echo(f"exported {out} ({precision}, {len(model_bytes) / 1e6:.1f} MB, {time.perf_counter() - start:.1f} s)"
                + ("" if banded else "  [no bands: majority vote only]"))

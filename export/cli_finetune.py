@@ -9,12 +9,13 @@ from pathlib import Path
 import click
 
 from netorigin.runtime.atomic import write_text_atomic
-from netorigin.runtime.cli_options import mpp_rule, region_options, region_rules
+from netorigin.runtime.cli_options import mpp_rule, quiet_option, region_options, region_rules
+from netorigin.runtime.progress import progress
 from netorigin.runtime.sampling import PatchGeometry
 
 from .cli_embed import embedder_options
 from .embedder import build_embedder
-from .embeddings import check_slides, is_patch_manifest, iter_cohort
+from .embeddings import check_slides, cohort_patients, is_patch_manifest, iter_cohort
 from .finetune import TRAINABLE, FinetunePlan, finetune, save_checkpoint
 
 
@@ -38,9 +39,10 @@ from .finetune import TRAINABLE, FinetunePlan, finetune, save_checkpoint
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
               help="Seeds patch sampling, the patient split, the new layer, batch order and augmentation.")
 @region_options
+@quiet_option
 def command(manifest, out, weights_kind, weights, weights_seed, patches_per_case, train_fraction, head_epochs,
             epochs, trainable, learning_rate, batch_size, seed, include, exclude, object_types, mpp,
-            force_mpp) -> None:
+            force_mpp, quiet) -> None:
     """Fine-tune on MANIFEST (slide manifest case,label,specimen,slide,annotations or patch manifest
     patient,label,specimen,slide,path; labels pancreas / small intestine, others are skipped)."""
     if out.suffix == ".json":
@@ -50,10 +52,14 @@ def command(manifest, out, weights_kind, weights, weights_seed, patches_per_case
     if not is_patch_manifest(manifest):
         check_slides(manifest, PatchGeometry(), mpp_rules, rules)  # every slide, before any output
     embedder, info = build_embedder(weights_kind, weights, weights_seed)
-    cases = list(iter_cohort(manifest, patches_per_case, seed, rules=rules, mpp=mpp_rules))
+    cases = []
+    with progress(len(cohort_patients(manifest)), "patients", "patients", quiet) as step:
+        for case in iter_cohort(manifest, patches_per_case, seed, rules=rules, mpp=mpp_rules):
+            cases.append(case)
+            step()
     plan = FinetunePlan(train_fraction=train_fraction, head_epochs=head_epochs, epochs=epochs,
                         learning_rate=learning_rate, batch_size=batch_size, trainable=trainable, seed=seed)
-    result = finetune(cases, embedder, info, plan, echo=click.echo)
+    result = finetune(cases, embedder, info, plan, echo=click.echo, quiet=quiet)
     digest = save_checkpoint(out, result.state_dict, result.record["trained_on_patients_sha256"])
     record = result.record | {"checkpoint": str(out), "checkpoint_sha256": digest, "manifest": str(manifest),
                               "use_with": f"--weights-kind state-dict --weights {out}",

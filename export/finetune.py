@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ import torch
 from netorigin.calibration.errors import InputDataError
 from netorigin.calibration.splits import patient_digests, stratified_split
 from netorigin.runtime.atomic import write_bytes_atomic
+from netorigin.runtime.progress import progress
 
 from .embedder import EMBEDDING_DIM, TRAINED_ON_KEY, EmbedderInfo, PatchEmbedder
 from .embeddings import CasePatches
@@ -92,9 +94,30 @@ def _accuracy(embedder: PatchEmbedder, classifier: torch.nn.Linear, pixels: np.n
     return right / len(pixels)
 
 
+def _epoch(embedder: PatchEmbedder, classifier: torch.nn.Linear, optimiser: torch.optim.Optimizer, pixels: np.ndarray,
+           labels: np.ndarray, order: np.ndarray, batch_size: int, generator: torch.Generator,
+           advance: Callable[[], None]) -> float:
+    """One pass over the training patches in `order` (augmented); the mean training loss."""
+    embedder.train()
+    _freeze_batch_norm(embedder)
+    cross_entropy = torch.nn.CrossEntropyLoss()
+    total = 0.0
+    for i in range(0, len(order), batch_size):
+        pick = np.sort(order[i:i + batch_size])
+        batch = _augment(torch.from_numpy(pixels[pick]), generator)
+        loss = cross_entropy(classifier(embedder(batch)), torch.from_numpy(labels[pick]).long())
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        total += float(loss.detach()) * len(pick)
+        advance()
+    return total / len(pixels)
+
+
 def finetune(cases: list[CasePatches], embedder: PatchEmbedder, info: EmbedderInfo,
-             plan: FinetunePlan = FinetunePlan(), echo=print) -> FinetuneResult:
-    """Two-step fine-tuning on the labelled cases (label 0/1; others are skipped); returns the new trunk."""
+             plan: FinetunePlan = FinetunePlan(), echo=print, quiet: bool = True) -> FinetuneResult:
+    """Two-step fine-tuning on the labelled cases (label 0/1; others are skipped); returns the new trunk. Unless
+    `quiet`, a progress bar on a terminal counts the training batches of both steps."""
     labelled = [c for c in cases if c.label < 2]
     split = stratified_split([(c.patient, c.label) for c in labelled], plan.train_fraction, plan.seed)
     train_cases = [c for c in labelled if c.patient in set(split.fit)]
@@ -111,28 +134,19 @@ def finetune(cases: list[CasePatches], embedder: PatchEmbedder, info: EmbedderIn
         torch.manual_seed(plan.seed)
         generator = torch.Generator().manual_seed(plan.seed)
         classifier = torch.nn.Linear(EMBEDDING_DIM, 2)
-        cross_entropy = torch.nn.CrossEntropyLoss()
-        for step, (epochs, lr, trainable) in enumerate(((plan.head_epochs, plan.head_learning_rate, "fc"),
-                                                        (plan.epochs, plan.learning_rate, plan.trainable)), 1):
-            params = _unfreeze(embedder, trainable) + list(classifier.parameters())
-            optimiser = torch.optim.Adam(params, lr=lr, weight_decay=plan.weight_decay)
-            for epoch in range(epochs):
-                embedder.train()
-                _freeze_batch_norm(embedder)
-                order = rng.permutation(len(x_train))
-                total = 0.0
-                for i in range(0, len(order), plan.batch_size):
-                    pick = np.sort(order[i:i + plan.batch_size])
-                    batch = _augment(torch.from_numpy(x_train[pick]), generator)
-                    loss = cross_entropy(classifier(embedder(batch)), torch.from_numpy(y_train[pick]).long())
-                    optimiser.zero_grad()
-                    loss.backward()
-                    optimiser.step()
-                    total += float(loss.detach()) * len(pick)
-                losses.append({"step": step, "epoch": epoch + 1, "train_loss": total / len(x_train)})
-                echo(f"step {step} ({trainable}) epoch {epoch + 1}: train loss {total / len(x_train):.4f}")
-            if step == 1:  # the honest baseline: a trained layer on the features before fine-tuning
-                frozen = _accuracy(embedder, classifier, x_val, y_val, plan.batch_size)
+        batches = (plan.head_epochs + plan.epochs) * -(-len(x_train) // plan.batch_size)
+        with progress(batches, "training", "batches", quiet) as advance:
+            for step, (epochs, lr, trainable) in enumerate(((plan.head_epochs, plan.head_learning_rate, "fc"),
+                                                            (plan.epochs, plan.learning_rate, plan.trainable)), 1):
+                params = _unfreeze(embedder, trainable) + list(classifier.parameters())
+                optimiser = torch.optim.Adam(params, lr=lr, weight_decay=plan.weight_decay)
+                for epoch in range(epochs):
+                    loss = _epoch(embedder, classifier, optimiser, x_train, y_train, rng.permutation(len(x_train)),
+                                  plan.batch_size, generator, advance)
+                    losses.append({"step": step, "epoch": epoch + 1, "train_loss": loss})
+                    echo(f"step {step} ({trainable}) epoch {epoch + 1}: train loss {loss:.4f}")
+                if step == 1:  # the honest baseline: a trained layer on the features before fine-tuning
+                    frozen = _accuracy(embedder, classifier, x_val, y_val, plan.batch_size)
         after = _accuracy(embedder, classifier, x_val, y_val, plan.batch_size)
     for param in embedder.parameters():
         param.requires_grad = False

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import copy
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,7 @@ PRECISIONS = ("fp32", "fp16", "int8")
 # otherwise keeps every intermediate tensor of every patch: ~20 GB for 256 ResNet50 patches, measured). Histogram
 # methods (percentile, entropy) keep them all and are not offered.
 RANGE_BATCHES = 4
+CALIBRATION_BATCH = 8
 
 
 @dataclass(frozen=True)
@@ -58,8 +60,10 @@ class _PatchReader:
     """Feeds calibration patches to onnxruntime.quantization in small batches, a range of batches at a time
     (`CalibStridedMinMax`: the ranges of each stride are merged, so memory holds one stride's activations)."""
 
-    def __init__(self, patches: np.ndarray, batch: int = 8) -> None:
+    def __init__(self, patches: np.ndarray, batch: int = CALIBRATION_BATCH,
+                 on_batch: Callable[[], None] = lambda: None) -> None:
         self.batches = [patches[i:i + batch] for i in range(0, len(patches), batch)]
+        self.on_batch = on_batch
         self.set_range(0, len(self.batches))
 
     def __len__(self) -> int:
@@ -70,7 +74,10 @@ class _PatchReader:
 
     def get_next(self) -> dict | None:
         batch = next(self.pending, None)
-        return None if batch is None else {"patches": batch}
+        if batch is None:
+            return None
+        self.on_batch()
+        return {"patches": batch}
 
 
 def conv_modules(model: onnx.ModelProto) -> dict[str, str]:
@@ -104,16 +111,21 @@ def kept_float_nodes(model: onnx.ModelProto, keep_float: tuple[str, ...], float_
         ([stem] if stem is not None and not any(inside(modules.get(stem, ""), p) for p in keep_float) else [])
 
 
-def to_int8(model: onnx.ModelProto, calibration_patches: np.ndarray, recipe: Int8Recipe = Int8Recipe()
-            ) -> onnx.ModelProto:
+def calibration_batches(patches: int) -> int:
+    """How many batches INT8 calibration runs on `patches` patches (one progress step each)."""
+    return -(-patches // CALIBRATION_BATCH)
+
+
+def to_int8(model: onnx.ModelProto, calibration_patches: np.ndarray, recipe: Int8Recipe = Int8Recipe(),
+            on_batch: Callable[[], None] = lambda: None) -> onnx.ModelProto:
     """Static QDQ INT8 of the convolutions (except the recipe's float stages), calibrated on uint8 training
-    patches."""
+    patches; `on_batch` is called as each calibration batch goes through the model."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         onnx.save(model, str(src))
-        reader = _PatchReader(calibration_patches)
+        reader = _PatchReader(calibration_patches, on_batch=on_batch)
         stride = max(k for k in range(1, RANGE_BATCHES + 1) if len(reader) % k == 0)
         excluded = _head_nodes(model) + kept_float_nodes(model, recipe.keep_float, recipe.float_stem)
         quantize_static(str(src), str(dst), reader, quant_format=QuantFormat.QDQ,
@@ -126,7 +138,7 @@ def to_int8(model: onnx.ModelProto, calibration_patches: np.ndarray, recipe: Int
 
 
 def convert(model: onnx.ModelProto, precision: str, calibration_patches: np.ndarray | None = None,
-            recipe: Int8Recipe = Int8Recipe()) -> onnx.ModelProto:
+            recipe: Int8Recipe = Int8Recipe(), on_batch: Callable[[], None] = lambda: None) -> onnx.ModelProto:
     """The model in `precision`, as it is shipped: without the exporter's traces (stripped after conversion, since
     the INT8 recipe finds its stages by the exporter's name scopes)."""
     if precision == "fp32":
@@ -136,7 +148,7 @@ def convert(model: onnx.ModelProto, precision: str, calibration_patches: np.ndar
     elif precision == "int8":
         if calibration_patches is None or len(calibration_patches) == 0:
             raise ValueError("INT8 needs calibration patches")
-        converted = to_int8(model, calibration_patches, recipe)
+        converted = to_int8(model, calibration_patches, recipe, on_batch)
     else:
         raise ValueError(f"unknown precision {precision!r}")
     strip_build_traces(converted)

@@ -66,3 +66,14 @@ def ensure_writable_dir(folder: Path) -> None:
 
 def write_text_atomic(path: str | Path, text: str) -> None:
     write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_new(path: Path, data: bytes, mode: int) -> None:
+    """Create `path` with `mode` from the start (a private key is never readable by others, even briefly); an
+    existing file is never replaced."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    except OSError as exc:
+        raise OutputError(f"cannot create the file ({exc.strerror})", path) from None
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)

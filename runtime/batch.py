@@ -14,6 +14,7 @@ from pathlib import Path
 from .atomic import write_text_atomic
 from .case_page import index_html
 from .cluster import DaskMapper, LocalMapper, worker_cached
+from .cluster_access import ClusterAccess
 from .dicomweb import is_series_url
 from .errors import ConfigurationError, InsufficientTissueError, ManifestError, NetoriginError, OutputError
 from .manifest import read_csv_rows, row_mpp_rule
@@ -160,7 +161,7 @@ def run_case(predictor: Predictor, case: BatchCase, out: Path, extras: CaseExtra
         return CaseOutcome(case.case_id, "ok", verdict=result.verdict.verdict)
     except InsufficientTissueError as exc:
         try:
-            write_insufficient_report(out, case.case_id, exc, predictor, case.slides, store=extras.store)
+            write_insufficient_report(out, case.case_id, exc, predictor, case.slides, extras=extras)
         except NetoriginError as failure:  # e.g. its SR could not be stored: the case fails, the batch goes on
             return CaseOutcome(case.case_id, "failed", reason=str(failure))
         return CaseOutcome(case.case_id, "insufficient_tissue", reason=str(exc))
@@ -248,6 +249,8 @@ def _run_batch(predictor: Predictor, cases: list[BatchCase], out: Path, workers:
                 on_done(outcome)
         return outcome
 
+    access = mapper.access if mapper is not None else ClusterAccess()
+    extras = replace(extras, cluster=access.scheme)
     if isinstance(mapper, DaskMapper):
         outcomes = _run_on_cluster(mapper, predictor, cases, out, extras, keep, done)
     else:
@@ -255,6 +258,7 @@ def _run_batch(predictor: Predictor, cases: list[BatchCase], out: Path, workers:
             outcomes = list(pool.map(lambda case: done(run_case(predictor, case, out, extras, keep)), cases))
     summary = {"cases": len(outcomes),
                "counts": status_counts(outcomes),
+               "cluster": access.as_record(),
                "failures": [{"case": o.case_id, "status": o.status, "reason": o.reason}
                             for o in outcomes if o.status in ("failed", "insufficient_tissue")],
                "outcomes": [o.__dict__ for o in outcomes]}

@@ -9,7 +9,7 @@ import click
 
 from .atomic import ensure_writable_dir
 from .batch import SUMMARY_NAME, output_lock, plan_resume, read_manifest, run_batch, status_counts
-from .cli_options import model_options, mpp_rule, quiet_option, region_rules
+from .cli_options import cluster_options, model_options, mpp_rule, quiet_option, region_rules
 from .cluster import mapper_for
 from .contract import DEMO_WARNING
 from .dicomweb import is_series_url
@@ -27,14 +27,13 @@ from .report import CaseExtras
 @click.option("--thumbnail", is_flag=True, help="Also write a PNG per slide with its patches.")
 @click.option("--store", is_flag=True, help="Store each case's DICOM results back to the DICOMweb service its slides "
               "came from (every slide of the manifest given by its DICOMweb series URL).")
-@click.option("--scheduler", default=None, metavar="ADDRESS",
-              help="Dask scheduler (e.g. tcp://host:8786): one task per case on its workers, which share OUT.")
+@cluster_options("one task per case on its workers, which share OUT")
 @quiet_option
 @click.option("--redo", is_flag=True, help="Replace finished reports made by another model, confidence, seed or "
               "slide files (without it such a folder is refused).")
 def command(manifest, out, model, device, engine, ov_precision, allow_lower_fidelity, confidence, seed, threads,
             read_workers, trusted_keys, include, exclude, object_types, mpp, force_mpp, workers, geojson, thumbnail,
-            store, scheduler, quiet, redo) -> None:
+            store, cluster, quiet, redo) -> None:
     """Predict every case of MANIFEST (CSV: case, slide[, annotations, specimen, mpp, force_mpp];
     one row per slide; a row's mpp / force_mpp wins over --mpp / --force-mpp).
 
@@ -42,24 +41,25 @@ def command(manifest, out, model, device, engine, ov_precision, allow_lower_fide
     seed and slide files; reports of another run are refused unless --redo. A failing case is recorded and the
     others go on. Exit code 1 if any case failed or had insufficient tissue.
     """
-    if scheduler and workers > 1:
+    if cluster.scheduler and workers > 1:
         raise click.UsageError("--workers are threads here; with --scheduler the cluster's workers run the cases")
     cases = read_manifest(manifest, mpp_rule(mpp, force_mpp))
     if store and not all(is_series_url(s.path) for case in cases for s in case.slides):
         raise click.UsageError("--store needs every slide of the manifest given by its DICOMweb series URL")
-    ensure_writable_dir(out)
-    # On a cluster the workers open the engine; here the model and settings are only verified.
-    predictor = Predictor(model, device=device, confidence=confidence, seed=seed, read_workers=read_workers,
-                          threads=threads, rules=region_rules(include, exclude, object_types), engine=engine,
-                          ov_precision=ov_precision, allow_lower_fidelity=allow_lower_fidelity,
-                          trusted_keys=trusted_keys or None, inference=scheduler is None)
-    with output_lock(out):  # the resume plan and the run, with no second batch in between
-        keep = plan_resume(predictor, cases, out, redo)
-        if predictor.contract.is_demo:
-            click.echo(f"*** {DEMO_WARNING} ***", err=True)
-        with mapper_for(scheduler) as mapper, progress(len(cases), "cases", "cases", quiet) as step:
-            outcomes = run_batch(predictor, cases, out, workers, on_done=lambda _: step(),
-                                 extras=CaseExtras(geojson, thumbnail, store), keep=keep, mapper=mapper)
+    with mapper_for(cluster) as mapper:  # a cluster that may not be used is refused before OUT is touched
+        ensure_writable_dir(out)
+        # On a cluster the workers open the engine; here the model and settings are only verified.
+        predictor = Predictor(model, device=device, confidence=confidence, seed=seed, read_workers=read_workers,
+                              threads=threads, rules=region_rules(include, exclude, object_types), engine=engine,
+                              ov_precision=ov_precision, allow_lower_fidelity=allow_lower_fidelity,
+                              trusted_keys=trusted_keys or None, inference=cluster.scheduler is None)
+        with output_lock(out):  # the resume plan and the run, with no second batch in between
+            keep = plan_resume(predictor, cases, out, redo)
+            if predictor.contract.is_demo:
+                click.echo(f"*** {DEMO_WARNING} ***", err=True)
+            with progress(len(cases), "cases", "cases", quiet) as step:
+                outcomes = run_batch(predictor, cases, out, workers, on_done=lambda _: step(),
+                                     extras=CaseExtras(geojson, thumbnail, store), keep=keep, mapper=mapper)
     counts = status_counts(outcomes)
     click.echo(f"{counts['ok']} ok, {counts['skipped']} skipped (already done), "
                f"{counts['insufficient_tissue']} insufficient tissue, {counts['failed']} failed "

@@ -1,9 +1,14 @@
-"""Options shared by `predict` and `batch` (model), and by them with `embed` and `train` (regions, MPP)."""
+"""Options shared by `predict` and `batch` (model), by them with `embed` and `train` (regions, MPP), and by the
+verbs that scale out on Dask (cluster)."""
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
+
 import click
 
+from .cluster_access import ClusterAccess
 from .openvino_session import PRECISIONS as OV_PRECISIONS
 from .regions import DEFAULT_EXCLUDE, DEFAULT_INCLUDE, DEFAULT_OBJECT_TYPES, OBJECT_TYPES, RegionRules
 from .session import AUTO, DEVICES, ENGINES
@@ -83,3 +88,30 @@ def mpp_rule(mpp: float | None, force_mpp: float | None) -> MppRule:
 # Every verb with a progress bar (runtime.progress) takes it.
 quiet_option = click.option("--quiet", "-q", is_flag=True,
                             help="No progress bar (it is shown only on a terminal anyway).")
+
+
+def cluster_options(tasks: str):
+    """--scheduler and the mutual-TLS options, given to the command as one `cluster` (a ClusterAccess); `tasks`
+    says what one task is for this verb."""
+
+    def decorate(func):
+        @click.option("--scheduler", default=None, metavar="ADDRESS",
+                      help=f"Dask scheduler, tls://host:8786 (tcp:// only on loopback or with --insecure-cluster): "
+                           f"{tasks}.")
+        @click.option("--tls-ca", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                      help="The cluster's CA certificate (PEM); default: Dask's distributed.comm.tls.ca-file.")
+        @click.option("--tls-cert", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                      help="This client's certificate (PEM), signed by that CA; default: Dask's "
+                           "distributed.comm.tls.client.cert.")
+        @click.option("--tls-key", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                      help="This client's private key (PEM); default: Dask's distributed.comm.tls.client.key.")
+        @click.option("--insecure-cluster", is_flag=True,
+                      help="Accept a plaintext tcp:// scheduler off this host: the network is trusted (recorded).")
+        @functools.wraps(func)
+        def wrapper(*args, scheduler, tls_ca, tls_cert, tls_key, insecure_cluster, **kwargs):
+            return func(*args, cluster=ClusterAccess(scheduler, tls_ca, tls_cert, tls_key, insecure_cluster),
+                        **kwargs)
+
+        return wrapper
+
+    return decorate

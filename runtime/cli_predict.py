@@ -56,7 +56,8 @@ def command(slides, annotations, specimen, case_id, model, device, engine, ov_pr
     except InsufficientTissueError as exc:
         if out_dir is not None:
             write_insufficient_report(out_dir, case_id, exc, predictor,
-                                      as_inputs(slides, annotations, specimen or None, slide_mpp), level, store)
+                                      as_inputs(slides, annotations, specimen or None, slide_mpp), level,
+                                      CaseExtras(store=store))
         raise
     if out_dir is not None:
         write_case_outputs(result, out_dir, CaseExtras(geojson, thumbnail, store))

@@ -2,23 +2,21 @@
 
 A `Mapper` applies a top-level function to items and returns the results in the items' order, so a
 distributed run gives exactly what a local run gives. `DaskMapper` sends each item as one task to an
-existing Dask scheduler (`--scheduler tcp://host:8786`; Slurm through dask-jobqueue, see the README): large
-shared arguments are scattered once to every worker, a task that dies with its worker is retried on another
-(Dask's `allowed_failures`), and each worker keeps what it built once (a verified model and its session, an
-embedder) in `worker_cached`. Dask is an optional extra, imported only here and only when asked for.
+existing Dask scheduler (`--scheduler tls://host:8786`, admitted by cluster_access; Slurm through dask-jobqueue,
+see the README): large shared arguments are scattered once to every worker, a task that dies with its worker is
+retried on another (Dask's `allowed_failures`), and each worker keeps what it built once (a verified model and its
+session, an embedder) in `worker_cached`. Dask is an optional extra, imported only when asked for.
 """
 
 from __future__ import annotations
 
-import importlib
 import threading
 from collections.abc import Callable, Iterable
-from types import ModuleType
 from typing import Any
 
-from .errors import ClusterError, ConfigurationError, MissingDependencyError, first_line
+from .cluster_access import ClusterAccess, distributed_module
+from .errors import ClusterError, ConfigurationError, first_line
 
-INSTALL_HINT = "pip install 'netorigin[dask]'"
 _CACHE: dict[tuple, Any] = {}
 _CACHE_LOCK = threading.Lock()
 
@@ -36,17 +34,11 @@ def worker_cached(key: tuple, build: Callable[[], Any], keep: int = 2) -> Any:
         return _CACHE[key]
 
 
-def _distributed() -> ModuleType:
-    try:
-        return importlib.import_module("distributed")
-    except ModuleNotFoundError:
-        raise MissingDependencyError(f"--scheduler needs Dask distributed: {INSTALL_HINT}") from None
-
-
 class LocalMapper:
     """Items one after another in this process (what every verb does without --scheduler)."""
 
     description = "local"
+    access = ClusterAccess()
 
     def __enter__(self) -> LocalMapper:
         return self
@@ -77,9 +69,10 @@ class DaskMapper:
     `on_lost(item, reason)` when given (batch: that case failed, the others go on and the summary is written), else
     a one-line ClusterError (or the task's own exception)."""
 
-    def __init__(self, client: Any, cluster: Any = None) -> None:
+    def __init__(self, client: Any, cluster: Any = None, access: ClusterAccess | None = None) -> None:
         self.client = client
         self.cluster = cluster  # a LocalCluster this mapper started, closed with it
+        self.access = access or ClusterAccess(client.scheduler.address)  # how it was reached (batch records it)
         self.description = f"dask {client.scheduler.address}"
 
     def __enter__(self) -> DaskMapper:
@@ -94,7 +87,7 @@ class DaskMapper:
     def __call__(self, func: Callable, items: Iterable, on_done: Callable[[Any], None] | None = None,
                  on_lost: Callable[[Any, str], Any] | None = None, scatter: tuple[str, ...] = (),
                  **shared: Any) -> list:
-        distributed = _distributed()
+        distributed = distributed_module()
         items = list(items)
         try:
             sent = {k: self.client.scatter([v], broadcast=True)[0] if k in scatter else v for k, v in shared.items()}
@@ -123,19 +116,24 @@ class DaskMapper:
         return results
 
 
-def mapper_for(scheduler: str | None, timeout: str = "20s", workers: int = 1) -> LocalMapper | DaskMapper:
+def mapper_for(cluster: ClusterAccess = ClusterAccess(), timeout: str = "20s", workers: int = 1
+               ) -> LocalMapper | DaskMapper:
     """A local mapper; with `workers` > 1 one on a Dask cluster of that many worker processes on this machine
-    (closed at exit); or one connected to the Dask scheduler at `scheduler` (e.g. tcp://host:8786)."""
-    if scheduler is None and workers <= 1:
+    (closed at exit); or one connected to `cluster`'s scheduler, after its address policy and (for tls://) a TLS
+    handshake both ways have passed."""
+    cluster.check()  # before any connection
+    if cluster.scheduler is None and workers <= 1:
         return LocalMapper()
-    if scheduler is None:
-        distributed = _distributed()
-        cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                           host="127.0.0.1", dashboard_address="127.0.0.1:0")
-        return DaskMapper(distributed.Client(cluster), cluster)
-    distributed = _distributed()
+    distributed = distributed_module()
+    if cluster.scheduler is None:
+        local = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                         host="127.0.0.1", dashboard_address="127.0.0.1:0")
+        return DaskMapper(distributed.Client(local), local)
+    security = cluster.security()
+    if security is not None:
+        cluster.check_scheduler(security)
     try:
-        client = distributed.Client(scheduler, timeout=timeout)
+        client = distributed.Client(cluster.scheduler, timeout=timeout, security=security)
     except (OSError, TimeoutError, ValueError) as exc:
-        raise ConfigurationError(f"cannot reach the Dask scheduler at {scheduler} ({exc})") from None
-    return DaskMapper(client)
+        raise ConfigurationError(f"cannot reach the Dask scheduler at {cluster.scheduler} ({exc})") from None
+    return DaskMapper(client, access=cluster)

@@ -51,6 +51,11 @@ class DeviceError(ConfigurationError):
     """The execution provider asked for is not available; we never fall back silently."""
 
 
+class MriInputError(NetoriginError):
+    """An MRI case cannot be used: a missing or unreadable sequence, geometry that cannot be aligned, a region of
+    interest outside a volume, a missing or unknown clinical value."""
+
+
 class ManifestError(NetoriginError):
     """A manifest (CSV) has missing files, bad columns or duplicate ids."""
 

@@ -32,7 +32,8 @@ from .slide import MppRule, Slide
 # found by content; an insufficient-tissue `problem` names the slide's path, its numbers are compared apart),
 # which versions ran and whether a key vouched for the signature (shown apart), the DICOM objects written (new
 # instance UIDs each time). "*" stands for any list index.
-NOT_COMPARED = {("created",), ("timings_s",), ("versions",), ("problem",), ("dicom_results",), ("model", "path"),
+NOT_COMPARED = {("created",), ("timings_s",), ("versions",), ("problem",), ("dicom_results",), ("cluster",),
+                ("model", "path"),
                 ("model", "signature", "state"), ("engine", "requested"), ("engine", "why"),
                 ("slides", "*", "fingerprint", "path"), ("slides", "*", "fingerprint", "name"),
                 ("inputs", "*", "slide"), ("inputs", "*", "annotations", "name")}

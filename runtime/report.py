@@ -101,6 +101,17 @@ def patch_class(p: dict) -> str:
     return "Small intestine" if p["decision"] > 0 else "Pancreas"
 
 
+@dataclass(frozen=True)
+class CaseExtras:
+    """What a case writes beyond its JSON report and page: QuPath detections, PNG thumbnails, (for slides from a
+    DICOMweb archive) the DICOM results stored back there; and how its cluster was reached, for the report."""
+
+    geojson: bool = False
+    thumbnail: bool = False
+    store: bool = False
+    cluster: str = "local"  # where the case ran (cluster_access.SCHEMES), recorded in its report
+
+
 def insufficient_report(case_id: str, exc: InsufficientTissueError, predictor: Predictor,
                         items: Sequence[SlideInput], level: int | None = None) -> dict[str, Any]:
     """The JSON record of a case without a verdict: never one on fewer patches than the model was calibrated for."""
@@ -117,10 +128,12 @@ def insufficient_report(case_id: str, exc: InsufficientTissueError, predictor: P
 
 
 def write_insufficient_report(out: Path, case_id: str, exc: InsufficientTissueError, predictor: Predictor,
-                              items: Sequence[SlideInput], level: int | None = None, store: bool = False) -> Path:
+                              items: Sequence[SlideInput], level: int | None = None,
+                              extras: CaseExtras = CaseExtras()) -> Path:
     """A report (JSON and page) that says why there is no verdict (and its DICOM SR for DICOM slides)."""
     report = insufficient_report(case_id, exc, predictor, items, level)
-    report["dicom_results"] = dicom_outputs(report, _dicom_sources(items), items[0].path, out, store)
+    report["dicom_results"] = dicom_outputs(report, _dicom_sources(items), items[0].path, out, extras.store)
+    report["cluster"] = extras.cluster
     write_text_atomic(case_file(out, case_id, ".html"), case_html(report, [], [], 0.0))
     path = case_file(out, case_id, ".json")
     write_text_atomic(path, json.dumps(report, indent=2))
@@ -219,16 +232,6 @@ def thumbnail_png(result: CaseResult, slide_index: int, slide: Slide, max_size: 
     return buffer.getvalue()
 
 
-@dataclass(frozen=True)
-class CaseExtras:
-    """What a case writes beyond its JSON report and page: QuPath detections, PNG thumbnails, and (for slides from a
-    DICOMweb archive) the DICOM results stored back there."""
-
-    geojson: bool = False
-    thumbnail: bool = False
-    store: bool = False
-
-
 def write_case_outputs(result: CaseResult, out: Path, extras: CaseExtras = CaseExtras()) -> list[Path]:
     """Write the extras, the DICOM results (stored back to the slides' DICOMweb service with `store`) and the case
     page, then the JSON report last (its presence marks a finished case); all atomic."""
@@ -255,6 +258,7 @@ def write_case_outputs(result: CaseResult, out: Path, extras: CaseExtras = CaseE
     all_dicom = len(dicom) == len(result.slides)
     report["dicom_results"] = dicom_outputs(report, dicom if all_dicom else None,
                                             result.slides[0].fingerprint["path"], out, extras.store)
+    report["cluster"] = extras.cluster
     page = case_file(out, result.case_id, ".html")
     write_text_atomic(page, case_html(report, figures, result.calibration_sums, limit))
     written.append(page)

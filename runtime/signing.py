@@ -21,6 +21,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from .atomic import write_new
 from .contract import PREFIX, ModelContract, content_sha256, encode_metadata, verdict_sha256
 from .errors import ConfigurationError, MissingDependencyError, SignatureError
 from .protobuf_fields import read_metadata, replace_metadata
@@ -41,16 +42,20 @@ def trusted_keys_from_env() -> list[str]:
     return [p for p in os.environ.get(TRUSTED_KEYS_ENV, "").split(os.pathsep) if p]
 
 
-def _ed25519() -> ModuleType:
+def crypto(module: str) -> ModuleType:
+    """A `cryptography` module (signatures, cluster certificates), or the one-line install hint."""
     try:
-        return importlib.import_module("cryptography.hazmat.primitives.asymmetric.ed25519")
+        return importlib.import_module(f"cryptography.{module}")
     except ModuleNotFoundError:
-        raise MissingDependencyError(f"model signatures need the `cryptography` package: {INSTALL_HINT}") from None
+        raise MissingDependencyError(f"this needs the `cryptography` package: {INSTALL_HINT}") from None
+
+
+def _ed25519() -> ModuleType:
+    return crypto("hazmat.primitives.asymmetric.ed25519")
 
 
 def _serialization() -> ModuleType:
-    _ed25519()
-    return importlib.import_module("cryptography.hazmat.primitives.serialization")
+    return crypto("hazmat.primitives.serialization")
 
 
 def signed_payload(props: dict[str, str]) -> bytes:
@@ -129,18 +134,9 @@ def generate_keypair(private_path: str | Path, public_path: str | Path, passphra
     private_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
     public = key.public_key()
     public_pem = public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    _write_new(private_path, private_pem, 0o600)
-    _write_new(public_path, public_pem, 0o644)
+    write_new(private_path, private_pem, 0o600)
+    write_new(public_path, public_pem, 0o644)
     return key_id(public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))
-
-
-def _write_new(path: Path, data: bytes, mode: int) -> None:
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    except OSError as exc:
-        raise ConfigurationError(f"cannot create key file ({exc.strerror})", path) from None
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
 
 
 def is_encrypted(private_key_path: str | Path) -> bool:

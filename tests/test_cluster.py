@@ -21,6 +21,7 @@ from netorigin.export.embeddings import EmbedderSpec, embed_manifest, embed_mani
 from netorigin.export.heads import fit_scorer
 from netorigin.runtime.batch import read_manifest, run_batch
 from netorigin.runtime.cluster import DaskMapper, LocalMapper, mapper_for
+from netorigin.runtime.cluster_access import ClusterAccess
 from netorigin.runtime.errors import ConfigurationError
 from netorigin.runtime.predictor import Predictor
 
@@ -45,12 +46,14 @@ def manifest(tmp_path, slides, n_cases):
     return path
 
 
-def reports(folder):
+def reports(folder, where: str):
+    """The case reports without their volatile fields, each checked to record `where` it ran."""
     found = {}
     for path in sorted(folder.glob("case*.json")):
         doc = json.loads(path.read_text())
         for key in VOLATILE:
             doc.pop(key)
+        assert doc.pop("cluster") == where
         found[path.stem] = doc
     return found
 
@@ -61,9 +64,13 @@ def test_batch_on_the_cluster_equals_a_local_run(cluster, tiny_model, slides, tm
     driver = Predictor(tiny_model, device="cpu", inference=False)  # the driver opens no engine
     remote = run_batch(driver, cases, tmp_path / "dask", mapper=DaskMapper(cluster))
     assert [o.__dict__ for o in remote] == [o.__dict__ for o in local]
-    assert reports(tmp_path / "dask") == reports(tmp_path / "local") and len(reports(tmp_path / "local")) == 5
+    assert reports(tmp_path / "dask", "tcp-loopback") == reports(tmp_path / "local", "local")
+    assert len(reports(tmp_path / "local", "local")) == 5
     summary = json.loads((tmp_path / "dask" / "batch-summary.json").read_text())
-    assert summary == json.loads((tmp_path / "local" / "batch-summary.json").read_text())
+    assert summary.pop("cluster") == {"scheduler": cluster.scheduler.address, "scheme": "tcp-loopback",
+                                      "insecure_cluster": False}
+    local_summary = json.loads((tmp_path / "local" / "batch-summary.json").read_text())
+    assert local_summary.pop("cluster")["scheme"] == "local" and summary == local_summary
     assert (tmp_path / "dask" / "index.html").exists()
 
 
@@ -83,6 +90,7 @@ def test_batch_cli_takes_a_scheduler_address(cluster, tiny_model, slides, tmp_pa
     assert "2 ok" in out
     report = json.loads((tmp_path / "out" / "case0.json").read_text())
     assert report["provider"] == "CPUExecutionProvider"  # the worker's engine, not the driver's "none"
+    assert report["cluster"] == "tcp-loopback"  # plaintext to loopback needs no --insecure-cluster
 
 
 def test_embedding_on_the_cluster_equals_a_local_run(cluster, slides, tmp_path):
@@ -134,7 +142,7 @@ def _without_sums(result: dict) -> dict:
 
 def test_an_unreachable_scheduler_is_a_one_line_error():
     with pytest.raises(ConfigurationError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:9") as exc:
-        mapper_for("tcp://127.0.0.1:9", timeout="2s")
+        mapper_for(ClusterAccess("tcp://127.0.0.1:9"), timeout="2s")
     assert "\n" not in str(exc.value)
 
 
