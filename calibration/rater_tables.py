@@ -9,7 +9,6 @@ the largest; the readers give calls only.
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import combinations
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from netorigin.runtime.manifest import read_csv_rows
 from netorigin.runtime.mri.protocol import BINARY, GROUPS
 
 from .comparisons import cohen_kappa, delong, mcnemar_exact
@@ -37,22 +37,13 @@ class RaterCalls:
     scores: np.ndarray | None = None
 
 
-def _rows(path: Path, required: Sequence[str]) -> tuple[list[str], list[dict[str, str]]]:
-    try:
-        with path.open(newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            header, rows = list(reader.fieldnames or []), list(reader)
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise InputDataError(f"cannot read the table ({exc})", path) from None
-    missing = [c for c in required if c not in header]
-    if missing:
-        raise InputDataError(f"missing column(s) {', '.join(missing)}", path)
-    if not rows:
-        raise InputDataError("no patients", path)
+def _rows(path: Path, required: tuple[str, ...]) -> tuple[list[str], list[dict[str, str]]]:
+    """The table's columns and rows; one patient per row."""
+    rows = read_csv_rows(path, required)
     patients = [r["patient"] for r in rows]
     if len(set(patients)) != len(patients):
         raise InputDataError("a patient appears twice", path)
-    return header, rows
+    return list(rows[0]), rows
 
 
 def read_model_results(path: str | Path, name: str | None = None) -> RaterCalls:

@@ -61,6 +61,7 @@ def command(manifest, out, weights_kind, weights, weights_seed, patches_per_case
             emb = embed_manifest_on(mapper, manifest, spec, info, **sampling)
         else:
             emb = embed_manifest(manifest, embed, info, **sampling)
+    emb.info["cluster"] = mapper.access.as_record()
     emb.save(out)
     click.echo(f"{len(emb.embeddings)} patches of {len(set(emb.patients.tolist()))} patients -> {out} "
                f"({time.perf_counter() - start:.1f} s)")

@@ -149,7 +149,9 @@ def command(embeddings, protocol, external_path, heads, seed, confidence, out, c
     tested = external if protocol in ("external", "binary-external") else emb
     leaked = in_sample([p for p, _ in tested.patient_table()], None, tested.embedder_trained_on)
     refuse_in_sample(leaked, allow_in_sample, external_path if tested is external else embeddings, EMBEDDER_ROLE)
-    with mapper_for(cluster, workers=workers) as runner:  # a cluster that may not be used: refused before OUT
+    if cluster.scheduler is None:
+        ensure_writable_dir(out)  # before any local worker process starts
+    with mapper_for(cluster, workers=workers) as runner:  # a remote cluster that may not be used: refused first
         ensure_writable_dir(out)
         _evaluate(emb, external, tested, leaked, protocol, heads, seed, confidence, out, runner, mil, quiet)
 
@@ -178,6 +180,7 @@ def _evaluate(emb: Embeddings, external: Embeddings | None, tested: Embeddings, 
             lines += ["", f"{result['protocol']}: {len(result['patients'])} patients, head {head}, seed {seed}, "
                           f"{result['wall_time_s']} s", *_detail_lines(result, confidence, out, stem)]
             result["cost"] = head_cost(fitted)
+            result["cluster"] = runner.access.as_record()
             rows.append(comparison_row(result, result["cost"], table_confidence))
             write_text_atomic(out / f"{stem}.json", json.dumps(result, indent=2))
     comparison = {"protocol": protocol, "seed": seed, "rows": rows, "patch_accuracy_means": PATCH_ACCURACY,

@@ -10,7 +10,7 @@ import click
 
 from netorigin.runtime.atomic import write_text_atomic
 from netorigin.runtime.cli_options import mpp_rule, quiet_option, region_options, region_rules
-from netorigin.runtime.progress import progress
+from netorigin.runtime.progress import progress, say
 from netorigin.runtime.sampling import PatchGeometry
 
 from .cli_embed import embedder_options
@@ -59,7 +59,7 @@ def command(manifest, out, weights_kind, weights, weights_seed, patches_per_case
             step()
     plan = FinetunePlan(train_fraction=train_fraction, head_epochs=head_epochs, epochs=epochs,
                         learning_rate=learning_rate, batch_size=batch_size, trainable=trainable, seed=seed)
-    result = finetune(cases, embedder, info, plan, echo=click.echo, quiet=quiet)
+    result = finetune(cases, embedder, info, plan, echo=say, quiet=quiet)
     digest = save_checkpoint(out, result.state_dict, result.record["trained_on_patients_sha256"])
     record = result.record | {"checkpoint": str(out), "checkpoint_sha256": digest, "manifest": str(manifest),
                               "use_with": f"--weights-kind state-dict --weights {out}",

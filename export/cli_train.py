@@ -10,7 +10,7 @@ import click
 from netorigin.runtime.atomic import ensure_writable_dir
 from netorigin.runtime.cli_options import mpp_rule, quiet_option, region_options, region_rules
 from netorigin.runtime.names import check_name
-from netorigin.runtime.progress import progress
+from netorigin.runtime.progress import progress, say
 
 from .cli_embed import embedder_options
 from .cli_export import int8_options
@@ -68,7 +68,7 @@ def command(cohort, out, weights_kind, weights, weights_seed, head, fit_fraction
                      demo=demo, allow_in_sample=allow_in_sample)
     patients = 0 if cohort.suffix == ".npz" else len(cohort_patients(cohort))  # embeddings: nothing to read
     with progress(patients, "patients", "patients", quiet) as step:
-        result = train(cohort, out, embedder, info, plan, echo=click.echo, on_patient=step)
+        result = train(cohort, out, embedder, info, plan, echo=say, on_patient=step)
     for precision, row in result.summary["models"].items():
         check = row["fidelity_vs_fp32"] or {}
         click.echo(f"  {precision}: {result.models[precision]}  default c = {row['default_confidence']:g}"

@@ -146,7 +146,7 @@ def make_mri_cohort(root: str | Path, counts: dict[str, int], seed: int = 0) -> 
             patient = f"{label}-{i:02d}"
             folder = root / patient
             centre = np.array([-30 + rng.uniform(-25, 25), -5 + rng.uniform(-15, 15), rng.uniform(-14, 14)])
-            radius = float(rng.uniform(10, 18))
+            radius = float(rng.uniform(14, 24))
             study, frame = generate_uid(), generate_uid()
             for index, sequence in enumerate(SEQUENCES):
                 origin, spacing, size = _grid(sequence)

@@ -8,11 +8,15 @@ from pathlib import Path
 
 import click
 
-from .atomic import ensure_writable_dir
+from .atomic import ensure_writable_dir, write_text_atomic
 from .cli_options import model_options, mpp_rule, region_rules
 from .dicomweb import is_series_url
-from .errors import InsufficientTissueError
-from .names import case_id_from_path, check_case_id
+from .errors import InsufficientTissueError, MriInputError
+from .mri.clinical import read_clinical
+from .mri.contract import is_mri_model
+from .mri.predictor import MriCase, MriPredictor
+from .mri.report import mri_report, mri_text
+from .names import case_file, case_id_from_path, check_case_id
 from .predictor import Predictor, as_inputs
 from .report import CaseExtras, case_report, text_summary, write_case_outputs, write_insufficient_report
 
@@ -31,11 +35,28 @@ from .report import CaseExtras, case_report, text_summary, write_case_outputs, w
 @click.option("--level", type=click.IntRange(0), default=None, help="Force this pyramid level (benchmarks only).")
 @click.option("--store", is_flag=True, help="Store the DICOM results (SR, annotations) back to the DICOMweb service "
               "the slides came from (needs --out and slides given by DICOMweb series URL).")
+@click.option("--roi", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="MRI models: the T2 region of interest (default: roi-t2.nii.gz in the case folder).")
+@click.option("--clinical", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="MRI Models F/G: clinical CSV with a row for the case (its id: --case-id or the folder name).")
 def command(slides, annotations, specimen, case_id, model, device, engine, ov_precision, allow_lower_fidelity,
             confidence, seed, threads, read_workers, trusted_keys, include, exclude, object_types, mpp, force_mpp,
-            as_json, out, geojson, thumbnail, level, store) -> None:
+            as_json, out, geojson, thumbnail, level, store, roi, clinical) -> None:
     """Predict the primary site of one case from its slides (SLIDES of one patient: files OpenSlide reads, or
-    folders of one slide's DICOM instances)."""
+    folders of one slide's DICOM instances); with an MRI lesion model, the lesion class of one MRI case (SLIDES is
+    then the case folder: a sub-folder per sequence, t2, dwi_b800, t1_pre, arterial, portal, equilibrium)."""
+    if is_mri_model(model):
+        slide_only = [name for name, given in (("--annotations", annotations), ("--specimen", specimen),
+                                               ("--geojson", geojson), ("--thumbnail", thumbnail),
+                                               ("--store", store), ("--level", level is not None)) if given]
+        if slide_only:
+            raise click.UsageError(f"{', '.join(slide_only)}: for slide models, not this MRI lesion model")
+        if len(slides) != 1:
+            raise click.UsageError("an MRI lesion model takes one case folder")
+        _predict_mri(Path(slides[0]), model, device, threads, trusted_keys, case_id, roi, clinical, as_json, out)
+        return
+    if roi is not None or clinical is not None:
+        raise click.UsageError("--roi and --clinical are for MRI lesion models")
     if (geojson or thumbnail or store) and out is None:
         raise click.UsageError("--geojson, --thumbnail and --store need --out DIR")
     if store and not all(is_series_url(s) for s in slides):
@@ -66,3 +87,20 @@ def command(slides, annotations, specimen, case_id, model, device, engine, ov_pr
     else:
         click.echo(text_summary(result))
     sys.stdout.flush()
+
+
+def _predict_mri(folder: Path, model: str, device: str, threads: int | None, trusted_keys: tuple[str, ...],
+                 case_id: str | None, roi: Path | None, clinical: Path | None, as_json: bool, out: str | None) -> None:
+    """One MRI case: checked whole (series, alignment, region, clinical record) before the model runs."""
+    patient = check_case_id(case_id) if case_id is not None else folder.name
+    records = read_clinical(clinical) if clinical is not None else {}
+    if clinical is not None and patient not in records:
+        raise MriInputError(f"no row for patient {patient} in the clinical table", clinical)
+    case = MriCase.from_folder(folder, patient, roi, records.get(patient))
+    out_dir = Path(out) if out else None
+    predictor = MriPredictor(model, device=device, threads=threads, trusted_keys=trusted_keys or None)
+    report = mri_report(predictor.predict(case), predictor)
+    if out_dir is not None:
+        ensure_writable_dir(out_dir)
+        write_text_atomic(case_file(out_dir, patient, ".json"), json.dumps(report, indent=2))
+    click.echo(json.dumps(report, indent=2) if as_json else mri_text(report))

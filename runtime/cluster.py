@@ -72,7 +72,8 @@ class DaskMapper:
     def __init__(self, client: Any, cluster: Any = None, access: ClusterAccess | None = None) -> None:
         self.client = client
         self.cluster = cluster  # a LocalCluster this mapper started, closed with it
-        self.access = access or ClusterAccess(client.scheduler.address)  # how it was reached (batch records it)
+        address = client.scheduler.address  # how it was reached (batch records it); a bare client's by its address
+        self.access = access or ClusterAccess(address, insecure=ClusterAccess(address).scheme == "tcp-insecure")
         self.description = f"dask {client.scheduler.address}"
 
     def __enter__(self) -> DaskMapper:

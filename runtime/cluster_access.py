@@ -21,9 +21,8 @@ from urllib.parse import urlsplit
 from .errors import ConfigurationError, MissingDependencyError
 
 INSTALL_HINT = "pip install 'netorigin[dask]'"
-ENCRYPTED_PROTOCOLS = ("tls", "wss")
+PROTOCOLS = ("tcp", "tls")  # Dask's websocket and UCX protocols are not offered: their handshakes differ
 HANDSHAKE_TIMEOUT_S = 10.0
-SCHEMES = ("local", "tls", "tcp-loopback", "tcp-insecure")
 
 
 def distributed_module() -> Any:
@@ -52,7 +51,7 @@ class ClusterAccess:
 
     @property
     def encrypted(self) -> bool:
-        return self._parts.scheme in ENCRYPTED_PROTOCOLS
+        return self._parts.scheme == "tls"
 
     @property
     def loopback(self) -> bool:
@@ -84,6 +83,7 @@ class ClusterAccess:
             if tls_files or self.insecure:
                 raise ConfigurationError(f"{', '.join(tls_files) or '--insecure-cluster'} needs --scheduler")
             return
+        self._check_address()
         if not self.encrypted:
             if tls_files:
                 raise ConfigurationError(f"{', '.join(tls_files)} needs a tls:// scheduler address, not "
@@ -94,9 +94,8 @@ class ClusterAccess:
                     "beside the slides and read reports in transit; use tls:// with --tls-ca, --tls-cert and "
                     "--tls-key, or --insecure-cluster on a network you trust")
             return
-        for path in (self.tls_ca, self.tls_cert, self.tls_key):
-            if path is not None and not Path(path).is_file():
-                raise ConfigurationError("TLS file not found", path)
+        if self.insecure:
+            raise ConfigurationError(f"--insecure-cluster is for plaintext tcp:// addresses, not {self.scheduler}")
         files = self._tls_files()
         missing = [name for name, value in zip(("--tls-ca", "--tls-cert", "--tls-key"), files, strict=True)
                    if not value]
@@ -104,27 +103,52 @@ class ClusterAccess:
             raise ConfigurationError(f"{self.scheduler} needs {', '.join(missing)} (or Dask's "
                                      "distributed.comm.tls.ca-file / client.cert / client.key): the scheduler "
                                      "admits only clients with a certificate from the cluster's CA")
+        for value in files:
+            if "\n" not in value and not Path(value).is_file():  # Dask also takes inline PEM text
+                raise ConfigurationError("TLS file not found", value)
+
+    def _check_address(self) -> None:
+        """A tcp:// or tls:// address with a host and a port (Dask needs the port; a guess would test one port
+        and connect to another)."""
+        try:
+            parts = self._parts
+            port = parts.port
+        except ValueError as exc:
+            raise ConfigurationError(f"not a scheduler address: {self.scheduler} ({exc})") from None
+        if parts.scheme not in PROTOCOLS:
+            raise ConfigurationError(f"scheduler protocol {parts.scheme}:// is not offered (use tls://, or tcp:// on "
+                                     "loopback)")
+        if not parts.hostname or port is None:
+            raise ConfigurationError(f"the scheduler address {self.scheduler} needs a host and a port "
+                                     "(e.g. tls://scheduler:8786)")
 
     def _tls_files(self) -> tuple[str | None, str | None, str | None]:
         """CA, certificate and key: the options, else Dask's configuration (a key may sit in the certificate file)."""
         distributed_module()  # the extra that brings Dask's configuration
         config = importlib.import_module("dask").config
         ca = self.tls_ca or config.get("distributed.comm.tls.ca-file", None)
-        cert = self.tls_cert or config.get("distributed.comm.tls.client.cert", None)
-        key = self.tls_key or config.get("distributed.comm.tls.client.key", None) or cert
+        if self.tls_cert is not None:  # a certificate given here takes its key from here, never from the config
+            cert, key = self.tls_cert, self.tls_key or self.tls_cert
+        else:
+            cert = config.get("distributed.comm.tls.client.cert", None)
+            key = self.tls_key or config.get("distributed.comm.tls.client.key", None) or cert
         return (None if ca is None else str(ca), None if cert is None else str(cert),
                 None if key is None else str(key))
 
     def security(self) -> Any:
-        """Dask's Security for this client: mutual TLS with encryption required, or None for plaintext."""
+        """Dask's Security for this client: mutual TLS with encryption required, or None for plaintext. The files
+        are loaded here (a key that is not the certificate's, a CA file without a certificate: one line)."""
         if not self.encrypted:
             return None
         ca, cert, key = self._tls_files()
         try:
-            return distributed_module().security.Security(tls_ca_file=ca, tls_client_cert=cert,
-                                                           tls_client_key=key, require_encryption=True)
+            security = distributed_module().security.Security(tls_ca_file=ca, tls_client_cert=cert,
+                                                               tls_client_key=key, require_encryption=True)
+            security.get_connection_args("client")  # builds the SSL context: every file is read and matched
         except (OSError, ssl.SSLError, ValueError) as exc:
-            raise ConfigurationError(f"the TLS files for {self.scheduler} cannot be used ({exc})") from None
+            raise ConfigurationError(f"the TLS files for {self.scheduler} cannot be used "
+                                     f"({getattr(exc, 'reason', None) or exc})") from None
+        return security
 
     def check_scheduler(self, security: Any, timeout_s: float = HANDSHAKE_TIMEOUT_S) -> None:
         """One TLS handshake before any task: the scheduler's certificate must be signed by our CA, and the
@@ -133,7 +157,7 @@ class ClusterAccess:
         context = security.get_connection_args("client")["ssl_context"]
         parts = self._parts
         try:
-            with socket.create_connection((parts.hostname, parts.port or 8786), timeout=timeout_s) as raw, \
+            with socket.create_connection((parts.hostname, parts.port), timeout=timeout_s) as raw, \
                     context.wrap_socket(raw, server_hostname=parts.hostname) as tls:
                 tls.recv(1)
         except ssl.SSLCertVerificationError as exc:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .atomic import write_new
-from .errors import OutputError
+from .errors import ConfigurationError, OutputError
 from .signing import crypto
 
 ROLES = ("scheduler", "worker", "client")
@@ -33,12 +33,16 @@ def _name(common_name: str):
 
 
 def _host_names(hosts: Sequence[str]) -> list:
+    """Subject alternative names; a host that is neither an IP address nor an ASCII DNS name is refused."""
     x509 = crypto("x509")
     names = []
     for host in hosts:
         try:
             names.append(x509.IPAddress(ipaddress.ip_address(host)))
         except ValueError:
+            if not host or not host.isascii() or any(c in host for c in " /:@"):
+                raise ConfigurationError(f"--host {host!r} is neither an IP address nor an ASCII host name "
+                                         "(write internationalised names in their xn-- form)") from None
             names.append(x509.DNSName(host))
     return names
 
@@ -56,6 +60,10 @@ def _certificate(subject: str, key, issuer_name, issuer_key, days: int, *, ca: b
                                             content_commitment=False, key_encipherment=False, data_encipherment=False,
                                             key_agreement=False, encipher_only=False, decipher_only=False),
                               critical=True))
+    builder = builder.add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+    if issuer_key is not None:
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
     if usages:
         builder = builder.add_extension(x509.ExtendedKeyUsage(list(usages)), critical=False)
     if hosts:
@@ -76,10 +84,6 @@ def make_cluster_certificates(folder: Path, hosts: Sequence[str] = DEFAULT_HOSTS
     if existing:
         raise OutputError(f"would overwrite {', '.join(existing)}: certificates and keys are never replaced; "
                           "choose an empty folder", folder)
-    try:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot create the folder ({exc.strerror})", folder) from None
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_cert = _certificate(f"netorigin cluster CA {secrets.token_hex(4)}", ca_key, None, None, days, ca=True)
     pairs = {"ca": (ca_cert, ca_key)}
@@ -88,6 +92,10 @@ def make_cluster_certificates(folder: Path, hosts: Sequence[str] = DEFAULT_HOSTS
         usages = [oid.CLIENT_AUTH] if role == "client" else [oid.SERVER_AUTH, oid.CLIENT_AUTH]
         pairs[role] = (_certificate(f"netorigin dask {role}", key, ca_cert.subject, ca_key, days, ca=False,
                                     hosts=() if role == "client" else hosts, usages=usages), key)
+    try:  # everything is built before the folder is touched
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the folder ({exc.strerror})", folder) from None
     for role, (cert, key) in pairs.items():
         cert_path, key_path = files[role]
         write_new(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)

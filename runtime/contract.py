@@ -26,6 +26,12 @@ SCHEMA_VERSION = 3
 # Every metadata field that can change a verdict or what a report says; `netorigin.verdict_sha256` is their digest.
 VERDICT_FIELDS = ("classes", "patch", "case", "bands", "default_confidence", "precision", "record")
 PREFIX = "netorigin."
+# The case kind is one seam: a model without `netorigin.family` is a slide model (a bag of patches); an "mri" model
+# classifies a liver lesion from MRI image groups (runtime/mri). Each family names the fields its verdict digest
+# covers; both digests, signing and the identity work alike for both.
+FAMILY_KEY = PREFIX + "family"
+MRI_FAMILY = "mri"
+MRI_VERDICT_FIELDS = ("family", "classes", "inputs", "clinical", "patient_rule", "precision", "record")
 INPUT_NAME = "patches"
 DECISION_OUTPUT = "decision"
 EMBEDDING_OUTPUT = "embedding"
@@ -50,9 +56,16 @@ def content_sha256(model_bytes: bytes) -> str:
     return digest.hexdigest()
 
 
+def family(meta: dict[str, Any]) -> str:
+    """The model family: "wsi" (no family key) or "mri"."""
+    return meta.get(FAMILY_KEY, "wsi")
+
+
 def verdict_sha256(meta: dict[str, Any]) -> str:
-    """SHA-256 of the canonical JSON of the verdict-deciding fields: changes iff one of them does."""
-    fields = {key: meta.get(PREFIX + key) for key in VERDICT_FIELDS}
+    """SHA-256 of the canonical JSON of the verdict-deciding fields of the model's family: changes iff one of them
+    does."""
+    names = MRI_VERDICT_FIELDS if family(meta) == MRI_FAMILY else VERDICT_FIELDS
+    fields = {key: meta.get(PREFIX + key) for key in names}
     canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -247,41 +260,58 @@ def parse_confidence(value: float | str) -> float:
     return number
 
 
-def load_contract(path: str | Path, verify_hash: bool = True) -> ModelContract:
-    """Read a model file, decode and validate its metadata, and check its content hash."""
+def read_model_file(path: str | Path) -> bytes:
+    """A model file's bytes, or a one-line ModelError naming it."""
     path = Path(path)
     try:
-        model_bytes = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
         raise ModelError("model file not found", path) from None
     except IsADirectoryError:
         raise ModelError("is a directory, not a model file", path) from None
     except OSError as exc:
         raise ModelError(f"cannot read model file ({exc.strerror})", path) from None
-    return contract_from_bytes(model_bytes, path, verify_hash)
 
 
-def contract_from_bytes(model_bytes: bytes, path: str | Path, verify_hash: bool = True) -> ModelContract:
-    """Decode and validate model bytes (`path` names them in errors), checking both digests."""
-    path = Path(path)
+def model_metadata(model_bytes: bytes, path: str | Path) -> dict[str, Any]:
+    """The decoded netorigin.* metadata of model bytes (not yet validated)."""
     if not model_bytes:
         raise ModelError("model file is empty", path)
     try:
         props = read_metadata(model_bytes)
     except (WireFormatError, UnicodeDecodeError) as exc:
         raise ModelError(f"not an ONNX model, or truncated or damaged ({exc})", path) from None
-    meta = decode_metadata(props, path)
+    return decode_metadata(props, path)
+
+
+def check_digests(model_bytes: bytes, meta: dict[str, Any], path: str | Path) -> None:
+    """Both stored digests recomputed: the graph and weights, and every verdict-deciding field of the family."""
+    actual = content_sha256(model_bytes)
+    if actual != meta[PREFIX + "sha256"]:
+        raise ModelError(f"content hash mismatch: the graph or weights were changed after export "
+                         f"(stored {meta[PREFIX + 'sha256'][:12]}…, actual {actual[:12]}…)", path)
+    actual = verdict_sha256(meta)
+    if actual != meta[PREFIX + "verdict_sha256"]:
+        raise ModelError(f"verdict digest mismatch: the fields that decide a verdict (bands, geometry, rules, "
+                         f"classes or the model record) were edited without netorigin (stored "
+                         f"{meta[PREFIX + 'verdict_sha256'][:12]}…, actual {actual[:12]}…)", path)
+
+
+def load_contract(path: str | Path, verify_hash: bool = True) -> ModelContract:
+    """Read a slide model file, decode and validate its metadata, and check its content hash."""
+    path = Path(path)
+    return contract_from_bytes(read_model_file(path), path, verify_hash)
+
+
+def contract_from_bytes(model_bytes: bytes, path: str | Path, verify_hash: bool = True) -> ModelContract:
+    """Decode and validate slide-model bytes (`path` names them in errors), checking both digests."""
+    path = Path(path)
+    meta = model_metadata(model_bytes, path)
+    if family(meta) != "wsi":
+        raise ModelError(f"a {family(meta)} model, not a slide model: it takes {family(meta).upper()} cases", path)
     validate_metadata(meta, path)
     if verify_hash:
-        actual = content_sha256(model_bytes)
-        if actual != meta[PREFIX + "sha256"]:
-            raise ModelError(f"content hash mismatch: the graph or weights were changed after export "
-                             f"(stored {meta[PREFIX + 'sha256'][:12]}…, actual {actual[:12]}…)", path)
-        actual = verdict_sha256(meta)
-        if actual != meta[PREFIX + "verdict_sha256"]:
-            raise ModelError(f"verdict digest mismatch: bands, patch geometry, case rules or the model record were "
-                             f"edited without netorigin (stored {meta[PREFIX + 'verdict_sha256'][:12]}…, actual "
-                             f"{actual[:12]}…)", path)
+        check_digests(model_bytes, meta, path)
     return ModelContract(path=path, model_bytes=model_bytes, meta=meta, digests_verified=verify_hash)
 
 

@@ -10,10 +10,22 @@ from contextlib import contextmanager
 
 import click
 
+_drawn = 0  # bars now on the terminal
+
+
+def say(message: str) -> None:
+    """click.echo for a line printed while a bar may be drawn: the bar's line is cleared first, so the two never
+    share a line (the bar redraws below at its next step)."""
+    if _drawn and sys.stderr.isatty():
+        sys.stderr.write("\r\x1b[K")
+        sys.stderr.flush()
+    click.echo(message)
+
 
 @contextmanager
 def progress(total: int, label: str, unit: str, quiet: bool = False) -> Iterator[Callable[[], None]]:
     """A function to call once per finished item; a bar `label [####  ] 12/40  1.3 cases/s  ETA` on a terminal."""
+    global _drawn
     if quiet or total <= 0 or not sys.stderr.isatty():
         yield lambda: None
         return
@@ -31,7 +43,11 @@ def progress(total: int, label: str, unit: str, quiet: bool = False) -> Iterator
             done += 1
             bar.update(1, done)
 
-        yield step
+        _drawn += 1
+        try:
+            yield step
+        finally:
+            _drawn -= 1
 
 
 class CountingMapper:

@@ -30,7 +30,7 @@ REPORT_VERSION = 3  # 3: inputs record where each slide's MPP came from (verify 
 
 
 @cache
-def _versions() -> dict[str, str]:
+def versions() -> dict[str, str]:
     from importlib import metadata
 
     import openslide
@@ -70,7 +70,7 @@ def case_report(result: CaseResult) -> dict[str, Any]:
         "slides": [asdict(s) for s in result.slides],
         "notes": result.notes,
         "patches": result.patches,
-        "versions": dict(_versions()),
+        "versions": dict(versions()),
         "timings_s": {k: round(t, 4) for k, t in result.timings.items()},
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
@@ -109,7 +109,7 @@ class CaseExtras:
     geojson: bool = False
     thumbnail: bool = False
     store: bool = False
-    cluster: str = "local"  # where the case ran (cluster_access.SCHEMES), recorded in its report
+    cluster: str = "local"  # where the case ran (ClusterAccess.scheme: local, tls, tcp-loopback, tcp-insecure)
 
 
 def insufficient_report(case_id: str, exc: InsufficientTissueError, predictor: Predictor,
@@ -123,7 +123,7 @@ def insufficient_report(case_id: str, exc: InsufficientTissueError, predictor: P
             "provider": predictor.provider, "engine": dict(predictor.engine_choice),
             "notes": predictor.model_notes(),
             "warning": DEMO_WARNING if predictor.contract.is_demo else None,
-            "model": predictor.model_info(), "versions": dict(_versions()),
+            "model": predictor.model_info(), "versions": dict(versions()),
             "created": datetime.now(UTC).isoformat(timespec="seconds")}
 
 

@@ -10,6 +10,7 @@ import importlib
 import os
 from dataclasses import dataclass
 from importlib import metadata
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -118,9 +119,10 @@ class ModelSession:
                                  f"({first_line(exc)})", self.path) from None
 
 
-def open_session(contract: ModelContract, device: str = "auto", threads: int | None = None,
-                 spinning: bool = True) -> ModelSession:
-    """Build the session from the verified bytes (no re-read, so what was hashed is what runs)."""
+def inference_session(model_bytes: bytes, path: str | Path, device: str = "auto", threads: int | None = None,
+                      spinning: bool = True) -> tuple[Any, str]:
+    """An ONNX Runtime session on verified bytes (no re-read, so what was hashed is what runs) and the provider that
+    actually runs it; --device cuda never falls back silently. Shared by every model family."""
     if device not in DEVICES:
         raise DeviceError(f"unknown device {device!r} (choose from {', '.join(DEVICES)})")
     ort = onnxruntime()
@@ -131,16 +133,22 @@ def open_session(contract: ModelContract, device: str = "auto", threads: int | N
     # measurable in benchmarks/case_time.py; the product keeps the default, the benchmark compares both.
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     options.log_severity_level = 3
-    providers = _providers(device)
+    providers = _providers(device)  # a DeviceError of its own, not a model that cannot load
     try:
-        session = ort.InferenceSession(contract.model_bytes, sess_options=options, providers=providers)
+        session = ort.InferenceSession(model_bytes, sess_options=options, providers=providers)
     except Exception as exc:  # onnxruntime raises its own exception types without a common base
-        raise ModelError(f"ONNX Runtime cannot load the model ({first_line(exc)})",
-                         contract.path) from None
+        raise ModelError(f"ONNX Runtime cannot load the model ({first_line(exc)})", path) from None
     actual = session.get_providers()[0]
     if device == "cuda" and actual != CUDA:
         raise DeviceError(f"--device cuda: the CUDA provider failed to start (CUDA/cuDNN libraries missing?); "
                           f"ONNX Runtime would have run on {actual}")
+    return session, actual
+
+
+def open_session(contract: ModelContract, device: str = "auto", threads: int | None = None,
+                 spinning: bool = True) -> ModelSession:
+    """The slide model's session, its inputs and outputs checked against the contract."""
+    session, actual = inference_session(contract.model_bytes, contract.path, device, threads, spinning)
     names = {i.name for i in session.get_inputs()}
     outputs = {o.name for o in session.get_outputs()}
     if INPUT_NAME not in names or DECISION_OUTPUT not in outputs:

@@ -158,6 +158,7 @@ def test_evaluate_folds_in_two_local_processes_equal_one(monkeypatch, capsys, tm
         result.pop("wall_time_s")
         result["cost"].pop("time_per_case_ms")  # measured, so never equal twice
         results.append(result)
+    assert [r.pop("cluster")["scheme"] for r in results] == ["local", "tcp-loopback"]  # where the folds ran
     assert results[0] == results[1] and len(results[0]["patients"]) == 8
 
 

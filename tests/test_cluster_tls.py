@@ -66,6 +66,8 @@ def test_cluster_certs_are_a_chain_with_private_keys_0600_never_overwritten(tmp_
     code, out, err = run_cli(monkeypatch, capsys, "cluster-certs", tmp_path / "certs")
     assert code != 0 and "never replaced" in err and len(err.strip().splitlines()) == 1
     assert {path: path.read_bytes() for path in before} == before
+    code, _, err = run_cli(monkeypatch, capsys, "cluster-certs", tmp_path / "other", "--host", "ü.lan")
+    assert code != 0 and "xn--" in err and not (tmp_path / "other").exists()
 
 
 def test_batch_over_mutual_tls_equals_a_local_run(tls_cluster, certs, tiny_model, slides, tmp_path, monkeypatch,
@@ -96,14 +98,6 @@ def test_a_certificate_of_another_ca_fails_in_one_line_before_anything_is_writte
     assert not (tmp_path / "out").exists() and out == ""
 
 
-def test_tls_without_a_client_certificate_is_refused_before_any_connection(tls_cluster, certs, monkeypatch):
-    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: pytest.fail("a connection was opened"))
-    access = ClusterAccess(tls_cluster, tls_ca=certs[0]["ca"][0])
-    with pytest.raises(ConfigurationError, match="needs --tls-cert, --tls-key") as refused:
-        access.check()
-    assert "\n" not in str(refused.value)
-
-
 def test_a_plaintext_scheduler_off_the_host_is_refused_before_any_client_is_created(
         tiny_model, slides, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(distributed, "Client", lambda *a, **k: pytest.fail("a client was created"))
@@ -130,24 +124,68 @@ def test_a_host_name_is_never_taken_for_loopback_without_resolving_it(monkeypatc
         ClusterAccess("tcp://scheduler.hospital.lan:8786").check()
 
 
-def own_address() -> str:
-    """This machine's address on its network (no packet is sent: a UDP socket only picks its route)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.connect(("192.0.2.1", 9))  # TEST-NET-1
-        return probe.getsockname()[0]
-
-
 def test_insecure_cluster_off_loopback_runs_and_the_summary_says_so(tiny_model, slides, tmp_path, monkeypatch,
                                                                    capsys):
-    host = own_address()
-    assert host != "127.0.0.1"
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp://", host=host,
+    """The address is off the host; the client is pointed at a loopback cluster, so no scheduler listens on the
+    network during the test."""
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp://", host="127.0.0.1",
                       dashboard_address=None) as cluster:
+        real_client, asked = distributed.Client, []
+
+        def client(address, **kwargs):
+            asked.append(address)
+            return real_client(cluster.scheduler_address, **kwargs)
+
+        monkeypatch.setattr(distributed, "Client", client)
         code, _, err = run_cli(monkeypatch, capsys, "batch", manifest(tmp_path, slides, 1), "-m", tiny_model,
-                               "--device", "cpu", "-o", tmp_path / "out", "--scheduler", cluster.scheduler_address,
+                               "--device", "cpu", "-o", tmp_path / "out", "--scheduler", "tcp://10.255.255.1:8786",
                                "--insecure-cluster")
     assert code == 0, err
+    assert asked == ["tcp://10.255.255.1:8786"]
     summary = json.loads((tmp_path / "out" / "batch-summary.json").read_text())
-    assert summary["cluster"] == {"scheduler": cluster.scheduler_address, "scheme": "tcp-insecure",
+    assert summary["cluster"] == {"scheduler": "tcp://10.255.255.1:8786", "scheme": "tcp-insecure",
                                   "insecure_cluster": True}
     assert json.loads((tmp_path / "out" / "case0.json").read_text())["cluster"] == "tcp-insecure"
+
+
+def test_tls_without_a_client_certificate_writes_nothing(tls_cluster, certs, tiny_model, slides, tmp_path,
+                                                         monkeypatch, capsys):
+    code, _, err = run_cli(monkeypatch, capsys, "batch", manifest(tmp_path, slides, 1), "-m", tiny_model,
+                           "--device", "cpu", "-o", tmp_path / "out", "--scheduler", tls_cluster,
+                           "--tls-ca", certs[0]["ca"][0])
+    assert code != 0 and "needs --tls-cert, --tls-key" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_tls_files_from_dasks_configuration_are_used(tls_cluster, certs):
+    import dask
+
+    from netorigin.runtime.cluster import mapper_for
+
+    ours = certs[0]
+    with dask.config.set({"distributed.comm.tls.ca-file": str(ours["ca"][0]),
+                          "distributed.comm.tls.client.cert": str(ours["client"][0]),
+                          "distributed.comm.tls.client.key": str(ours["client"][1])}):
+        with mapper_for(ClusterAccess(tls_cluster)) as mapper:
+            assert mapper(abs, [-1, -2]) == [1, 2] and mapper.access.scheme == "tls"
+
+
+def test_a_key_that_is_not_the_certificates_is_one_line(tls_cluster, certs):
+    from netorigin.runtime.cluster import mapper_for
+
+    ours, theirs = certs
+    access = ClusterAccess(tls_cluster, ours["ca"][0], ours["client"][0], theirs["client"][1])
+    with pytest.raises(ConfigurationError, match="TLS files for .* cannot be used") as refused:
+        mapper_for(access)
+    assert "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize(("address", "insecure", "says"), [
+    ("tcp://[::1", False, "not a scheduler address"), ("tls://host:99999", False, "not a scheduler address"),
+    ("tls://scheduler", False, "needs a host and a port"), ("ws://127.0.0.1:8786", False, "is not offered"),
+    ("tls://scheduler:8786", True, "--insecure-cluster is for plaintext"),
+])
+def test_addresses_that_cannot_be_used_are_refused_before_any_connection(address, insecure, says, monkeypatch):
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: pytest.fail("a connection was opened"))
+    with pytest.raises(ConfigurationError, match=says):
+        ClusterAccess(address, insecure=insecure).check()

@@ -62,7 +62,7 @@ def test_variant_decisions_track_fp32(variants):
     spread = np.ptp(out["fp32"])
     assert spread > 1.0
     assert np.abs(out["fp16"] - out["fp32"]).max() <= 0.02 * spread
-    assert np.abs(out["int8"] - out["fp32"]).max() <= 0.25 * spread
+    assert np.abs(out["int8"] - out["fp32"]).max() <= 0.1 * spread  # measured 0.064 on an AVX2-only CPU
     assert np.array_equal(out["int8"] > 0, out["fp32"] > 0)  # no patch changes side
     assert not np.array_equal(out["int8"], out["fp32"])  # it really is a different model
 

@@ -9,7 +9,6 @@ exactly as training did.
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MriInputError
+from ..manifest import read_csv_rows
 
 
 @dataclass(frozen=True)
@@ -107,21 +107,9 @@ def encode_record(record: Mapping[str, str], encoding: tuple[ClinicalField, ...]
 def read_clinical(path: str | Path, encoding: tuple[ClinicalField, ...] = DEFAULT_ENCODING
                   ) -> dict[str, dict[str, str]]:
     """CSV `patient,<field>...` -> record per patient; a column that is no field of `encoding` is refused (a
-    misspelt field would otherwise be silently missing)."""
+    misspelt field would otherwise be silently missing), as is a patient given twice."""
     path = Path(path)
-    try:
-        with path.open(newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            header, rows = list(reader.fieldnames or []), list(reader)
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise MriInputError(f"cannot read the clinical table ({exc})", path) from None
-    if "patient" not in header:
-        raise MriInputError("the clinical table has no patient column", path)
-    known = {f.name for f in encoding}
-    unknown = [c for c in header if c != "patient" and c not in known]
-    if unknown:
-        raise MriInputError(f"unknown clinical field(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})",
-                            path)
+    rows = read_csv_rows(path, ("patient",), optional=tuple(f.name for f in encoding))
     records: dict[str, dict[str, str]] = {}
     for row in rows:
         if row["patient"] in records:

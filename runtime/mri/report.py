@@ -1,0 +1,51 @@
+"""The record of one MRI case: the lesion class, the patient's summed probabilities, every image group's
+probabilities, the inputs' fingerprints, the model's identity, the versions and the provider that ran."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from ..contract import DEMO_WARNING
+from ..report import versions
+from .contract import PATIENT_RULE
+from .predictor import MriPredictor, MriResult
+
+MRI_REPORT_VERSION = 1
+
+
+def mri_report(result: MriResult, predictor: MriPredictor) -> dict[str, Any]:
+    contract = predictor.contract
+    sums = result.sums
+    return {
+        "report_version": MRI_REPORT_VERSION,
+        "family": "mri",
+        "status": "ok",
+        "case": result.patient,
+        "warning": DEMO_WARNING if contract.is_demo else None,
+        "lesion_class": result.lesion_class,
+        "model_kind": contract.kind,
+        "classes": list(result.classes),
+        "patient_sums": {c: float(v) for c, v in zip(result.classes, sums, strict=True)},
+        "patient_rule": PATIENT_RULE,
+        "groups": [{"section": int(section), "probabilities": {c: float(v) for c, v in zip(result.classes, row,
+                                                                                              strict=True)}}
+                   for section, row in zip(result.groups.sections, result.probabilities, strict=True)],
+        "inputs": {"series": result.series, "roi": result.roi, "clinical": contract.clinical is not None},
+        "model": {"path": str(contract.path), **contract.identity, "kind": contract.kind,
+                  "demo": contract.is_demo, "signature": predictor.signature.as_dict()},
+        "provider": result.provider,
+        "versions": versions(),
+        "timings_s": {k: round(v, 4) for k, v in result.timings.items()},
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def mri_text(report: dict[str, Any]) -> str:
+    """The terminal summary."""
+    sums = ", ".join(f"{c} {v:.3f}" for c, v in report["patient_sums"].items())
+    lines = [f"{report['case']}: {report['lesion_class']}  (Model {report['model_kind']}, "
+             f"{len(report['groups'])} image groups; summed probabilities: {sums})"]
+    if report["warning"]:
+        lines.insert(0, f"*** {report['warning']} ***")
+    return "\n".join(lines)
