@@ -15,7 +15,7 @@ from netorigin.runtime.mri.protocol import MODEL_KINDS
 from netorigin.runtime.progress import progress
 
 from .mri_model import DEFAULT_ARCHITECTURE
-from .mri_train import MriTrainPlan, manifest_rows, read_mri_cohort, train_mri, training_batches
+from .mri_train import MriTrainPlan, check_trainable, manifest_rows, read_mri_cohort, train_mri, training_batches
 
 
 @click.command("train-mri")
@@ -43,7 +43,7 @@ def command(manifest, clinical, kinds, out, architecture, weights, epochs, batch
             demo, quiet) -> None:
     """Train on MANIFEST (patient,label,t2,dwi_b800,t1_pre,arterial,portal,equilibrium,roi: a series folder per
     sequence and the T2 region, paths relative to the manifest; label one of the seven lesion classes)."""
-    cohorts = {}
+    cohorts, plans = {}, {}
     for kind in dict.fromkeys(kinds):  # every patient of every model checked before anything is trained
         with progress(manifest_rows(manifest), f"groups for {kind}", "patients", quiet) as step:
             patients, problems = read_mri_cohort(manifest, clinical, MODEL_KINDS[kind], on_patient=step)
@@ -52,12 +52,15 @@ def command(manifest, clinical, kinds, out, architecture, weights, epochs, batch
         if problems:
             click.echo(f"{len(problems)} patient(s) cannot be used: nothing was trained", err=True)
             sys.exit(1)
+        plans[kind] = MriTrainPlan(kind=kind, architecture=architecture, weights=weights, epochs=epochs,
+                                   batch_size=batch_size, learning_rate=learning_rate, folds=folds, seed=seed,
+                                   demo=demo)
+        check_trainable(patients, plans[kind])  # every model's cohort, before the first is trained
         cohorts[kind] = patients
     ensure_writable_dir(out)
     for kind, patients in cohorts.items():
         start = time.perf_counter()
-        plan = MriTrainPlan(kind=kind, architecture=architecture, weights=weights, epochs=epochs,
-                            batch_size=batch_size, learning_rate=learning_rate, folds=folds, seed=seed, demo=demo)
+        plan = plans[kind]
         with progress(training_batches(patients, plan), f"training {kind}", "batches", quiet) as step:
             summary = train_mri(patients, out, plan, f"model-{kind}", on_batch=step)
         parity = summary["parity_onnx_vs_pytorch"]

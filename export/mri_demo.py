@@ -34,7 +34,7 @@ class MriDemoPlan:
 
 
 MRI_FULL = MriDemoPlan()
-MRI_SMALL = MriDemoPlan(train_per_class=2, test_per_class=1, epochs=1, architecture="test_efficientnet")  # tests
+MRI_SMALL = MriDemoPlan(train_per_class=1, test_per_class=1, epochs=1, architecture="test_efficientnet")  # tests
 
 
 def _results(predictor: MriPredictor, cohort: Path, kind: str) -> RaterCalls:

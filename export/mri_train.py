@@ -22,16 +22,19 @@ from torchvision.transforms.v2 import functional as tvf
 
 from netorigin.calibration.errors import InputDataError
 from netorigin.calibration.splits import patient_digests
-from netorigin.runtime.atomic import write_bytes_atomic, write_text_atomic
+from netorigin.runtime.atomic import write_text_atomic
 from netorigin.runtime.errors import MriInputError
 from netorigin.runtime.manifest import read_csv_rows
+from netorigin.runtime.model_writer import save_model
 from netorigin.runtime.mri.clinical import DEFAULT_ENCODING, ClinicalField, encode_record, read_clinical
 from netorigin.runtime.mri.groups import image_groups, read_roi, read_series
 from netorigin.runtime.mri.protocol import MODEL_KINDS, SEVEN_WAY, ModelKind
+from netorigin.runtime.mri.results import write_results_table
 
 from .mri_model import DEFAULT_ARCHITECTURE, LesionNet, build_lesion_net, lesion_model_bytes, probabilities
 
 ROTATION_DEGREES = 40.0
+PARITY_LIMIT = 1e-4  # issue #25: ONNX vs PyTorch per group; patient classes identical
 
 
 @dataclass(frozen=True)
@@ -87,7 +90,9 @@ def read_mri_cohort(manifest: str | Path, clinical: str | Path | None, kind: Mod
                 continue
             patients.append(_patient(row, label, manifest.parent, kind, records, encoding))
         except MriInputError as exc:
-            problems.append(str(exc) if row["patient"] in str(exc) else f"patient {row['patient']}: {exc}")
+            text = str(exc)
+            problems.append(text if text.startswith(f"patient {row['patient']}:") else
+                            f"patient {row['patient']}: {text}")
         finally:
             on_patient()
     return patients, problems
@@ -199,6 +204,23 @@ def cross_validate(patients: list[PatientGroups], plan: MriTrainPlan, on_batch: 
     return scores
 
 
+def check_trainable(patients: list[PatientGroups], plan: MriTrainPlan) -> None:
+    """What would stop training midway, refused before any of it: a class without patients, a patient given twice,
+    too few patients per class for the folds."""
+    kind = plan.model_kind
+    names = [p.patient for p in patients]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise InputDataError(f"patient(s) {', '.join(twice)} appear twice: one row per patient (a patient on both "
+                             "sides of a fold would leak)")
+    present = {p.label for p in patients}
+    if present != set(kind.classes):
+        raise InputDataError(f"Model {kind.name} needs patients of every class {', '.join(kind.classes)} (missing: "
+                             f"{', '.join(sorted(set(kind.classes) - present))})")
+    if plan.folds > 1:
+        folds_of(patients, plan.folds, plan.seed)
+
+
 def training_batches(patients: list[PatientGroups], plan: MriTrainPlan) -> int:
     """How many training batches `train_mri` runs (each fold's fit, then the final fit): the progress bar's length."""
     def batches(groups: int) -> int:
@@ -222,11 +244,9 @@ def manifest_rows(manifest: str | Path) -> int:
 
 
 def write_results(path: Path, patients: list[PatientGroups], classes: tuple[str, ...], scores: np.ndarray) -> None:
-    """The `compare-raters` table: patient,label,<summed probability per class>."""
-    lines = [",".join(["patient", "label", *classes])]
-    lines += [",".join([p.patient, p.label, *(f"{v:.8g}" for v in row)]) for p, row in zip(patients, scores,
-                                                                                          strict=True)]
-    write_text_atomic(path, "\n".join(lines) + "\n")
+    """The `compare-raters` table of summed group probabilities, as means (runtime/mri/results)."""
+    write_results_table(path, [(p.patient, p.label, row, len(p.pixels)) for p, row in zip(patients, scores,
+                                                                                       strict=True)], classes)
 
 
 def check_parity(model_bytes: bytes, net: LesionNet, patients: list[PatientGroups]) -> dict:
@@ -253,12 +273,10 @@ def check_parity(model_bytes: bytes, net: LesionNet, patients: list[PatientGroup
 
 def train_mri(patients: list[PatientGroups], out: Path, plan: MriTrainPlan, name: str,
               on_batch: Callable[[], None] = lambda: None) -> dict:
-    """Cross-validate, fit on every patient, export `out/NAME.onnx`, write `NAME-cv.csv` and `NAME.json`."""
+    """Cross-validate, fit on every patient, export `out/NAME.onnx` (only if ONNX Runtime gives PyTorch's classes
+    and probabilities within PARITY_LIMIT), write `NAME-cv.csv` and `NAME.json`."""
     kind = plan.model_kind
-    present = {p.label for p in patients}
-    if present != set(kind.classes):
-        raise InputDataError(f"Model {kind.name} needs patients of every class {', '.join(kind.classes)} (missing: "
-                             f"{', '.join(sorted(set(kind.classes) - present))})")
+    check_trainable(patients, plan)
     summary: dict = {"plan": asdict(plan), "patients": len(patients),
                      "groups": int(sum(len(p.pixels) for p in patients)),
                      "per_class": {c: sum(p.label == c for p in patients) for c in kind.classes}}
@@ -273,9 +291,14 @@ def train_mri(patients: list[PatientGroups], out: Path, plan: MriTrainPlan, name
               "training": {k: v for k, v in asdict(plan).items() if k not in ("kind", "weights", "demo")}}
     provenance = {"patients": len(patients), "groups": summary["groups"], "per_class": summary["per_class"]}
     model_bytes = lesion_model_bytes(net, kind, DEFAULT_ENCODING if kind.clinical else None, record, provenance)
-    write_bytes_atomic(out / f"{name}.onnx", model_bytes)
+    parity = check_parity(model_bytes, net, patients)
+    if parity["patient_class_flips"] or parity["max_abs_group_probability"] > PARITY_LIMIT:
+        raise InputDataError(f"Model {kind.name}: ONNX Runtime differs from PyTorch ({parity['patient_class_flips']} "
+                             f"patient class flips, max |dp| {parity['max_abs_group_probability']:.2g} > "
+                             f"{PARITY_LIMIT:g}); no model written")
+    save_model(out / f"{name}.onnx", model_bytes)
     summary["model"] = f"{name}.onnx"
     summary["model_sha256"] = hashlib.sha256(model_bytes).hexdigest()
-    summary["parity_onnx_vs_pytorch"] = check_parity(model_bytes, net, patients)
+    summary["parity_onnx_vs_pytorch"] = parity
     write_text_atomic(out / f"{name}.json", json.dumps(summary, indent=2))
     return summary

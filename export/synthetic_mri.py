@@ -27,7 +27,7 @@ LESION_CONTRAST = {
     "other_primary": (1.5, 1.8, 0.6, 0.9, 1.2, 1.5),
 }
 # Each sequence's own grid: in-plane spacing, slice spacing (mm) and an origin shift (mm), as scanners differ.
-GRIDS = {"t2": (2.0, 6.0, (0.0, 0.0, 0.0)), "dwi_b800": (3.0, 8.0, (1.5, -1.0, 2.0)),
+GRIDS = {"t2": (2.0, 6.0, (0.0, 0.0, 0.0)), "dwi_b800": (3.0, 8.0, (15.0, -12.0, 4.0)),
          "t1_pre": (2.5, 5.0, (-1.0, 1.0, -1.5)), "arterial": (2.5, 5.0, (-1.0, 1.0, -1.5)),
          "portal": (2.5, 5.0, (-1.0, 1.0, -1.5)), "equilibrium": (2.5, 5.0, (-1.0, 1.0, -1.5))}
 FIELD_MM = (200.0, 200.0, 96.0)

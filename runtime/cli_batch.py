@@ -13,6 +13,9 @@ from .cli_options import cluster_options, model_options, mpp_rule, quiet_option,
 from .cluster import mapper_for
 from .contract import DEMO_WARNING
 from .dicomweb import is_series_url
+from .mri.batch import read_mri_manifest, run_mri_batch
+from .mri.contract import is_mri_model
+from .mri.predictor import MriPredictor
 from .predictor import Predictor
 from .progress import progress
 from .report import CaseExtras
@@ -31,9 +34,11 @@ from .report import CaseExtras
 @quiet_option
 @click.option("--redo", is_flag=True, help="Replace finished reports made by another model, confidence, seed or "
               "slide files (without it such a folder is refused).")
+@click.option("--clinical", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="MRI Models F/G: clinical CSV with a row per patient.")
 def command(manifest, out, model, device, engine, ov_precision, allow_lower_fidelity, confidence, seed, threads,
             read_workers, trusted_keys, include, exclude, object_types, mpp, force_mpp, workers, geojson, thumbnail,
-            store, cluster, quiet, redo) -> None:
+            store, cluster, quiet, redo, clinical) -> None:
     """Predict every case of MANIFEST (CSV: case, slide[, annotations, specimen, mpp, force_mpp];
     one row per slide; a row's mpp / force_mpp wins over --mpp / --force-mpp).
 
@@ -41,6 +46,16 @@ def command(manifest, out, model, device, engine, ov_precision, allow_lower_fide
     seed and slide files; reports of another run are refused unless --redo. A failing case is recorded and the
     others go on. Exit code 1 if any case failed or had insufficient tissue.
     """
+    if is_mri_model(model):
+        slide_only = [name for name, given in (("--workers", workers > 1), ("--geojson", geojson),
+                                               ("--thumbnail", thumbnail), ("--store", store),
+                                               ("--scheduler", cluster.scheduler)) if given]
+        if slide_only:
+            raise click.UsageError(f"{', '.join(slide_only)}: not offered for MRI lesion models yet")
+        _mri_batch(manifest, model, device, threads, trusted_keys, clinical, out, quiet, redo)
+        return
+    if clinical is not None:
+        raise click.UsageError("--clinical is for MRI lesion models")
     if cluster.scheduler and workers > 1:
         raise click.UsageError("--workers are threads here; with --scheduler the cluster's workers run the cases")
     cases = read_manifest(manifest, mpp_rule(mpp, force_mpp))
@@ -60,6 +75,24 @@ def command(manifest, out, model, device, engine, ov_precision, allow_lower_fide
             with progress(len(cases), "cases", "cases", quiet) as step:
                 outcomes = run_batch(predictor, cases, out, workers, on_done=lambda _: step(),
                                      extras=CaseExtras(geojson, thumbnail, store), keep=keep, mapper=mapper)
+    _report_counts(outcomes, out)
+
+
+def _mri_batch(manifest: Path, model: str, device: str, threads: int | None, trusted_keys: tuple[str, ...],
+               clinical: Path | None, out: Path, quiet: bool, redo: bool) -> None:
+    """MRI cases (manifest patient[,label],<series folder per sequence>,roi): a report each, the summary, and
+    results.csv for compare-raters when labels are given."""
+    predictor = MriPredictor(model, device=device, threads=threads, trusted_keys=trusted_keys or None)
+    items = read_mri_manifest(manifest, predictor, clinical)
+    ensure_writable_dir(out)
+    if predictor.contract.is_demo:
+        click.echo(f"*** {DEMO_WARNING} ***", err=True)
+    with progress(len(items), "cases", "cases", quiet) as step:
+        outcomes = run_mri_batch(predictor, items, out, on_done=lambda _: step(), redo=redo)
+    _report_counts(outcomes, out)
+
+
+def _report_counts(outcomes: list, out: Path) -> None:
     counts = status_counts(outcomes)
     click.echo(f"{counts['ok']} ok, {counts['skipped']} skipped (already done), "
                f"{counts['insufficient_tissue']} insufficient tissue, {counts['failed']} failed "

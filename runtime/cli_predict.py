@@ -48,7 +48,12 @@ def command(slides, annotations, specimen, case_id, model, device, engine, ov_pr
     if is_mri_model(model):
         slide_only = [name for name, given in (("--annotations", annotations), ("--specimen", specimen),
                                                ("--geojson", geojson), ("--thumbnail", thumbnail),
-                                               ("--store", store), ("--level", level is not None)) if given]
+                                               ("--store", store), ("--level", level is not None),
+                                               ("--engine", engine != "auto"),
+                                               ("--ov-precision", ov_precision != "auto"),
+                                               ("--allow-lower-fidelity", allow_lower_fidelity),
+                                               ("--confidence", confidence is not None), ("--mpp", mpp is not None),
+                                               ("--force-mpp", force_mpp is not None)) if given]
         if slide_only:
             raise click.UsageError(f"{', '.join(slide_only)}: for slide models, not this MRI lesion model")
         if len(slides) != 1:
@@ -92,15 +97,15 @@ def command(slides, annotations, specimen, case_id, model, device, engine, ov_pr
 def _predict_mri(folder: Path, model: str, device: str, threads: int | None, trusted_keys: tuple[str, ...],
                  case_id: str | None, roi: Path | None, clinical: Path | None, as_json: bool, out: str | None) -> None:
     """One MRI case: checked whole (series, alignment, region, clinical record) before the model runs."""
-    patient = check_case_id(case_id) if case_id is not None else folder.name
+    patient = check_case_id(case_id if case_id is not None else folder.resolve().name)
+    out_dir = Path(out) if out else None
     records = read_clinical(clinical) if clinical is not None else {}
     if clinical is not None and patient not in records:
         raise MriInputError(f"no row for patient {patient} in the clinical table", clinical)
     case = MriCase.from_folder(folder, patient, roi, records.get(patient))
-    out_dir = Path(out) if out else None
     predictor = MriPredictor(model, device=device, threads=threads, trusted_keys=trusted_keys or None)
     report = mri_report(predictor.predict(case), predictor)
-    if out_dir is not None:
+    if out_dir is not None:  # created only for a result: a refused case leaves nothing behind
         ensure_writable_dir(out_dir)
         write_text_atomic(case_file(out_dir, patient, ".json"), json.dumps(report, indent=2))
     click.echo(json.dumps(report, indent=2) if as_json else mri_text(report))

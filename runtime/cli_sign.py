@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from .contract import load_contract
 from .model_writer import save_model
+from .mri.contract import load_any_contract
 from .signing import PASSPHRASE_ENV, is_encrypted, sign_model, verify_signature
 
 
@@ -36,7 +36,7 @@ def command(model: str, private_key: str, out: str | None) -> None:
     An encrypted key's passphrase comes from NETORIGIN_KEY_PASSPHRASE or, on a terminal, a hidden prompt
     (never from the command line, where `ps` and shell history would show it).
     """
-    contract = load_contract(model)
+    contract = load_any_contract(model)
     signed = sign_model(contract, private_key, passphrase(private_key))
     target = Path(out) if out else contract.path
     status = verify_signature(save_model(target, signed, previous=contract))  # what was written verifies

@@ -19,7 +19,8 @@ from .record import cpu_features
 # The extras a user may add to the lean runtime: a distribution each installs, and the module it brings.
 EXTRAS = {"cpu": ("onnxruntime", "onnxruntime"), "gpu": ("onnxruntime-gpu", "onnxruntime"),
           "signing": ("cryptography", "cryptography"), "dask": ("distributed", "distributed"),
-          "openvino": ("openvino", "openvino"), "dicom": ("highdicom", "highdicom"), "export": ("torch", "torch")}
+          "openvino": ("openvino", "openvino"), "dicom": ("highdicom", "highdicom"), "mri": ("SimpleITK", "SimpleITK"),
+          "export": ("torch", "torch")}
 
 
 def _message(*fields: bytes) -> bytes:

@@ -58,6 +58,20 @@ def test_the_t2_region_lands_on_the_lesion_in_sequences_on_other_grids(cohort, s
     assert inside > liver_ring + 0.1
 
 
+def test_a_region_on_any_single_t2_slice_gives_a_group(cohort, tmp_path):
+    """A 7-mm section is kept when the region touches it anywhere, not only at its centre: a lesion drawn on one
+    6-mm T2 slice is never dropped."""
+    roi = sitk.ReadImage(str(cohort / "hcc-00" / "roi-t2.nii.gz"))
+    full = sitk.GetArrayFromImage(roi)
+    series = [read_series(cohort / "hcc-00" / s, s) for s in SEQUENCES[:3]]
+    for k in np.flatnonzero(full.any(axis=(1, 2))):
+        one = np.zeros_like(full)
+        one[k] = full[k]
+        thin = sitk.GetImageFromArray(one)
+        thin.CopyInformation(roi)
+        assert len(image_groups(series, thin).sections) >= 1
+
+
 def _ring(mask: np.ndarray, width: int = 12) -> np.ndarray:
     from scipy.ndimage import binary_dilation
 

@@ -35,16 +35,26 @@ def cohort(tmp_path_factory):
 def trained(cohort, tmp_path_factory):
     out = tmp_path_factory.mktemp("mri-models")
     code, stdout, stderr = run_cli_outside_a_test("train-mri", cohort / "cohort.csv", "--clinical",
-                                                  cohort / "clinical.csv", "--kind", "G", "--kind", "C", "-o", out,
-                                                  *TINY, "--demo")
+                                                  cohort / "clinical.csv", "--kind", "G", "-o", out, *TINY, "--demo")
     assert code == 0, stderr
     return out, stdout
 
 
-def test_train_mri_cross_validates_and_exports_each_kind(trained):
+@pytest.fixture(scope="module")
+def untrained_f(tmp_path_factory):
+    """Model F (six sequences + clinical data) as exported, untrained: the PyTorch network and its file."""
+    kind = MODEL_KINDS["F"]
+    net, network = build_lesion_net(kind, "test_efficientnet", None, seed=3, clinical=DEFAULT_ENCODING)
+    model = tmp_path_factory.mktemp("mri-f") / "f.onnx"
+    model.write_bytes(lesion_model_bytes(net, kind, DEFAULT_ENCODING, {"demo": True, "network": network,
+                                                                        "trained_on_patients_sha256": []}, {}))
+    return net, model
+
+
+def test_train_mri_cross_validates_and_exports_a_kind(trained):
     out, stdout = trained
-    assert "Model G: 6 patients" in stdout and "Model C: 9 patients" in stdout  # G: the malignant ones only
-    for kind in ("G", "C"):
+    assert "Model G: 6 patients" in stdout  # the malignant ones only
+    for kind in ("G",):
         summary = json.loads((out / f"model-{kind}.json").read_text())
         parity = summary["parity_onnx_vs_pytorch"]
         assert parity["max_abs_group_probability"] <= 1e-4 and parity["patient_class_flips"] == 0
@@ -58,7 +68,6 @@ def test_train_mri_cross_validates_and_exports_each_kind(trained):
     contract = load_mri_contract(out / "model-G.onnx")
     assert contract.kind == "G" and contract.sequences == UNENHANCED and contract.is_demo
     assert [f.name for f in contract.clinical] == [f.name for f in DEFAULT_ENCODING]
-    assert load_mri_contract(out / "model-C.onnx").clinical is None
 
 
 def test_cross_validation_results_feed_compare_raters(trained, tmp_path, monkeypatch, capsys):
@@ -83,12 +92,9 @@ def test_predict_takes_an_mri_case_and_reports_its_groups(trained, cohort, monke
         out / "model-G.onnx").identity["graph_sha256"]
 
 
-def test_the_runtime_gives_pytorchs_probabilities_per_group_and_per_patient(cohort, tmp_path):
+def test_the_runtime_gives_pytorchs_probabilities_per_group_and_per_patient(cohort, untrained_f):
     kind = MODEL_KINDS["F"]
-    net, network = build_lesion_net(kind, "test_efficientnet", None, seed=3, clinical=DEFAULT_ENCODING)
-    model = tmp_path / "f.onnx"
-    model.write_bytes(lesion_model_bytes(net, kind, DEFAULT_ENCODING, {"demo": True, "network": network,
-                                                                        "trained_on_patients_sha256": []}, {}))
+    net, model = untrained_f
     records = read_clinical(cohort / "clinical.csv")
     predictor = MriPredictor(model, device="cpu")
     for patient in ("hcc-00", "other_primary-01"):
@@ -100,8 +106,8 @@ def test_the_runtime_gives_pytorchs_probabilities_per_group_and_per_patient(coho
         assert result.lesion_class == kind.classes[int(reference.sum(axis=0).argmax())]
 
 
-def test_missing_clinical_record_or_sequence_is_one_line_and_no_result(trained, cohort, tmp_path, monkeypatch,
-                                                                       capsys):
+def test_missing_clinical_record_or_sequence_is_one_line_and_no_result(trained, untrained_f, cohort, tmp_path,
+                                                                       monkeypatch, capsys):
     out, _ = trained
     code, stdout, err = run_cli(monkeypatch, capsys, "predict", cohort / "hcc-00", "-m", out / "model-G.onnx",
                                 "-o", tmp_path / "r")
@@ -110,7 +116,8 @@ def test_missing_clinical_record_or_sequence_is_one_line_and_no_result(trained, 
     case = tmp_path / "hcc-00"
     shutil.copytree(cohort / "hcc-00", case)
     shutil.rmtree(case / "t1_pre")
-    code, stdout, err = run_cli(monkeypatch, capsys, "predict", case, "-m", out / "model-C.onnx")
+    code, stdout, err = run_cli(monkeypatch, capsys, "predict", case, "-m", untrained_f[1], "--clinical",
+                                cohort / "clinical.csv")
     assert code != 0 and "T1 pre-contrast series folder not found" in err and stdout == ""
 
 
@@ -130,22 +137,20 @@ def test_train_mri_lists_every_unusable_patient_and_trains_nothing(cohort, tmp_p
     assert lines[-1] == "2 patient(s) cannot be used: nothing was trained"
 
 
-def test_model_families_refuse_each_other(trained, tiny_model):
-    out, _ = trained
+def test_model_families_refuse_each_other(untrained_f, tiny_model):
     with pytest.raises(ModelError, match="a mri model, not a slide model"):
-        load_contract(out / "model-C.onnx")
+        load_contract(untrained_f[1])
     with pytest.raises(ModelError, match="a slide model, not an MRI lesion model"):
         load_mri_contract(tiny_model)
 
 
-def test_an_edited_class_list_breaks_the_verdict_digest(trained, tmp_path):
+def test_an_edited_class_list_breaks_the_verdict_digest(untrained_f, tmp_path):
     from netorigin.runtime.contract import PREFIX, encode_metadata
     from netorigin.runtime.protobuf_fields import read_metadata, replace_metadata
 
-    out, _ = trained
-    data = (out / "model-C.onnx").read_bytes()
+    data = untrained_f[1].read_bytes()
     props = read_metadata(data)
-    props |= encode_metadata({PREFIX + "classes": ["malignant", "benign"]})
+    props |= encode_metadata({PREFIX + "classes": ["metastasis", "hcc", "other_primary"]})
     (tmp_path / "edited.onnx").write_bytes(replace_metadata(data, props))
     with pytest.raises(ModelError, match="verdict digest mismatch"):
         load_mri_contract(tmp_path / "edited.onnx")
@@ -154,10 +159,73 @@ def test_an_edited_class_list_breaks_the_verdict_digest(trained, tmp_path):
 def test_mri_demo_runs_the_chain_and_prints_both_tables(tmp_path, monkeypatch, capsys):
     code, stdout, err = run_cli(monkeypatch, capsys, "demo", "--mri", "--small", "-o", tmp_path / "demo")
     assert code == 0, err
-    assert "### Model A (7 patients)" in stdout and "### Model G (3 patients)" in stdout
+    assert "### Model A (7 patients)" in stdout and "### Model G (3 patients)" in stdout  # held out, 1 per class
     assert stdout.count("DEMO MODEL, NOT FOR DIAGNOSIS") >= 2
     summary = json.loads((tmp_path / "demo" / "mri-demo-summary.json").read_text())
     for kind in ("A", "G"):
         parity = summary["models"][kind]["training"]["parity_onnx_vs_pytorch"]
         assert parity["max_abs_group_probability"] <= 1e-4 and parity["patient_class_flips"] == 0
         assert summary["models"][kind]["patients_per_s"] > 0
+
+
+def test_batch_runs_mri_cases_one_bad_case_fails_alone_and_reruns_skip(trained, untrained_f, cohort, tmp_path,
+                                                                       monkeypatch, capsys):
+    out, _ = trained
+    root = tmp_path / "cohort"
+    shutil.copytree(cohort, root)
+    args = ["batch", root / "cohort.csv", "-m", out / "model-G.onnx", "--clinical", root / "clinical.csv", "-o",
+            tmp_path / "b"]
+    code, stdout, err = run_cli(monkeypatch, capsys, *args)
+    assert code == 0, err
+    cases = json.loads((tmp_path / "b" / "batch-summary.json").read_text())["cases"]
+    assert f"{cases} ok" in stdout and (tmp_path / "b" / "hcc-01.json").exists()
+    with (tmp_path / "b" / "results.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert {r["label"] for r in rows} == set(MODEL_KINDS["G"].classes) and len(rows) == 6  # benign left out
+    means = np.array([[float(r[c]) for c in MODEL_KINDS["G"].classes] for r in rows])
+    assert np.allclose(means.sum(axis=1), 1.0, atol=1e-6)  # mean group probabilities
+    shutil.rmtree(root / "hcc-01" / "t2")
+    code, stdout, err = run_cli(monkeypatch, capsys, *args)
+    assert code == 1 and "hcc-01" in err and "T2-weighted series folder not found" in err
+    assert f"0 ok, {cases - 1} skipped" in stdout and "1 failed" in stdout
+    assert not (tmp_path / "b" / "hcc-01.json").exists()  # no stale result beside the failure
+    code, _, err = run_cli(monkeypatch, capsys, "compare-raters", tmp_path / "b" / "results.csv", "-o",
+                           tmp_path / "t")
+    assert code == 0, err
+    other = ["batch", root / "cohort.csv", "-m", untrained_f[1], "--clinical", root / "clinical.csv", "-o",
+             tmp_path / "b"]
+    code, _, err = run_cli(monkeypatch, capsys, *other)
+    assert code != 0 and "made by another model: --redo replaces them" in err
+    code, stdout, err = run_cli(monkeypatch, capsys, *other, "--redo")
+    assert code == 1 and f"{cases - 1} ok" in stdout  # hcc-01 still lacks its T2
+
+
+def test_train_mri_writes_no_model_that_onnx_runtime_would_change(cohort, tmp_path, monkeypatch, capsys):
+    from netorigin.export import mri_train
+
+    monkeypatch.setattr(mri_train, "check_parity", lambda *a: {"patient_class_flips": 1,
+                                                               "max_abs_group_probability": 0.2})
+    code, _, err = run_cli(monkeypatch, capsys, "train-mri", cohort / "cohort.csv", "--clinical",
+                           cohort / "clinical.csv", "--kind", "G", "-o", tmp_path / "out", "--architecture",
+                           "test_efficientnet", "--epochs", "1", "--folds", "0")
+    assert code != 0 and "ONNX Runtime differs from PyTorch" in err
+    assert not (tmp_path / "out" / "model-G.onnx").exists()
+
+
+def test_an_mri_model_is_signed_and_a_trusted_key_is_enforced(trained, cohort, tmp_path, monkeypatch, capsys):
+    out, _ = trained
+    model = tmp_path / "g.onnx"
+    shutil.copy(out / "model-G.onnx", model)
+    code, _, err = run_cli(monkeypatch, capsys, "keygen", "--private", tmp_path / "k", "--public", tmp_path / "k.pub")
+    assert code == 0, err
+    code, _, err = run_cli(monkeypatch, capsys, "keygen", "--private", tmp_path / "o", "--public", tmp_path / "o.pub")
+    assert code == 0, err
+    code, stdout, err = run_cli(monkeypatch, capsys, "sign", model, "--key", tmp_path / "k")
+    assert code == 0 and "signed" in stdout, err
+    code, stdout, err = run_cli(monkeypatch, capsys, "predict", cohort / "hcc-00", "-m", model, "--trusted-key",
+                                tmp_path / "k.pub", "--clinical", cohort / "clinical.csv", "--json")
+    assert code == 0, err
+    assert json.loads(stdout)["model"]["signature"]["state"] == "trusted"
+    code, stdout, err = run_cli(monkeypatch, capsys, "predict", cohort / "hcc-00", "-m", model, "--trusted-key",
+                                tmp_path / "o.pub", "--clinical", cohort / "clinical.csv")
+    assert code != 0 and "not a trusted key" in err and stdout == ""

@@ -91,10 +91,10 @@ def test_finetune_counts_patients_read_then_training_batches_on_a_terminal(tmp_p
     cohort = make_cohort(tmp_path / "cohort", {"pancreas": 2, "small_intestine": 2}, seed=6, mpps=(0.5,),
                          size_um=(1400, 1200), multi_slide_every=0)
     args = [str(Path(sys.executable).with_name("netorigin")), "finetune", str(cohort), "--weights-kind", "random",
-            "--patches-per-case", "4", "--head-epochs", "1", "--epochs", "1", "--batch-size", "2",
+            "--patches-per-case", "2", "--head-epochs", "1", "--epochs", "1", "--batch-size", "1",
             "--train-fraction", "0.5", "-o", str(tmp_path / "ft.pt")]
     code, stdout, shown = run_on_terminal(args)
     assert code == 0, shown
-    # 4 patients read; 2 of them train (8 patches): 4 batches per epoch x 2 epochs
+    # 4 patients read; 2 of them train (4 patches): 4 batches of one per epoch x 2 epochs
     assert "4/4" in shown and "patients/s" in shown and "4/4" not in stdout
     assert "training" in shown and "8/8" in shown and "batches/s" in shown and "fine-tuned" in stdout

@@ -9,15 +9,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from ..atomic import write_text_atomic
 from ..batch import SUMMARY_NAME, CaseOutcome, output_lock, status_counts
-from ..errors import NetoriginError
+from ..errors import NetoriginError, OutputError, first_line
 from ..manifest import read_csv_rows
 from ..names import case_file, check_case_id
 from .clinical import read_clinical
-from .predictor import MriCase, MriPredictor, series_fingerprint
-from .protocol import SEQUENCES, SEVEN_WAY
+from .predictor import MriCase, MriPredictor, input_fingerprints
+from .protocol import MODEL_KINDS, SEQUENCES, SEVEN_WAY
 from .report import mri_report
+from .results import write_results_table
 
 RESULTS_NAME = "results.csv"
 
@@ -50,48 +53,57 @@ def read_mri_manifest(path: str | Path, predictor: MriPredictor, clinical: str |
     return cases
 
 
-def _inputs_of(report: dict) -> dict:
-    return {"series": [{k: s[k] for k in ("sequence", "files", "sha256")} for s in report["inputs"]["series"]],
-            "roi": report["inputs"]["roi"]["sha256"], "clinical": report["inputs"].get("record")}
+def _inputs(series: list[dict], roi_sha256: str, clinical: dict | None) -> dict:
+    return {"series": [{k: s[k] for k in ("sequence", "files", "sha256")} for s in series], "roi": roi_sha256,
+            "clinical": clinical}
 
 
-def _finished(predictor: MriPredictor, item: MriBatchCase, out: Path) -> bool:
-    """A report of this model from the same series, region and clinical record is already there."""
-    path = case_file(out, item.case.patient, ".json")
+def _finished(predictor: MriPredictor, item: MriBatchCase, report: dict) -> bool:
+    """`report` was made by this model from the same series, region and clinical record."""
     try:
-        report = json.loads(path.read_text())
         if {k: report["model"][k] for k in ("graph_sha256", "verdict_sha256")} != predictor.contract.identity:
             return False
-        series = [{"sequence": s} | series_fingerprint(item.case.series[s]) for s in predictor.contract.sequences]
-        current = {"series": [{k: s[k] for k in ("sequence", "files", "sha256")} for s in series],
-                   "roi": _sha256(item.case.roi), "clinical": item.case.clinical
-                   if predictor.contract.clinical else None}
-        return _inputs_of(report) == current
-    except (OSError, ValueError, KeyError, TypeError):
+        series, roi = input_fingerprints(item.case, predictor.contract.sequences)
+        current = _inputs(series, roi["sha256"], item.case.clinical if predictor.contract.clinical else None)
+        done = _inputs(report["inputs"]["series"], report["inputs"]["roi"]["sha256"], report["inputs"]["clinical"])
+        return done == current
+    except (OSError, KeyError, TypeError):
         return False
 
 
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def _earlier_report(out: Path, patient: str) -> dict | None:
+    try:
+        return json.loads(case_file(out, patient, ".json").read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def run_mri_batch(predictor: MriPredictor, items: list[MriBatchCase], out: Path,
-                  on_done: Callable[[CaseOutcome], None] = lambda _: None) -> list[CaseOutcome]:
-    """Every case in turn; the summary (and the results table when every case has a label) written last."""
+                  on_done: Callable[[CaseOutcome], None] = lambda _: None, redo: bool = False) -> list[CaseOutcome]:
+    """Every case in turn; the summary (and the results table when cases have labels) written last. Reports of
+    another model in `out` are refused unless `redo` (one summary never mixes two models); a case that now fails
+    loses its earlier report."""
     with output_lock(out):
+        earlier = {item.case.patient: _earlier_report(out, item.case.patient) for item in items}
+        others = [p for p, r in earlier.items() if r is not None and r.get("model", {}).get("graph_sha256") !=
+                  predictor.contract.identity["graph_sha256"]]
+        if others and not redo:
+            raise OutputError(f"{len(others)} report(s) here (e.g. {others[0]}) were made by another model: --redo "
+                              "replaces them", out)
         outcomes, rows = [], []
         for item in items:
             patient = item.case.patient
-            if _finished(predictor, item, out):
-                report = json.loads(case_file(out, patient, ".json").read_text())
+            report = earlier[patient]
+            if report is not None and _finished(predictor, item, report):
                 outcome = CaseOutcome(patient, "skipped", verdict=report["lesion_class"])
             else:
                 try:
                     report = mri_report(predictor.predict(item.case), predictor)
-                except NetoriginError as exc:  # this case fails, named; the others go on
-                    outcome = CaseOutcome(patient, "failed", reason=str(exc))
+                except Exception as exc:  # this case fails, named; the others go on
+                    reason = str(exc) if isinstance(exc, NetoriginError) else \
+                        f"unexpected {type(exc).__name__}: {first_line(exc)}"
+                    case_file(out, patient, ".json").unlink(missing_ok=True)
+                    outcome = CaseOutcome(patient, "failed", reason=reason)
                     outcomes.append(outcome)
                     on_done(outcome)
                     continue
@@ -112,16 +124,11 @@ def run_mri_batch(predictor: MriPredictor, items: list[MriBatchCase], out: Path,
 
 
 def _write_results(path: Path, rows: list[tuple[MriBatchCase, dict]], predictor: MriPredictor) -> None:
-    """patient,label,<summed probability per class>: the reference mapped into the model's task (a patient
-    outside it, e.g. a cyst for a malignancy model, is left out)."""
-    from .protocol import MODEL_KINDS
-
+    """The reference mapped into the model's task (a patient outside it, e.g. a cyst for a malignancy model, is
+    left out)."""
     kind = MODEL_KINDS[predictor.contract.kind]
     classes = predictor.contract.classes
-    lines = [",".join(["patient", "label", *classes])]
-    for item, report in rows:
-        label = kind.label_of(item.label)
-        if label is not None:
-            lines.append(",".join([item.case.patient, label,
-                                   *(f"{report['patient_sums'][c]:.8g}" for c in classes)]))
-    write_text_atomic(path, "\n".join(lines) + "\n")
+    table = [(item.case.patient, kind.label_of(item.label),
+              np.array([report["patient_sums"][c] for c in classes]), len(report["groups"]))
+             for item, report in rows if kind.label_of(item.label) is not None]
+    write_results_table(path, table, classes)

@@ -15,14 +15,17 @@ from ..contract import (
     FAMILY_KEY,
     MRI_FAMILY,
     PREFIX,
+    ModelContract,
     check_digests,
+    contract_from_bytes,
     family,
     model_metadata,
     read_model_file,
 )
 from ..errors import ModelError
 from .clinical import ClinicalField, encoding_from_json
-from .protocol import IMAGE_SIZE, SEQUENCES, SPACING_MM
+from .groups import CLIP, SCALE_PERCENTILE
+from .protocol import IMAGE_SIZE, MODEL_KINDS, SEQUENCES, SPACING_MM
 
 MRI_SCHEMA_VERSION = 1
 IMAGE_INPUT = "images"
@@ -45,10 +48,11 @@ SCHEMA = {
         PREFIX + "classes": {**_TEXTS, "minItems": 2, "uniqueItems": True},
         PREFIX + "inputs": {"type": "object", "required": ["sequences", "spacing_mm", "image_size", "scaling",
                                                            "roi_rule", "kind"], "properties": {
-            "sequences": {**_TEXTS, "items": {"enum": list(SEQUENCES)}, "uniqueItems": True},
+            "sequences": {**_TEXTS, "items": {"enum": list(SEQUENCES)}, "uniqueItems": True,
+                          "prefixItems": [{"const": "t2"}]},  # the region is drawn on the T2
             "spacing_mm": {"const": list(SPACING_MM)}, "image_size": {"const": IMAGE_SIZE},
-            "scaling": {"type": "object", "required": ["percentile", "clip"]},
-            "roi_rule": {"type": "string"}, "kind": {"type": "string"}}},
+            "scaling": {"const": {"percentile": SCALE_PERCENTILE, "clip": CLIP}},  # what groups.py does
+            "roi_rule": {"type": "string"}, "kind": {"enum": sorted(MODEL_KINDS)}}},
         PREFIX + "clinical": {"oneOf": [{"type": "null"}, {"type": "array", "items": _FIELD, "minItems": 1}]},
         PREFIX + "patient_rule": {"const": PATIENT_RULE},
         PREFIX + "precision": {"type": "object", "required": ["precision"],
@@ -124,10 +128,24 @@ def is_mri_model(path: str | Path) -> bool:
 def load_mri_contract(path: str | Path) -> MriContract:
     """Read an MRI model, validate its metadata and check both digests."""
     path = Path(path)
-    model_bytes = read_model_file(path)
+    return mri_contract_from_bytes(read_model_file(path), path)
+
+
+def mri_contract_from_bytes(model_bytes: bytes, path: str | Path) -> MriContract:
+    """Validate MRI-model bytes (`path` names them in errors), checking both digests."""
+    path = Path(path)
     meta = model_metadata(model_bytes, path)
     if meta.get(FAMILY_KEY) != MRI_FAMILY:
         raise ModelError("a slide model, not an MRI lesion model", path)
     validate_mri_metadata(meta, path)
     check_digests(model_bytes, meta, path)
     return MriContract(path, model_bytes, meta)
+
+
+def load_any_contract(path: str | Path) -> ModelContract | MriContract:
+    """A verified model of either family (what `sign` and `inspect` take)."""
+    path = Path(path)
+    model_bytes = read_model_file(path)
+    if family(model_metadata(model_bytes, path)) == MRI_FAMILY:
+        return mri_contract_from_bytes(model_bytes, path)
+    return contract_from_bytes(model_bytes, path)

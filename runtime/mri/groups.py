@@ -1,11 +1,12 @@
 """From a case's DICOM series and T2 region of interest to the model's image groups (seed 002).
 
 Every sequence is resampled (SimpleITK, linear) onto one grid: the T2's origin and direction at 0.7 x 0.7 x 7 mm.
-The region of interest is drawn on the T2; resampled (nearest neighbour) onto the same grid it lies on every
-other sequence through the series' DICOM geometry (origin, spacing, direction) — the seed's propagation. Each
-7-mm cross section that the region touches is one image group: the whole section, one channel per sequence,
-each channel divided by its volume's 99.5th percentile and clipped to [0, 4], resized to 299 x 299 (the seed feeds the
-section "as a whole image"). SimpleITK is the `mri` extra, imported only here.
+The region of interest is drawn on the T2; resampled (nearest neighbour, at 1 mm across each section) onto the
+same grid it lies on every other sequence through the series' DICOM geometry (origin, spacing, direction) — the
+seed's propagation. Each 7-mm cross section that the region touches anywhere is one image group: the whole
+section, one channel per sequence, each channel divided by its native volume's 99.5th percentile and clipped to
+[0, 4], resized to 299 x 299 (the seed feeds the section "as a whole image"). SimpleITK is the `mri` extra,
+imported only here.
 """
 
 from __future__ import annotations
@@ -24,15 +25,19 @@ from .protocol import IMAGE_SIZE, SEQUENCE_NAMES, SPACING_MM
 
 INSTALL_HINT = "pip install 'netorigin[mri]'"
 FRAME_OF_REFERENCE = "0020|0052"
+NON_UNIFORM = "ITK_non_uniform_sampling_deviation"  # set by ITK's series reader when slice spacing varies
+SUBSECTIONS = 7  # the region is resampled at 1 mm across each 7-mm section: a section it touches is kept
 SCALE_PERCENTILE = 99.5
 CLIP = 4.0
 
 
 def sitk() -> ModuleType:
     try:
-        return importlib.import_module("SimpleITK")
+        module = importlib.import_module("SimpleITK")
     except ModuleNotFoundError:
         raise MissingDependencyError(f"MRI cases need SimpleITK: {INSTALL_HINT}") from None
+    module.ProcessObject_SetGlobalWarningDisplay(False)  # what ITK warns about is checked here, in one line
+    return module
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,11 @@ def read_series(folder: str | Path, sequence: str) -> Series:
     except RuntimeError as exc:
         raise MriInputError(f"the {SEQUENCE_NAMES[sequence]} series cannot be read "
                             f"({str(exc).strip().splitlines()[-1]})", folder) from None
+    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1 or image.GetSize()[2] < 1:
+        raise MriInputError(f"the {SEQUENCE_NAMES[sequence]} series is not one greyscale volume", folder)
+    if image.HasMetaDataKey(NON_UNIFORM):
+        raise MriInputError(f"the {SEQUENCE_NAMES[sequence]} series' slices are not evenly spaced (repeated "
+                            "positions, e.g. several b-values or echoes in one series): give one volume", folder)
     frame = reader.GetMetaData(0, FRAME_OF_REFERENCE).strip() if reader.HasMetaDataKey(0, FRAME_OF_REFERENCE) \
         else ""
     return Series(sequence, image, frame, folder)
@@ -92,11 +102,12 @@ def read_roi(path: str | Path) -> object:
                             path) from None
 
 
-def _common_grid(t2) -> object:
-    """The T2's origin and direction at SPACING_MM, covering the T2's extent (edges kept, not centres)."""
+def _common_grid(t2, spacing=SPACING_MM) -> object:
+    """The T2's origin and direction at `spacing`, covering the T2's whole extent (its first voxel's outer edge is
+    the grid's; the last section may reach past the far edge)."""
     itk = sitk()
-    old, new = np.array(t2.GetSpacing()), np.array(SPACING_MM)
-    size = [max(1, int(round(n))) for n in np.array(t2.GetSize()) * old / new]
+    old, new = np.array(t2.GetSpacing()), np.array(spacing)
+    size = [max(1, int(np.ceil(n - 1e-6))) for n in np.array(t2.GetSize()) * old / new]
     direction = np.array(t2.GetDirection()).reshape(3, 3)
     origin = np.array(t2.GetOrigin()) + direction @ ((new - old) / 2)
     grid = itk.Image(size, itk.sitkFloat32)
@@ -106,11 +117,12 @@ def _common_grid(t2) -> object:
     return grid
 
 
-def _inside(image, points: np.ndarray) -> bool:
+def _inside(image, points: np.ndarray, tolerance: float = 1e-3) -> bool:
+    """Every point within the image's voxels (outer faces included, to a thousandth of a voxel)."""
     size = np.array(image.GetSize())
     for point in points:
         index = np.array(image.TransformPhysicalPointToContinuousIndex(tuple(float(v) for v in point)))
-        if np.any(index < -0.5) or np.any(index > size - 0.5):
+        if np.any(index < -0.5 - tolerance) or np.any(index > size - 0.5 + tolerance):
             return False
     return True
 
@@ -147,13 +159,15 @@ def check_alignment(series: Sequence[Series], roi, roi_path: str | Path) -> None
                                 one.path)
 
 
-def _scaled(volume: np.ndarray) -> np.ndarray:
-    """Divided by the volume's 99.5th percentile (scanners' arbitrary units), clipped to [0, CLIP]: a lesion
-    brighter than most of the volume keeps its contrast (a [low, high] percentile window would flatten it)."""
-    scale = float(np.percentile(volume, SCALE_PERCENTILE))
-    if scale <= 0:
-        return np.zeros_like(volume, dtype=np.float32)
-    return np.clip(volume / scale, 0, CLIP).astype(np.float32)
+def _scale(one: Series) -> float:
+    """The sequence's own 99.5th percentile (on its native volume, so it does not depend on the T2's field of
+    view): scanners' arbitrary units divided out, a lesion brighter than most of the volume keeps its contrast (a
+    [low, high] percentile window would flatten it)."""
+    scale = float(np.percentile(sitk().GetArrayViewFromImage(one.image), SCALE_PERCENTILE))
+    if not np.isfinite(scale) or scale <= 0:
+        raise MriInputError(f"the {SEQUENCE_NAMES[one.sequence]} series holds no signal (99.5th percentile "
+                            f"{scale:g})", one.path)
+    return scale
 
 
 def _resized(section: np.ndarray, resample: int) -> np.ndarray:
@@ -168,13 +182,19 @@ def image_groups(series: Sequence[Series], roi, roi_path: str | Path = "") -> Im
         raise ValueError("the T2 series comes first: the region of interest is drawn on it")
     check_alignment(series, roi, roi_path)
     grid = _common_grid(series[0].image)
-    mask = itk.GetArrayFromImage(itk.Resample(roi, grid, itk.Transform(), itk.sitkNearestNeighbor, 0,
-                                              itk.sitkUInt8)) != 0
+    fine = _common_grid(series[0].image, (*SPACING_MM[:2], SPACING_MM[2] / SUBSECTIONS))
+    fine_mask = itk.GetArrayFromImage(itk.Resample(roi, fine, itk.Transform(), itk.sitkNearestNeighbor, 0,
+                                                   itk.sitkUInt8)) != 0  # [z * 7, y, x]
+    z, y, x = grid.GetSize()[2], *fine_mask.shape[1:]
+    padded = np.zeros((z * SUBSECTIONS, y, x), dtype=bool)
+    padded[:min(len(fine_mask), len(padded))] = fine_mask[:len(padded)]
+    mask = padded.reshape(z, SUBSECTIONS, y, x).any(axis=1)  # a section the region touches anywhere in its 7 mm
     sections = tuple(int(k) for k in np.flatnonzero(mask.any(axis=(1, 2))))
     if not sections:
         raise MriInputError("the region of interest covers no 7-mm section of the resampled grid", roi_path)
-    channels = [_scaled(itk.GetArrayFromImage(itk.Resample(one.image, grid, itk.Transform(), itk.sitkLinear, 0.0,
-                                                           itk.sitkFloat32))) for one in series]
+    channels = [np.clip(itk.GetArrayFromImage(itk.Resample(one.image, grid, itk.Transform(), itk.sitkLinear, 0.0,
+                                                           itk.sitkFloat32)) / _scale(one), 0, CLIP)
+                for one in series]
     pixels = np.stack([[_resized(channel[k], Image.Resampling.BILINEAR) for channel in channels]
                        for k in sections]).astype(np.float32)
     rois = np.stack([_resized(mask[k].astype(np.float32), Image.Resampling.NEAREST) for k in sections]) > 0.5

@@ -54,6 +54,7 @@ class MriResult:
     provider: str
     series: list[dict[str, Any]]
     roi: dict[str, Any]
+    clinical: dict[str, str] | None  # the record the model took (None: a model without clinical data)
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -63,6 +64,12 @@ class MriResult:
     @property
     def lesion_class(self) -> str:
         return self.classes[int(np.argmax(self.sums))]
+
+
+def input_fingerprints(case: MriCase, sequences: Sequence[str]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """What names a case's inputs in its report: each series' fingerprint and the region file's digest."""
+    series = [{"sequence": s} | series_fingerprint(case.series[s]) for s in sequences]
+    return series, {"path": str(case.roi.resolve()), "sha256": hashlib.sha256(case.roi.read_bytes()).hexdigest()}
 
 
 def series_fingerprint(folder: Path) -> dict[str, Any]:
@@ -115,7 +122,11 @@ class MriPredictor:
                 out.append(self.session.run([PROBABILITY_OUTPUT], feed)[0])
             except Exception as exc:  # onnxruntime's own exception types
                 raise InferenceError(f"ONNX Runtime failed ({first_line(exc)})", self.contract.path) from None
-        return np.concatenate(out)
+        probabilities = np.concatenate(out)
+        if probabilities.shape[1:] != (len(self.contract.classes),) or not np.isfinite(probabilities).all():
+            raise InferenceError(f"the model gave {probabilities.shape[1:]} probabilities per group, or non-finite "
+                                 f"ones, for {len(self.contract.classes)} classes: no result", self.contract.path)
+        return probabilities
 
     def predict(self, case: MriCase) -> MriResult:
         """Every check (series, alignment, region, clinical record) before the model runs; one line on failure."""
@@ -125,7 +136,7 @@ class MriPredictor:
         prepared = time.perf_counter()
         probabilities = self.run(groups.pixels, clinical)
         done = time.perf_counter()
-        series = [{"sequence": s} | series_fingerprint(case.series[s]) for s in self.contract.sequences]
-        roi = {"path": str(case.roi.resolve()), "sha256": hashlib.sha256(case.roi.read_bytes()).hexdigest()}
+        series, roi = input_fingerprints(case, self.contract.sequences)
+        record = case.clinical if clinical is not None else None
         return MriResult(case.patient, self.contract.classes, probabilities, groups, self.provider, series, roi,
-                         {"prepare": prepared - start, "inference": done - prepared})
+                         record, {"prepare": prepared - start, "inference": done - prepared})

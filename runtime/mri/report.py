@@ -9,6 +9,7 @@ from typing import Any
 from ..contract import DEMO_WARNING
 from ..report import versions
 from .contract import PATIENT_RULE
+from .groups import sitk
 from .predictor import MriPredictor, MriResult
 
 MRI_REPORT_VERSION = 1
@@ -31,11 +32,11 @@ def mri_report(result: MriResult, predictor: MriPredictor) -> dict[str, Any]:
         "groups": [{"section": int(section), "probabilities": {c: float(v) for c, v in zip(result.classes, row,
                                                                                               strict=True)}}
                    for section, row in zip(result.groups.sections, result.probabilities, strict=True)],
-        "inputs": {"series": result.series, "roi": result.roi, "clinical": contract.clinical is not None},
+        "inputs": {"series": result.series, "roi": result.roi, "clinical": result.clinical},
         "model": {"path": str(contract.path), **contract.identity, "kind": contract.kind,
                   "demo": contract.is_demo, "signature": predictor.signature.as_dict()},
         "provider": result.provider,
-        "versions": versions(),
+        "versions": versions() | {"SimpleITK": sitk().Version_VersionString()},
         "timings_s": {k: round(v, 4) for k, v in result.timings.items()},
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
