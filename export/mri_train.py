@@ -13,7 +13,7 @@ import csv
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +26,7 @@ from netorigin.runtime.atomic import write_text_atomic
 from netorigin.runtime.errors import MriInputError
 from netorigin.runtime.manifest import read_csv_rows
 from netorigin.runtime.model_writer import save_model
-from netorigin.runtime.mri.clinical import DEFAULT_ENCODING, ClinicalField, encode_record, read_clinical
+from netorigin.runtime.mri.clinical import DEFAULT_ENCODING, encode_record, read_clinical
 from netorigin.runtime.mri.groups import image_groups, read_roi, read_series
 from netorigin.runtime.mri.protocol import MODEL_KINDS, SEVEN_WAY, ModelKind
 from netorigin.runtime.mri.results import write_results_table
@@ -65,18 +65,16 @@ class PatientGroups:
     label: str
     pixels: np.ndarray
     clinical: np.ndarray | None = None
-    sections: tuple[int, ...] = field(default_factory=tuple)
 
 
 def read_mri_cohort(manifest: str | Path, clinical: str | Path | None, kind: ModelKind,
-                    encoding: tuple[ClinicalField, ...] = DEFAULT_ENCODING,
                     on_patient: Callable[[], None] = lambda: None) -> tuple[list[PatientGroups], list[str]]:
     """Every usable patient of the manifest (patient,label,<a series folder per sequence>,roi; paths relative to the
     manifest) for `kind`, and one line per patient that cannot be used. Patients outside the task (a benign lesion
     for a malignancy model) are left out."""
     manifest = Path(manifest)
     rows = read_csv_rows(manifest, ("patient", "label", *kind.sequences, "roi"))
-    records = read_clinical(clinical, encoding) if kind.clinical and clinical is not None else None
+    records = read_clinical(clinical) if kind.clinical and clinical is not None else None
     if kind.clinical and records is None:
         raise InputDataError(f"Model {kind.name} joins clinical data: give the clinical CSV")
     patients, problems = [], []
@@ -88,7 +86,7 @@ def read_mri_cohort(manifest: str | Path, clinical: str | Path | None, kind: Mod
             label = kind.label_of(row["label"])
             if label is None:
                 continue
-            patients.append(_patient(row, label, manifest.parent, kind, records, encoding))
+            patients.append(_patient(row, label, manifest.parent, kind, records))
         except MriInputError as exc:
             text = str(exc)
             problems.append(text if text.startswith(f"patient {row['patient']}:") else
@@ -98,16 +96,15 @@ def read_mri_cohort(manifest: str | Path, clinical: str | Path | None, kind: Mod
     return patients, problems
 
 
-def _patient(row: dict[str, str], label: str, base: Path, kind: ModelKind, records: dict | None,
-             encoding: tuple[ClinicalField, ...]) -> PatientGroups:
+def _patient(row: dict[str, str], label: str, base: Path, kind: ModelKind, records: dict | None) -> PatientGroups:
     vector = None
     if records is not None:
         if row["patient"] not in records:
             raise MriInputError(f"patient {row['patient']}: no row in the clinical table")
-        vector = encode_record(records[row["patient"]], encoding, row["patient"])
+        vector = encode_record(records[row["patient"]], DEFAULT_ENCODING, row["patient"])
     groups = image_groups([read_series(base / row[s], s) for s in kind.sequences], read_roi(base / row["roi"]),
                           base / row["roi"])
-    return PatientGroups(row["patient"], label, groups.pixels, vector, groups.sections)
+    return PatientGroups(row["patient"], label, groups.pixels, vector)
 
 
 def _augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -58,7 +58,6 @@ class ImageGroups:
     pixels: np.ndarray
     sections: tuple[int, ...]
     roi: np.ndarray
-    sequences: tuple[str, ...]
 
 
 def read_series(folder: str | Path, sequence: str) -> Series:
@@ -198,4 +197,4 @@ def image_groups(series: Sequence[Series], roi, roi_path: str | Path = "") -> Im
     pixels = np.stack([[_resized(channel[k], Image.Resampling.BILINEAR) for channel in channels]
                        for k in sections]).astype(np.float32)
     rois = np.stack([_resized(mask[k].astype(np.float32), Image.Resampling.NEAREST) for k in sections]) > 0.5
-    return ImageGroups(pixels, sections, rois, tuple(one.sequence for one in series))
+    return ImageGroups(pixels, sections, rois)
