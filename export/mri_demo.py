@@ -14,6 +14,7 @@ import numpy as np
 
 from netorigin.calibration.rater_tables import RaterCalls, evaluation_tables, tables_markdown
 from netorigin.runtime.atomic import write_text_atomic
+from netorigin.runtime.manifest import read_csv_rows
 from netorigin.runtime.mri.clinical import read_clinical
 from netorigin.runtime.mri.predictor import MriCase, MriPredictor
 from netorigin.runtime.mri.protocol import MODEL_KINDS, SEVEN_WAY
@@ -41,13 +42,14 @@ def _results(predictor: MriPredictor, cohort: Path, kind: str) -> RaterCalls:
     """The runtime's result for every held-out patient of the model's task, read from its DICOM series."""
     task = MODEL_KINDS[kind]
     records = read_clinical(cohort / "clinical.csv")
+    lesions = {row["patient"]: row["label"] for row in read_csv_rows(cohort / "cohort.csv", ("patient", "label"))}
     patients, labels, scores = [], [], []
-    for folder in sorted(p for p in cohort.iterdir() if p.is_dir()):
-        label = task.label_of(folder.name.rsplit("-", 1)[0])
+    for patient in sorted(lesions):
+        label = task.label_of(lesions[patient])
         if label is None:
             continue
-        result = predictor.predict(MriCase.from_folder(folder, clinical=records[folder.name]))
-        patients.append(folder.name)
+        result = predictor.predict(MriCase.from_folder(cohort / patient, clinical=records[patient]))
+        patients.append(patient)
         labels.append(label)
         scores.append(result.sums)
     scores_array = np.array(scores)

@@ -99,7 +99,8 @@ def read_manifest(path: str | Path, mpp: MppRule = MppRule()) -> list[BatchCase]
     return [BatchCase(case_id=c, slides=tuple(s)) for c, s in cases.items()]
 
 
-def _finished(report: Path) -> dict | None:
+def finished_report(report: Path) -> dict | None:
+    """A finished case's JSON report (ok or insufficient tissue), or None (absent, unreadable, unfinished)."""
     try:
         doc = json.loads(report.read_text())
     except (OSError, json.JSONDecodeError):
@@ -135,7 +136,7 @@ def plan_resume(predictor: Predictor, cases: list[BatchCase], out: Path, redo: b
     """Case ids whose finished report this run may keep; refuses (or, with `redo`, reruns) any other report."""
     keep, stale = set(), []
     for case in cases:
-        report = _finished(case_file(out, case.case_id, ".json"))
+        report = finished_report(case_file(out, case.case_id, ".json"))
         if report is None:
             continue
         reason = _difference(report, predictor, case)
@@ -263,6 +264,6 @@ def _run_batch(predictor: Predictor, cases: list[BatchCase], out: Path, workers:
                             for o in outcomes if o.status in ("failed", "insufficient_tissue")],
                "outcomes": [o.__dict__ for o in outcomes]}
     write_text_atomic(out / SUMMARY_NAME, json.dumps(summary, indent=2))
-    reports = {o.case_id: _finished(case_file(out, o.case_id, ".json")) for o in outcomes}
+    reports = {o.case_id: finished_report(case_file(out, o.case_id, ".json")) for o in outcomes}
     write_text_atomic(out / INDEX_NAME, index_html(summary, {k: v for k, v in reports.items() if v}))
     return outcomes

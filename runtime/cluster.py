@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
 from .cluster_access import ClusterAccess, distributed_module
@@ -72,8 +73,8 @@ class DaskMapper:
     def __init__(self, client: Any, cluster: Any = None, access: ClusterAccess | None = None) -> None:
         self.client = client
         self.cluster = cluster  # a LocalCluster this mapper started, closed with it
-        address = client.scheduler.address  # how it was reached (batch records it); a bare client's by its address
-        self.access = access or ClusterAccess(address, insecure=ClusterAccess(address).scheme == "tcp-insecure")
+        bare = ClusterAccess(client.scheduler.address)  # how it was reached (batch records it): a bare client's
+        self.access = access or replace(bare, insecure=bare.scheme == "tcp-insecure")  # by its address
         self.description = f"dask {client.scheduler.address}"
 
     def __enter__(self) -> DaskMapper:

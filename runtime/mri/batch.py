@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import write_text_atomic
-from ..batch import SUMMARY_NAME, CaseOutcome, output_lock, status_counts
+from ..batch import SUMMARY_NAME, CaseOutcome, finished_report, output_lock, status_counts
 from ..errors import NetoriginError, OutputError, first_line
 from ..manifest import read_csv_rows
 from ..names import case_file, check_case_id
@@ -71,20 +71,14 @@ def _finished(predictor: MriPredictor, item: MriBatchCase, report: dict) -> bool
         return False
 
 
-def _earlier_report(out: Path, patient: str) -> dict | None:
-    try:
-        return json.loads(case_file(out, patient, ".json").read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def run_mri_batch(predictor: MriPredictor, items: list[MriBatchCase], out: Path,
                   on_done: Callable[[CaseOutcome], None] = lambda _: None, redo: bool = False) -> list[CaseOutcome]:
     """Every case in turn; the summary (and the results table when cases have labels) written last. Reports of
     another model in `out` are refused unless `redo` (one summary never mixes two models); a case that now fails
     loses its earlier report."""
     with output_lock(out):
-        earlier = {item.case.patient: _earlier_report(out, item.case.patient) for item in items}
+        earlier = {item.case.patient: finished_report(case_file(out, item.case.patient, ".json"))
+                   for item in items}
         others = [p for p, r in earlier.items() if r is not None and r.get("model", {}).get("graph_sha256") !=
                   predictor.contract.identity["graph_sha256"]]
         if others and not redo:

@@ -4,6 +4,7 @@ exactly the groups it was trained on. Digests, identity and signatures are the s
 
 from __future__ import annotations
 
+import mmap
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -18,11 +19,13 @@ from ..contract import (
     ModelContract,
     check_digests,
     contract_from_bytes,
+    decode_metadata,
     family,
     model_metadata,
     read_model_file,
 )
 from ..errors import ModelError
+from ..protobuf_fields import WireFormatError, read_metadata
 from .clinical import ClinicalField, encoding_from_json
 from .groups import CLIP, SCALE_PERCENTILE
 from .protocol import IMAGE_SIZE, MODEL_KINDS, SEQUENCES, SPACING_MM
@@ -121,8 +124,15 @@ def validate_mri_metadata(meta: dict[str, Any], path: str | Path) -> None:
 
 
 def is_mri_model(path: str | Path) -> bool:
-    """Whether a model file declares the MRI family (read from its metadata only; nothing verified)."""
-    return family(model_metadata(read_model_file(path), path)) == MRI_FAMILY
+    """Whether a model file declares the MRI family; nothing verified. The file is memory-mapped, so only its
+    top-level field headers and metadata are read, not its weights (the engine reads those once, after). A file
+    that cannot be mapped is read whole, to fail with the loaders' own one-line error."""
+    try:
+        with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            props = read_metadata(mapped)
+    except (OSError, ValueError, BufferError, WireFormatError):  # missing, empty, truncated: say it as loaders do
+        return family(model_metadata(read_model_file(path), path)) == MRI_FAMILY
+    return family(decode_metadata(props, path)) == MRI_FAMILY
 
 
 def load_mri_contract(path: str | Path) -> MriContract:

@@ -69,7 +69,13 @@ class MriResult:
 def input_fingerprints(case: MriCase, sequences: Sequence[str]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """What names a case's inputs in its report: each series' fingerprint and the region file's digest."""
     series = [{"sequence": s} | series_fingerprint(case.series[s]) for s in sequences]
-    return series, {"path": str(case.roi.resolve()), "sha256": hashlib.sha256(case.roi.read_bytes()).hexdigest()}
+    return series, {"path": str(case.roi.resolve()), "sha256": _file_digest(case.roi).hexdigest()}
+
+
+def _file_digest(path: Path):
+    """SHA-256 of a file, read in chunks (a DICOM file is never held whole for its digest)."""
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256")
 
 
 def series_fingerprint(folder: Path) -> dict[str, Any]:
@@ -77,7 +83,7 @@ def series_fingerprint(folder: Path) -> dict[str, Any]:
     digest = hashlib.sha256()
     files = sorted(p for p in folder.iterdir() if p.is_file())
     for path in files:
-        digest.update(path.name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+        digest.update(path.name.encode() + b"\0" + _file_digest(path).digest())
     return {"path": str(folder.resolve()), "files": len(files), "sha256": digest.hexdigest()}
 
 
