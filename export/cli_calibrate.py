@@ -19,7 +19,9 @@ from netorigin.calibration.bands_io import (
 from netorigin.calibration.embeddings import Embeddings
 from netorigin.calibration.errors import InputDataError
 from netorigin.calibration.splits import EMBEDDER_ROLE, in_sample, patient_digests, refuse_in_sample
+from netorigin.runtime.cli_options import quiet_option
 from netorigin.runtime.contract import load_contract
+from netorigin.runtime.progress import progress
 
 from .build import check_head_embedder
 from .head_file import load_head
@@ -41,7 +43,8 @@ from .heads import as_scorer
 @click.option("--allow-in-sample", is_flag=True,
               help="RESEARCH ONLY: accept calibration patients that also fitted the head (bands too narrow); "
                    "the model's provenance and every report then say so.")
-def command(sums, embeddings, head, model, out, allow_in_sample) -> None:
+@quiet_option
+def command(sums, embeddings, head, model, out, allow_in_sample, quiet) -> None:
     """Compute the abstention band for every c = k/o (method.md) on held-out patients and store it."""
     if (sums is None) == (embeddings is None):
         raise click.UsageError("give either --sums or --embeddings with --head")
@@ -64,7 +67,8 @@ def command(sums, embeddings, head, model, out, allow_in_sample) -> None:
         check_head_embedder(fitted["info"], emb.info.get("embedder", {}).get("weights_sha256"), embeddings)
         if contract is not None:
             emb.check_made_by(contract.record.embedder.weights_sha256, contract.patches_per_case, embeddings)
-        rows, _ = as_scorer(fitted["pipeline"]).score(emb)
+        with progress(len(emb.patient_table()), "scoring", "patients", quiet) as step:
+            rows, _ = as_scorer(fitted["pipeline"]).score(emb, step)
         ids_known, embedder_trained = True, emb.embedder_trained_on
         origin = f"calibrate --embeddings {embeddings.name} --head {head.name}"
         decisions = f"the fitted {fitted['kind']} head (scikit-learn float64 or PyTorch) on stored embeddings"

@@ -17,6 +17,7 @@ from .build import build_model_bytes, check_precision, write_model
 from .cli_embed import embedder_options
 from .embedder import build_embedder
 from .embeddings import calibration_patches as calibration_patches_from
+from .embeddings import cohort_patients
 from .head_file import load_head
 from .onnx_graph import export_embedder
 from .precision import PRECISIONS, Int8Recipe, calibration_batches, kept_float_nodes
@@ -80,9 +81,11 @@ def command(head_path, weights_kind, weights, weights_seed, bands, no_bands, dem
     patches, calibration_set = (None, None)
     if precision == "int8":
         kept_float_nodes(proto, int8.keep_float)  # a misnamed stage is refused before any patch is read
-        patches, calibration_set = calibration_patches_from(
-            calibration_manifest, calibration_patches, seed, rules=region_rules(include, exclude, object_types),
-            mpp=mpp_rule(mpp, force_mpp))
+        with progress(len(cohort_patients(calibration_manifest)), "calibration patients", "patients",
+                      quiet) as step:
+            patches, calibration_set = calibration_patches_from(
+                calibration_manifest, calibration_patches, seed, rules=region_rules(include, exclude, object_types),
+                mpp=mpp_rule(mpp, force_mpp), on_patient=step)
         calibration_set |= int8.as_dict()
     batches = calibration_batches(len(patches)) if patches is not None else 0
     with progress(batches, "INT8 calibration", "batches", quiet) as step:

@@ -67,8 +67,8 @@ def command(cohort, out, weights_kind, weights, weights_seed, head, fit_fraction
                      rules=region_rules(include, exclude, object_types), mpp=mpp_rule(mpp, force_mpp), name=name,
                      demo=demo, allow_in_sample=allow_in_sample)
     patients = 0 if cohort.suffix == ".npz" else len(cohort_patients(cohort))  # embeddings: nothing to read
-    with progress(patients, "patients", "patients", quiet) as step:
-        result = train(cohort, out, embedder, info, plan, echo=say, on_patient=step)
+    with progress(patients, "train", "steps", quiet) as bar:  # INT8's patients and batches join once known
+        result = train(cohort, out, embedder, info, plan, echo=say, on_step=bar)
     for precision, row in result.summary["models"].items():
         check = row["fidelity_vs_fp32"] or {}
         click.echo(f"  {precision}: {result.models[precision]}  default c = {row['default_confidence']:g}"

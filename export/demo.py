@@ -62,7 +62,7 @@ def run_demo(out: Path, plan: DemoPlan = FULL, seed: int = 0, echo=print, quiet:
     with progress(sum(plan.train.values()), "patients", "patients", quiet) as step:
         trained = train(manifests["train"], out / "model", embedder, info,
                         TrainPlan(seed=seed, patches_per_case=plan.patches_per_case, name="netorigin-demo", demo=True),
-                        echo=lambda line: _log(line, echo), on_patient=step)
+                        echo=lambda line: _log(line, echo), on_step=step)
     model_path = trained.models["fp32"]
     bands = trained.bands["fp32"]
     timings["train"] = time.perf_counter() - t

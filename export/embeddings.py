@@ -120,14 +120,18 @@ def iter_cohort(manifest: Path, patches_per_case: int, seed: int, *, geometry: P
 
 
 def calibration_patches(manifest: Path, count: int, seed: int, patients: set[str] | None = None, *,
-                        rules: RegionRules = RegionRules(), mpp: MppRule = MppRule()) -> tuple[np.ndarray, dict]:
+                        rules: RegionRules = RegionRules(), mpp: MppRule = MppRule(),
+                        on_patient: Callable[[], None] = lambda: None) -> tuple[np.ndarray, dict]:
     """A seeded subset of training patches (patch folder or slides, sampled with the same region and MPP rules
-    as the embeddings) for INT8 calibration, and its description."""
+    as the embeddings) for INT8 calibration, and its description; `on_patient` is called per patient read."""
     rows = read_csv_rows(manifest, ())
     key = "patient" if is_patch_manifest(manifest) else "case"
     n_cases = len(patients) if patients is not None else len({row[key] for row in rows})
-    images = np.concatenate([case.pixels for case in iter_cohort(manifest, -(-count // n_cases), seed,
-                                                                 rules=rules, mpp=mpp, patients=patients)])
+    read = []
+    for case in iter_cohort(manifest, -(-count // n_cases), seed, rules=rules, mpp=mpp, patients=patients):
+        read.append(case.pixels)
+        on_patient()
+    images = np.concatenate(read)
     pick = np.sort(np.random.default_rng(seed).permutation(len(images))[:count])
     description = {"manifest": str(manifest), "manifest_sha256": hashlib.sha256(manifest.read_bytes()).hexdigest(),
                    "patches": int(len(pick)), "seed": seed, "patients": n_cases,

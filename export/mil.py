@@ -18,7 +18,7 @@ It is seeded and runs on the CPU, so the same seed and data give the same weight
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -126,7 +126,8 @@ class MilHead:
         c, s, a = self.module()(torch.from_numpy(np.ascontiguousarray(embeddings, dtype=np.float32)))
         return c.numpy(), float(s[0]), a.numpy()
 
-    def score(self, emb: Embeddings) -> tuple[list[PatientSum], np.ndarray]:
+    def score(self, emb: Embeddings, on_patient: Callable[[], None] = lambda: None
+              ) -> tuple[list[PatientSum], np.ndarray]:
         """Per patient (first-appearance order) S and one vote, the bag's sign; per patch its contribution."""
         model = self.module()
         sums, decisions = [], np.empty(len(emb.embeddings), dtype=np.float64)
@@ -135,6 +136,7 @@ class MilHead:
                 c, s, _ = model(bag)
                 decisions[mask] = c.numpy()
                 sums.append(bag_sum(patient, label, float(s[0])))
+                on_patient()
         return sums, decisions
 
 

@@ -36,12 +36,13 @@ def head_record(pipeline, patches_per_case: int = 100, embedder: EmbedderInfo | 
 
 
 def build_smoke_model(path: Path, embedder: PatchEmbedder, info: EmbedderInfo, *, patches_per_case: int = 100,
-                      with_bands: bool = True, demo: bool = True, pipeline=None) -> Path:
-    """Export a model whose head is fitted on embeddings of random uint8 patches (so decisions vary)."""
+                      with_bands: bool = True, demo: bool = True, pipeline=None, precision: str = "fp32") -> Path:
+    """Export a model whose head is fitted on embeddings of random uint8 patches (so decisions vary); an fp16 or
+    INT8 `precision` gives the variant of the same head and bands (INT8 calibrated on a quarter of those patches)."""
+    rng = np.random.default_rng(1)
+    patches = rng.integers(0, 256, (120, 224, 224, 3), dtype=np.uint8)
+    patches[60:] //= 2  # darker half = class 0
     if pipeline is None:
-        rng = np.random.default_rng(1)
-        patches = rng.integers(0, 256, (120, 224, 224, 3), dtype=np.uint8)
-        patches[60:] //= 2  # darker half = class 0
         with torch.inference_mode():
             emb = embedder(torch.from_numpy(patches)).numpy()
         labels = np.repeat([1, 0], 60)
@@ -52,8 +53,11 @@ def build_smoke_model(path: Path, embedder: PatchEmbedder, info: EmbedderInfo, *
         sums = [PatientSum(f"p{i}", i % 2, float(s)) for i, s in enumerate(rng.normal(0, 30, 20))]
         sums += [PatientSum(f"o{i}", 2, float(s)) for i, s in enumerate(rng.normal(0, 5, 8))]
         bands = calibrate_bands(*table_from_sums(sums))
+    int8 = precision == "int8"
     write_model(path, build_model_bytes(embedder, info, head_record(pipeline, patches_per_case, info), None,
-                                        demo=demo))
+                                        demo=demo, precision=precision,
+                                        calibration_patches=patches[::4] if int8 else None,
+                                        calibration_set={"patches": 30, "seed": 1} if int8 else None))
     if bands is not None:  # the calibration sums, as `train` stores them
         write_bands_into_model(path, bands, calibration_record(bands, sums, origin="smoke model (synthetic sums)",
                                                                 decisions="synthetic", checked_against_fit=True))

@@ -35,6 +35,7 @@ from netorigin.runtime.contract import load_contract, with_metadata
 from netorigin.runtime.manifest import read_csv_rows
 from netorigin.runtime.names import check_name
 from netorigin.runtime.openvino_session import bf16_available, open_openvino
+from netorigin.runtime.progress import Bar
 from netorigin.runtime.record import FidelityRecord, MeasuredOn
 from netorigin.runtime.regions import RegionRules
 from netorigin.runtime.sampling import PatchGeometry
@@ -51,7 +52,7 @@ from .heads import PatchSumScorer, as_scorer, fit_embeddings
 from .metadata import build_metadata, model_record
 from .mil import MilConfig, MilHead
 from .onnx_graph import export_embedder
-from .precision import PRECISIONS, Int8Recipe, convert, kept_float_nodes
+from .precision import PRECISIONS, Int8Recipe, calibration_batches, convert, kept_float_nodes
 
 
 @dataclass(frozen=True)
@@ -117,10 +118,10 @@ def _patient_table(manifest: Path) -> list[tuple[str, int]]:
 
 
 def train(cohort: Path, out: Path, embedder: PatchEmbedder, info: EmbedderInfo, plan: TrainPlan = TrainPlan(),
-          echo: Callable[[str], None] = print, on_patient: Callable[[], None] = lambda: None) -> TrainResult:
-    """Run the recipe; writes models, head, split, calibration sums and a summary under `out`. `on_patient` is
-    called once per patient whose slides were read (fit patients embedded, calibration patients scored): a
-    progress bar's step."""
+          echo: Callable[[str], None] = print, on_step: Bar = Bar()) -> TrainResult:
+    """Run the recipe; writes models, head, split, calibration sums and a summary under `out`. `on_step` is
+    called once per patient read (fit patients embedded, re-read for INT8 calibration; calibration patients
+    scored) and per INT8 calibration batch, and extended by the INT8 steps once the split says how many."""
     unknown = set(plan.precisions) - set(PRECISIONS)
     if unknown or "fp32" not in plan.precisions:
         raise InputDataError(f"precisions must include fp32 and be among {', '.join(PRECISIONS)}")
@@ -149,7 +150,7 @@ def train(cohort: Path, out: Path, embedder: PatchEmbedder, info: EmbedderInfo, 
     if stored is None:
         fit_emb = embed_manifest(cohort, make_engine(embedder, plan.engine, proto=proto), info,
                                  patches_per_case=plan.patches_per_case, seed=plan.seed, rules=plan.rules,
-                                 mpp=plan.mpp, patients=set(split.fit), progress=lambda _: on_patient())
+                                 mpp=plan.mpp, patients=set(split.fit), progress=lambda _: on_step())
     else:
         fit_emb = stored.select(np.isin(stored.patients, split.fit))
     pipeline = fit_embeddings(fit_emb, plan.head, plan.seed, plan.mil)
@@ -163,9 +164,12 @@ def train(cohort: Path, out: Path, embedder: PatchEmbedder, info: EmbedderInfo, 
     fp32, arrays = with_head(proto, pipeline)
     int8_patches = int8_set = None
     if "int8" in plan.precisions:
+        on_step.extend(len(split.fit))
         int8_patches, int8_set = calibration_patches(cohort, plan.int8_calibration_patches, plan.seed,
-                                                     patients=set(split.fit), rules=plan.rules, mpp=plan.mpp)
+                                                     patients=set(split.fit), rules=plan.rules, mpp=plan.mpp,
+                                                     on_patient=on_step)
         int8_set |= plan.int8.as_dict()
+        on_step.extend(calibration_batches(len(int8_patches)))
     sampling = {"seed": plan.seed, "patches_per_case": plan.patches_per_case, "region_rules": plan.rules.as_dict(),
                 "mpp": {"fallback": plan.mpp.fallback, "forced": plan.mpp.forced},
                 "sampled_from_slides": stored is None and not is_patch_manifest(cohort)}  # else these did not apply
@@ -176,7 +180,7 @@ def train(cohort: Path, out: Path, embedder: PatchEmbedder, info: EmbedderInfo, 
     graphs: dict[str, bytes] = {}
     record = model_record(info, plan.head, head_info["fit_patients"], demo=plan.demo)
     for precision in plan.precisions:
-        graph = convert(fp32, precision, int8_patches, plan.int8).SerializeToString()
+        graph = convert(fp32, precision, int8_patches, plan.int8, on_batch=on_step).SerializeToString()
         meta = build_metadata(info, arrays, None, record, patches_per_case=plan.patches_per_case,
                               cohort=head_info["cohort"], training=training, precision=precision,
                               calibration_set=int8_set if precision == "int8" else None)
@@ -188,7 +192,7 @@ def train(cohort: Path, out: Path, embedder: PatchEmbedder, info: EmbedderInfo, 
     if stored is None and bf16_available():  # the check `--engine auto` needs before it may choose bf16
         sessions[BF16_CHECK] = open_openvino(load_contract(models["fp32"]), "bf16")
 
-    sums, head_sums = _calibration_sums(cohort, stored, split, as_scorer(pipeline), sessions, plan, on_patient)
+    sums, head_sums = _calibration_sums(cohort, stored, split, as_scorer(pipeline), sessions, plan, on_step)
     check_sums = sums.pop(BF16_CHECK, None)
     bands = {precision: _bands(patient_sums) for precision, patient_sums in sums.items()}
     engine_checks = {} if check_sums is None else {BF16_CHECK: _fidelity_check(

@@ -32,10 +32,14 @@ def _lines(report: dict) -> list[str]:
         lines += [f"model        {model['path']}" + ("  (DEMO MODEL, NOT FOR DIAGNOSIS)" if model["demo"] else ""),
                   f"  identity   graph {model['graph_sha256']}, verdict {model['verdict_sha256']}",
                   f"  signature  {model['signature']['state']}"
-                  + (f" by key {model['signature']['key_id']}" if model["signature"]["key_id"] else ""),
-                  f"  auto       {model['auto']['engine']}"
-                  + (f" {model['auto']['ov_precision']}" if model["auto"]["engine"] == "openvino" else "")
-                  + f": {model['auto']['why']}"]
+                  + (f" by key {model['signature']['key_id']}" if model["signature"]["key_id"] else "")]
+        if model["family"] == "mri":
+            lines.append(f"  mri        Model {model['kind']}: {', '.join(model['sequences'])}"
+                         + (f" + {len(model['clinical_fields'])} clinical fields" if model["clinical_fields"] else "")
+                         + f" -> {', '.join(model['classes'])}")
+        lines.append(f"  auto       {model['auto']['engine']}"
+                     + (f" {model['auto']['ov_precision']}" if model["auto"]["engine"] == "openvino" else "")
+                     + f": {model['auto']['why']}")
         lines += [f"  check      {name}: {summary}" for name, summary in model["fidelity_checks"].items()]
     lines += [f"CANNOT RUN   {problem}" for problem in report["problems"]]
     return lines

@@ -6,8 +6,9 @@ import json
 
 import click
 
-from .contract import DEMO_WARNING, PREFIX, load_contract
-from .signing import load_public_key, trusted_keys_from_env, verify_signature
+from .contract import DEMO_WARNING, PREFIX
+from .mri.contract import MriContract, load_any_contract
+from .signing import SignatureStatus, load_public_key, trusted_keys_from_env, verify_signature
 
 SIGNATURE_TEXT = {
     "unsigned": "none",
@@ -24,23 +25,18 @@ SIGNATURE_TEXT = {
               help="Check the signature is by this public key (repeatable; default: NETORIGIN_TRUSTED_KEY).")
 def command(model: str, as_json: bool, trusted_keys: tuple[str, ...]) -> None:
     """Show MODEL's metadata; fails if the schema is unknown, a digest or the signature does not match."""
-    contract = load_contract(model)
+    contract = load_any_contract(model)
     keys = trusted_keys or trusted_keys_from_env()
     signature = verify_signature(contract, [load_public_key(k) for k in keys])
     if as_json:
         click.echo(json.dumps(contract.meta, indent=2, sort_keys=True))
         return
+    if isinstance(contract, MriContract):
+        click.echo("\n".join(_mri_lines(contract, signature)))
+        return
     prov, record = contract.provenance, contract.record
     patch = contract.patch
-    lines = []
-    if contract.is_demo:
-        lines.append(f"*** {DEMO_WARNING} ***")
-    lines += [
-        f"model       {contract.path} (schema {contract.meta[PREFIX + 'schema']})",
-        f"identity    graph sha256 {contract.sha256}  (graph and weights)",
-        f"            verdict sha256 {contract.verdict_sha256}  (bands, patch geometry, case rules, precision, record)",
-        "            both digests verified",
-        f"signature   {SIGNATURE_TEXT[signature.state].format(key=signature.key_id)}",
+    lines = _identity_lines(contract, signature, "bands, patch geometry, case rules, precision, record") + [
         f"classes     {contract.classes}  (decision > 0 => class '1')",
         f"embedder    {record.embedder.name}  weights sha256 {record.embedder.weights_sha256[:16]}…"
         + ("" if record.embedder.trained_on_patients_sha256 is None
@@ -70,3 +66,31 @@ def command(model: str, as_json: bool, trusted_keys: tuple[str, ...]) -> None:
     else:
         lines.append("bands       NONE (exported with --no-bands: majority vote only, no abstention)")
     click.echo("\n".join(lines))
+
+
+def _identity_lines(contract, signature: SignatureStatus, verdict_covers: str) -> list[str]:
+    """What every model family shows first: the demo warning, path, schema, both digests and the signature."""
+    return ([f"*** {DEMO_WARNING} ***"] if contract.is_demo else []) + [
+        f"model       {contract.path} (schema {contract.meta[PREFIX + 'schema']})",
+        f"identity    graph sha256 {contract.identity['graph_sha256']}  (graph and weights)",
+        f"            verdict sha256 {contract.identity['verdict_sha256']}  ({verdict_covers})",
+        "            both digests verified",
+        f"signature   {SIGNATURE_TEXT[signature.state].format(key=signature.key_id)}"]
+
+
+def _mri_lines(contract: MriContract, signature: SignatureStatus) -> list[str]:
+    """An MRI lesion model (seed 002): its inputs, clinical table, classes, patient rule and network."""
+    inputs, record = contract.inputs, contract.record
+    clinical = contract.clinical
+    return _identity_lines(contract, signature, "inputs, clinical table, classes, patient rule, record") + [
+        f"family      MRI lesion model, Model {contract.kind}",
+        f"sequences   {', '.join(contract.sequences)} (region drawn on {contract.sequences[0]})",
+        f"groups      {inputs['image_size']} x {inputs['image_size']} px at {inputs['spacing_mm']} mm; "
+        f"scaling {json.dumps(inputs['scaling'])}; {inputs['roi_rule']}",
+        "clinical    " + ("none" if clinical is None else
+                          f"{len(clinical)} fields: {', '.join(f.name for f in clinical)}"),
+        f"classes     {', '.join(contract.classes)}",
+        f"patient     {contract.meta[PREFIX + 'patient_rule']}",
+        f"network     {json.dumps(record['network'])}",
+        f"trained on  {len(record['trained_on_patients_sha256'])} patients",
+        f"provenance  {json.dumps(contract.meta[PREFIX + 'provenance'])}"]

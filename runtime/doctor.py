@@ -136,24 +136,52 @@ def host_report() -> dict[str, Any]:
     }
 
 
+def _keys(trusted_keys: list[str]) -> list:
+    from .signing import load_public_key, trusted_keys_from_env
+
+    return [load_public_key(k) for k in (trusted_keys or trusted_keys_from_env())]
+
+
 def model_report(path: str | Path, trusted_keys: list[str]) -> dict[str, Any]:
     """A model's identity, signature and fidelity records, and what `auto` would run it on here and why. Raises
     the model's one-line error when it cannot run here."""
     from .contract import load_contract
+    from .mri.contract import is_mri_model
     from .session import choose_engine, resolve_ov_precision
-    from .signing import load_public_key, trusted_keys_from_env, verify_signature
+    from .signing import verify_signature
 
+    if is_mri_model(path):
+        return mri_model_report(path, trusted_keys)
     contract = load_contract(path)
-    keys = [load_public_key(k) for k in (trusted_keys or trusted_keys_from_env())]
-    signature = verify_signature(contract, keys)
+    signature = verify_signature(contract, _keys(trusted_keys))
     engine, why = choose_engine(contract, "auto", "auto")
     record = contract.record
     checks = {name: check.summary() for name, check in record.engine_checks.items()}
     if record.fidelity_vs_fp32 is not None:
         checks["vs fp32"] = record.fidelity_vs_fp32.summary()
-    return {"path": str(contract.path), **contract.identity, "demo": contract.is_demo,
+    return {"path": str(contract.path), "family": "slide", **contract.identity, "demo": contract.is_demo,
             "precision": contract.precision, "signature": signature.as_dict(), "fidelity_checks": checks,
             "auto": {"engine": engine, "ov_precision": resolve_ov_precision(contract, engine, "auto"), "why": why}}
+
+
+def mri_model_report(path: str | Path, trusted_keys: list[str]) -> dict[str, Any]:
+    """An MRI lesion model's identity, signature, kind and inputs, and what runs it here: ONNX Runtime only (CUDA
+    where its provider is listed, else the CPU), with SimpleITK to read its DICOM series."""
+    from .mri.contract import load_mri_contract
+    from .session import CUDA, onnxruntime
+    from .signing import verify_signature
+
+    contract = load_mri_contract(path)
+    signature = verify_signature(contract, _keys(trusted_keys))
+    cuda = CUDA in onnxruntime().get_available_providers()
+    return {"path": str(contract.path), "family": "mri", **contract.identity, "demo": contract.is_demo,
+            "precision": "fp32", "kind": contract.kind, "sequences": list(contract.sequences),
+            "classes": list(contract.classes),
+            "clinical_fields": None if contract.clinical is None else [f.name for f in contract.clinical],
+            "signature": signature.as_dict(), "fidelity_checks": {},
+            "auto": {"engine": "onnxruntime", "ov_precision": None,
+                     "why": ("CUDA is listed: --device auto runs it there" if cuda else "the CPU (no CUDA provider)")
+                     + "; MRI lesion models run on ONNX Runtime fp32 only"}}
 
 
 def can_run(report: dict[str, Any]) -> list[str]:
@@ -165,5 +193,7 @@ def can_run(report: dict[str, Any]) -> list[str]:
         problems.append("no ONNX Runtime provider starts here")
     if not report["openslide"]["installed"]:
         problems.append(f"OpenSlide cannot be loaded ({report['openslide']['why']})")
+    if report.get("model", {}).get("family") == "mri" and not report["extras"]["mri"]:
+        problems.append("this MRI model's DICOM series need SimpleITK: pip install 'netorigin[mri]'")
     return problems
 

@@ -223,7 +223,8 @@ class Predictor:
     def provider(self) -> str:
         return self.session.provider if self.session is not None else "none (no engine opened here)"
 
-    def _regions(self, item: SlideInput, slide: Slide) -> Regions:
+    def regions(self, item: SlideInput, slide: Slide) -> Regions:
+        """The slide's tumour regions: its annotations under this predictor's rules, else tissue detection."""
         if item.annotations is not None:
             return load_annotations(item.annotations, slide, self.rules)
         return detect_tissue(slide)
@@ -248,7 +249,7 @@ class Predictor:
             timings["open"] = time.perf_counter() - start
             t = time.perf_counter()
             try:
-                regions = [self._regions(item, slide) for item, slide in zip(items, opened)]
+                regions = [self.regions(item, slide) for item, slide in zip(items, opened)]
             except InsufficientTissueError as exc:  # tissue detection found none: no patch is possible
                 raise InsufficientTissueError(exc.problem, exc.path, possible=0,
                                               required=self.contract.patches_per_case) from None

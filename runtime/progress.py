@@ -7,6 +7,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import click
 
@@ -22,30 +23,43 @@ def say(message: str) -> None:
     click.echo(message)
 
 
+class Bar:
+    """A progress bar's handle: call it once per finished item; `extend(n)` when the work turns out longer (a step
+    whose size is known only once earlier steps ran). Does nothing off a terminal or with --quiet."""
+
+    def __init__(self, bar: Any = None) -> None:
+        self.bar, self.done = bar, 0
+
+    def __call__(self) -> None:
+        self.done += 1
+        if self.bar is not None:
+            self.bar.update(1, self.done)
+
+    def extend(self, more: int) -> None:
+        if self.bar is not None and more > 0:
+            self.bar.length += more
+
+
 @contextmanager
-def progress(total: int, label: str, unit: str, quiet: bool = False) -> Iterator[Callable[[], None]]:
-    """A function to call once per finished item; a bar `label [####  ] 12/40  1.3 cases/s  ETA` on a terminal."""
+def progress(total: int, label: str, unit: str, quiet: bool = False) -> Iterator[Bar]:
+    """A Bar; on a terminal it draws `label [####  ] 12/40  1.3 cases/s  ETA` on stderr."""
     global _drawn
     if quiet or total <= 0 or not sys.stderr.isatty():
-        yield lambda: None
+        yield Bar()
         return
     start = time.perf_counter()
-    done = 0
+    handle = Bar()
 
     def rate(_: object) -> str:
         elapsed = time.perf_counter() - start
-        return f"{done / elapsed:.2f} {unit}/s" if done and elapsed > 0 else ""
+        return f"{handle.done / elapsed:.2f} {unit}/s" if handle.done and elapsed > 0 else ""
 
     with click.progressbar(length=total, label=label, file=sys.stderr, show_pos=True, show_eta=True,
                            item_show_func=rate) as bar:
-        def step() -> None:
-            nonlocal done
-            done += 1
-            bar.update(1, done)
-
+        handle.bar = bar
         _drawn += 1
         try:
-            yield step
+            yield handle
         finally:
             _drawn -= 1
 

@@ -23,7 +23,8 @@ from .record import FidelityRecord, MeasuredOn, host_hardware
 
 DEVICES = ("auto", "cpu", "cuda")
 CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
-# Fixed batch on CUDA (padded) so cuDNN's algorithm search runs once; CPU runs the real size.
+# Patches per run: on CUDA a whole case of 100 in one run, never padded (cuDNN's heuristic search, not an exhaustive
+# one per shape, so a short last batch costs no new search); on the CPU the product's batch.
 CUDA_BATCH = 128
 CPU_BATCH = 32
 ONNXRUNTIME, OPENVINO, AUTO = "onnxruntime", "openvino", "auto"
@@ -87,6 +88,7 @@ class ModelSession:
     provider: str
     device: str
     path: str | None = None  # the model file, named in errors
+    io_binding: bool | None = None  # None: on CUDA (the input is copied to the device once, outputs come back)
 
     @property
     def measured_on(self) -> MeasuredOn:
@@ -95,28 +97,43 @@ class ModelSession:
 
     @property
     def batch_size(self) -> int:
-        """Patches per run: the product's batch on CPU, a fixed padded batch on CUDA."""
+        """Patches per run: the product's batch on the CPU, a whole case on CUDA."""
         return CUDA_BATCH if self.provider == CUDA else CPU_BATCH
+
+    def warm_up(self, pixels: int) -> None:
+        """One run of a full batch of blank patches, so that the first case does not pay for CUDA's memory arena
+        and cuDNN's algorithm choice."""
+        self.run(np.zeros((self.batch_size, pixels, pixels, 3), dtype=np.uint8))
 
     def run(self, patches: np.ndarray, with_embeddings: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
         """Decision values (float64 [N]) and optionally embeddings for uint8 [N, P, P, 3] patches."""
-        n = len(patches)
-        if self.provider == CUDA and n < CUDA_BATCH:
-            pad = np.zeros((CUDA_BATCH - n, *patches.shape[1:]), dtype=np.uint8)
-            patches = np.concatenate([patches, pad])
-        result = self._run([DECISION_OUTPUT] + ([EMBEDDING_OUTPUT] if with_embeddings else []), patches, "batch", n)
-        return result[0][:n], (result[1][:n] if with_embeddings else None)
+        result = self._run([DECISION_OUTPUT] + ([EMBEDDING_OUTPUT] if with_embeddings else []), patches, "batch",
+                           len(patches))
+        return result[0], (result[1] if with_embeddings else None)
 
     def run_bag(self, patches: np.ndarray, with_embeddings: bool = False) -> CaseOutput:
         """A bag head's outputs for all the patches of a case in one run (never padded: padding joins the bag)."""
         return bag_output(self._run(bag_output_names(with_embeddings), patches, "bag", len(patches)))
 
     def _run(self, outputs: list[str], patches: np.ndarray, what: str, n: int) -> list:
+        feed = np.ascontiguousarray(patches, dtype=np.uint8)
         try:
-            return self.session.run(outputs, {INPUT_NAME: np.ascontiguousarray(patches, dtype=np.uint8)})
+            bound = self.provider == CUDA if self.io_binding is None else self.io_binding
+            return self._run_bound(outputs, feed) if bound else self.session.run(outputs, {INPUT_NAME: feed})
         except Exception as exc:  # onnxruntime's exceptions share no base class; out of memory is one of them
             raise InferenceError(f"ONNX Runtime failed on a {what} of {n} patches on {self.provider} "
                                  f"({first_line(exc)})", self.path) from None
+
+    def _run_bound(self, outputs: list[str], feed: np.ndarray) -> list:
+        """The run through IO binding: the uint8 input copied to the provider's device once, as an OrtValue, and the
+        outputs bound to host memory."""
+        device = "cuda" if self.session.get_providers()[0] == CUDA else "cpu"  # where the session really runs
+        binding = self.session.io_binding()
+        binding.bind_ortvalue_input(INPUT_NAME, onnxruntime().OrtValue.ortvalue_from_numpy(feed, device, 0))
+        for name in outputs:
+            binding.bind_output(name, "cpu")
+        self.session.run_with_iobinding(binding)
+        return binding.copy_outputs_to_cpu()
 
 
 def inference_session(model_bytes: bytes, path: str | Path, device: str = "auto", threads: int | None = None,
@@ -156,7 +173,10 @@ def open_session(contract: ModelContract, device: str = "auto", threads: int | N
     if contract.bag_head and not {BAG_SCORE_OUTPUT, ATTENTION_OUTPUT} <= outputs:
         raise ModelError(f"the metadata declares a bag head but the graph lacks output '{BAG_SCORE_OUTPUT}' or "
                          f"'{ATTENTION_OUTPUT}'", contract.path)
-    return ModelSession(session=session, provider=actual, device=device, path=str(contract.path))
+    opened = ModelSession(session=session, provider=actual, device=device, path=str(contract.path))
+    if actual == CUDA:
+        opened.warm_up(contract.patch["pixels"])
+    return opened
 
 
 def check_problem(check: FidelityRecord | None, here: MeasuredOn, what: str) -> str | None:

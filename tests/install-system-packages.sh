@@ -19,6 +19,7 @@ if command -v apt-get >/dev/null 2>&1; then
   $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null \
     || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null; } \
     || true
+  $SUDO ldconfig 2>/dev/null || true  # a deferred trigger may not have refreshed the library cache yet
 fi
 still=($(absent))
 [ ${#still[@]} -eq 0 ] || { echo "install with your system's packages: ${still[*]} (the tests need them)" >&2; exit 1; }

@@ -58,6 +58,29 @@ def test_svm_kernel_cache_size_changes_no_bit_of_the_fit():
         np.testing.assert_array_equal(ours.decision_function(x), tiny_cache.decision_function(x))
 
 
+def test_a_patients_decisions_do_not_depend_on_who_else_is_scored():
+    """Each patient is scored in a call of its own (as the runtime scores a case alone, and as `calibrate`'s bar
+    counts them): the same bits alone as among a cohort of uneven patch counts (one call for all patches moved the
+    last bits of a 37-patch patient, measured)."""
+    rng = np.random.default_rng(4)
+    counts = [37, 100, 61, 100, 13]
+    n = sum(counts)
+    x = rng.gamma(1.5, 0.3, (n, 256))
+    patients = np.repeat([f"p{i}" for i in range(len(counts))], counts)
+    labels = np.repeat([i % 2 for i in range(len(counts))], counts)
+    x[labels == 1, :20] += 0.1
+    emb = Embeddings(x.astype(np.float32), patients, labels, np.array(["A"] * n), np.array(["s"] * n),
+                     np.arange(n).astype(str))
+    scorer = fit_scorer("reference", emb, 0)
+    steps = []
+    together, decisions = scorer.score(emb, lambda: steps.append(1))
+    assert len(steps) == len(counts)
+    for row in together:
+        (alone,), own = scorer.score(emb.select(patients == row.patient))
+        assert alone.s == row.s
+        np.testing.assert_array_equal(own, decisions[patients == row.patient])
+
+
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="BLAS runs one thread on one core: nothing to compare")
 def test_a_head_gives_the_same_bits_whatever_threads_its_caller_runs():
     """`evaluate --workers` (one BLAS thread per Dask worker) must equal a local run on two cores: the head's fit

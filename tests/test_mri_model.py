@@ -144,6 +144,37 @@ def test_model_families_refuse_each_other(untrained_f, tiny_model):
         load_mri_contract(tiny_model)
 
 
+def test_doctor_and_inspect_read_an_mri_model(untrained_f, monkeypatch, capsys):
+    model = untrained_f[1]
+    contract = load_mri_contract(model)
+    code, out, err = run_cli(monkeypatch, capsys, "doctor", "--json", "-m", model)
+    assert code == 0, err
+    report = json.loads(out)["model"]
+    assert (report["family"], report["kind"], report["graph_sha256"]) == ("mri", "F",
+                                                                        contract.identity["graph_sha256"])
+    assert report["clinical_fields"] == [f.name for f in DEFAULT_ENCODING]
+    assert report["signature"]["state"] == "unsigned"
+    code, out, _ = run_cli(monkeypatch, capsys, "doctor", "-m", model)
+    assert code == 0 and "  mri        Model F: t2, " in out and "clinical fields" in out
+    code, out, err = run_cli(monkeypatch, capsys, "inspect", model)
+    assert code == 0, err
+    assert "family      MRI lesion model, Model F" in out
+    assert f"graph sha256 {contract.identity['graph_sha256']}" in out and out.startswith("*** DEMO MODEL")
+
+
+def test_doctor_says_an_mri_model_cannot_run_without_simpleitk(untrained_f):
+    """In a child process whose SimpleITK import is blocked, as on an install without the `mri` extra."""
+    import subprocess
+    import sys
+
+    script = ("import sys; sys.modules['SimpleITK'] = None; sys.argv = ['netorigin', 'doctor', '-m', sys.argv[1]]; "
+              "from netorigin.runtime.cli import main; main()")
+    done = subprocess.run([sys.executable, "-c", script, str(untrained_f[1])], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 1
+    assert "CANNOT RUN   this MRI model's DICOM series need SimpleITK: pip install 'netorigin[mri]'" in done.stdout
+
+
 def test_an_edited_class_list_breaks_the_verdict_digest(untrained_f, tmp_path):
     from netorigin.runtime.contract import PREFIX, encode_metadata
     from netorigin.runtime.protobuf_fields import read_metadata, replace_metadata

@@ -67,25 +67,36 @@ def test_variant_decisions_track_fp32(variants):
     assert not np.array_equal(out["int8"], out["fp32"])  # it really is a different model
 
 
-def test_cuda_path_pads_to_a_fixed_batch_and_returns_only_real_rows(variants):
-    """The CUDA-only padding logic, exercised on the CPU provider (CI has no GPU)."""
+def test_the_cuda_path_runs_real_rows_through_io_binding(variants):
+    """The CUDA path's logic exercised on the CPU provider (CI has no GPU): a short batch runs as it is (no padding
+    to a fixed batch), through IO binding, with the plain run's values bit for bit; warm-up runs one full batch."""
     from netorigin.runtime.session import CUDA, CUDA_BATCH, ModelSession
 
     paths, patches = variants
     cpu = open_session(load_contract(paths["fp32"]), "cpu")
-    calls = []
-    original = cpu.session.run
+    bound_rows, plain_rows = [], []
+    original_bound, original_plain = cpu.session.run_with_iobinding, cpu.session.run
 
-    def spy(outputs, feeds):
-        calls.append(feeds["patches"].shape[0])
-        return original(outputs, feeds)
+    def spy_bound(binding, *args):
+        bound_rows.append(1)
+        return original_bound(binding, *args)
 
-    cpu.session.run = spy
-    padded = ModelSession(session=cpu.session, provider=CUDA, device="cuda")
-    decisions, embeddings = padded.run(patches[:5], with_embeddings=True)
-    assert calls == [CUDA_BATCH] and decisions.shape == (5,) and embeddings.shape == (5, 2048)
-    reference, _ = ModelSession(session=cpu.session, provider="CPUExecutionProvider", device="cpu").run(patches[:5])
-    np.testing.assert_allclose(decisions, reference, rtol=1e-5, atol=1e-6)
+    def spy_plain(outputs, feeds):
+        plain_rows.append(feeds["patches"].shape[0])
+        return original_plain(outputs, feeds)
+
+    cpu.session.run_with_iobinding, cpu.session.run = spy_bound, spy_plain
+    bound = ModelSession(session=cpu.session, provider=CUDA, device="cuda", io_binding=True)
+    decisions, embeddings = bound.run(patches[:5], with_embeddings=True)
+    assert bound_rows == [1] and plain_rows == [] and decisions.shape == (5,) and embeddings.shape == (5, 2048)
+    reference, reference_embeddings = ModelSession(session=cpu.session, provider="CPUExecutionProvider",
+                                                   device="cpu").run(patches[:5], with_embeddings=True)
+    assert plain_rows == [5]  # the CPU path: a plain run of the real rows
+    np.testing.assert_array_equal(decisions, reference)
+    np.testing.assert_array_equal(embeddings, reference_embeddings)
+    plain = ModelSession(session=cpu.session, provider=CUDA, device="cuda", io_binding=False)
+    plain.warm_up(patches.shape[1])
+    assert plain_rows[-1] == CUDA_BATCH
 
 
 def test_int8_recipe_keeps_the_named_stages_in_float32(variants):

@@ -98,3 +98,36 @@ def test_finetune_counts_patients_read_then_training_batches_on_a_terminal(tmp_p
     # 4 patients read; 2 of them train (4 patches): 4 batches of one per epoch x 2 epochs
     assert "4/4" in shown and "patients/s" in shown and "4/4" not in stdout
     assert "training" in shown and "8/8" in shown and "batches/s" in shown and "fine-tuned" in stdout
+
+
+def test_bench_counts_every_measurement_on_a_terminal(slides, tiny_model):
+    """Each engine this host has (ONNX Runtime, OpenVINO f32, bf16 where the CPU has it) x 5 repetitions x
+    (batches 8 and 32, then one case)."""
+    from netorigin.runtime.openvino_session import bf16_available
+
+    steps = (3 if bf16_available() else 2) * 5 * 3
+    slide = slides["svs20x"]
+    code, stdout, shown = run_on_terminal([str(Path(sys.executable).with_name("netorigin")), "bench", str(slide.slide),
+                                           "--annotations", str(slide.annotations), "-m", str(tiny_model),
+                                           "--device", "cpu", "--batch", "8"])
+    assert code == 0, shown
+    assert "bench" in shown and f"{steps}/{steps}" in shown and "runs/s" in shown
+    assert f"{steps}/{steps}" not in stdout and stdout.splitlines()[-1].startswith("recommended: ")
+
+
+def test_calibrate_counts_the_patients_it_scores_on_a_terminal(tmp_path, monkeypatch, capsys):
+    from .helpers import run_cli
+    from .test_evaluate import cohort
+
+    cohort(3).save(tmp_path / "fit.npz")
+    held_out = cohort(4)  # other patients: calibration is held out
+    held_out.save(tmp_path / "calibration.npz")
+    code, _, err = run_cli(monkeypatch, capsys, "fit", tmp_path / "fit.npz", "-o", tmp_path / "head.skops")
+    assert code == 0, err
+    patients = len(held_out.patient_table())
+    code, stdout, shown = run_on_terminal([str(Path(sys.executable).with_name("netorigin")), "calibrate",
+                                           "--embeddings", str(tmp_path / "calibration.npz"), "--head",
+                                           str(tmp_path / "head.skops"), "-o", str(tmp_path / "bands.json")])
+    assert code == 0, shown
+    assert "scoring" in shown and f"{patients}/{patients}" in shown and "patients/s" in shown
+    assert "patients/s" not in stdout and "band table ->" in stdout

@@ -14,12 +14,14 @@ from netorigin.calibration.errors import InputDataError
 from netorigin.calibration.splits import patient_digests
 from netorigin.export.embeddings import cohort_patients, iter_cohort
 from netorigin.export.head_file import load_head
+from netorigin.export.precision import calibration_batches
 from netorigin.export.smoke import tiny_embedder
 from netorigin.export.synthetic import make_cohort
 from netorigin.export.train import TrainPlan, train
 from netorigin.runtime.contract import load_contract
 from netorigin.runtime.errors import ConfigurationError
 from netorigin.runtime.predictor import Predictor
+from netorigin.runtime.progress import Bar
 from netorigin.runtime.session import open_session
 from netorigin.runtime.verdict import patient_sum
 
@@ -35,7 +37,18 @@ def cohort(tmp_path_factory):
                        size_um=(1600, 1400))
 
 
-PROGRESS: list[str] = []  # what `trained` reported per patient (its progress bar's steps)
+class RecordingBar(Bar):
+    """A bar off the terminal that remembers how far it was extended."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.extended = 0
+
+    def extend(self, more: int) -> None:
+        self.extended += more
+
+
+PROGRESS = RecordingBar()  # what `trained` reported (its progress bar's steps)
 
 
 @pytest.fixture(scope="module")
@@ -44,12 +57,16 @@ def trained(cohort, tmp_path_factory):
     plan = TrainPlan(seed=1, patches_per_case=PATCHES, precisions=("fp32", "fp16", "int8"),
                      int8_calibration_patches=32, name="t")
     return train(cohort, tmp_path_factory.mktemp("trained"), embedder, info, plan, echo=lambda _: None,
-                 on_patient=lambda: PROGRESS.append("patient"))
+                 on_step=PROGRESS)
 
 
-def test_progress_steps_once_per_patient_read(trained, cohort):
-    """The bar `train` shows counts every patient of the cohort once: fit patients embedded, calibration scored."""
-    assert len(PROGRESS) == len(cohort_patients(cohort)) == len(trained.split.fit) + len(trained.split.calibration)
+def test_progress_steps_once_per_patient_read_and_int8_batch(trained, cohort):
+    """The bar `train` shows counts every patient of the cohort once (fit patients embedded, calibration scored),
+    then, extended once the split is known, the fit patients re-read for INT8 and each INT8 calibration batch;
+    it ends full."""
+    assert len(cohort_patients(cohort)) == len(trained.split.fit) + len(trained.split.calibration)
+    assert PROGRESS.extended == len(trained.split.fit) + calibration_batches(32)
+    assert PROGRESS.done == len(cohort_patients(cohort)) + PROGRESS.extended
 
 
 def test_split_is_stratified_and_disjoint(trained, cohort):
