@@ -39,6 +39,7 @@ def _lines(report: dict) -> list[str]:
                          + f" -> {', '.join(model['classes'])}")
         lines.append(f"  auto       {model['auto']['engine']}"
                      + (f" {model['auto']['ov_precision']}" if model["auto"]["engine"] == "openvino" else "")
+                     + (f" on {model['auto']['provider']}" if model["auto"].get("provider") else "")
                      + f": {model['auto']['why']}")
         lines += [f"  check      {name}: {summary}" for name, summary in model["fidelity_checks"].items()]
     lines += [f"CANNOT RUN   {problem}" for problem in report["problems"]]

@@ -16,11 +16,12 @@ from .errors import first_line
 from .protobuf_fields import encode_varint, length_delimited
 from .record import cpu_features
 
-# The extras a user may add to the lean runtime: a distribution each installs, and the module it brings.
-EXTRAS = {"cpu": ("onnxruntime", "onnxruntime"), "gpu": ("onnxruntime-gpu", "onnxruntime"),
-          "signing": ("cryptography", "cryptography"), "dask": ("distributed", "distributed"),
-          "openvino": ("openvino", "openvino"), "dicom": ("highdicom", "highdicom"), "mri": ("SimpleITK", "SimpleITK"),
-          "export": ("torch", "torch")}
+# The extras a user may add to the lean runtime: a distribution each installs, and the modules it must bring.
+EXTRAS = {"cpu": ("onnxruntime", ("onnxruntime",)), "gpu": ("onnxruntime-gpu", ("onnxruntime",)),
+          "signing": ("cryptography", ("cryptography",)), "dask": ("distributed", ("distributed",)),
+          "openvino": ("openvino", ("openvino",)),
+          "dicom": ("highdicom", ("pydicom", "highdicom", "wsidicom", "dicomweb_client")),
+          "mri": ("SimpleITK", ("SimpleITK",)), "export": ("torch", ("torch",))}
 
 
 def _message(*fields: bytes) -> bytes:
@@ -83,9 +84,9 @@ def _importable(module: str) -> bool:
         return False
 
 
-def _present(distribution: str, module: str) -> bool:
-    """An extra is there when its distribution is installed and its module imports."""
-    return _version(distribution) is not None and _importable(module)
+def _present(distribution: str, modules: tuple[str, ...]) -> bool:
+    """An extra is there when its distribution is installed and every module it brings imports."""
+    return _version(distribution) is not None and all(_importable(module) for module in modules)
 
 
 def _openslide() -> dict[str, Any]:
@@ -131,7 +132,7 @@ def host_report() -> dict[str, Any]:
         "cpu": {"instruction_sets": cpu_features(), "cores": os.cpu_count()},
         "memory": _memory(),
         "openslide": _openslide(),
-        "extras": {extra: _present(dist, module) for extra, (dist, module) in EXTRAS.items()},
+        "extras": {extra: _present(dist, modules) for extra, (dist, modules) in EXTRAS.items()},
         "trusted_keys": [str(k) for k in trusted_keys_from_env()],
     }
 
@@ -143,11 +144,13 @@ def _keys(trusted_keys: list[str]) -> list:
 
 
 def model_report(path: str | Path, trusted_keys: list[str]) -> dict[str, Any]:
-    """A model's identity, signature and fidelity records, and what `auto` would run it on here and why. Raises
-    the model's one-line error when it cannot run here."""
+    """A model's identity, signature and fidelity records, and what `auto` runs it on here and why: the engine is
+    opened as `predict` opens it, so the provider that really runs and what `predict` would refuse are measured,
+    not guessed. Raises the model's one-line error when it cannot be loaded."""
     from .contract import load_contract
+    from .errors import MissingDependencyError
     from .mri.contract import is_mri_model
-    from .session import choose_engine, resolve_ov_precision
+    from .session import CPU, CUDA, choose_engine, fidelity_problems, onnxruntime, open_engine, resolve_ov_precision
     from .signing import verify_signature
 
     if is_mri_model(path):
@@ -155,13 +158,24 @@ def model_report(path: str | Path, trusted_keys: list[str]) -> dict[str, Any]:
     contract = load_contract(path)
     signature = verify_signature(contract, _keys(trusted_keys))
     engine, why = choose_engine(contract, "auto", "auto")
+    ov_precision = resolve_ov_precision(contract, engine, "auto")
+    auto: dict[str, Any] = {"engine": engine, "ov_precision": ov_precision, "why": why, "provider": None,
+                            "refused": []}
+    try:
+        session = open_engine(contract, engine, "auto", None, ov_precision)
+    except MissingDependencyError:  # no ONNX Runtime: can_run names what to install
+        session = None
+    if session is not None:
+        auto |= {"provider": session.provider, "refused": fidelity_problems(contract, session)}
+        if session.provider == CPU and CUDA in onnxruntime().get_available_providers():
+            auto["why"] = "CUDA is listed but did not start: ONNX Runtime runs it on the CPU"
     record = contract.record
     checks = {name: check.summary() for name, check in record.engine_checks.items()}
     if record.fidelity_vs_fp32 is not None:
         checks["vs fp32"] = record.fidelity_vs_fp32.summary()
     return {"path": str(contract.path), "family": "slide", **contract.identity, "demo": contract.is_demo,
             "precision": contract.precision, "signature": signature.as_dict(), "fidelity_checks": checks,
-            "auto": {"engine": engine, "ov_precision": resolve_ov_precision(contract, engine, "auto"), "why": why}}
+            "auto": auto}
 
 
 def mri_model_report(path: str | Path, trusted_keys: list[str]) -> dict[str, Any]:
@@ -191,9 +205,12 @@ def can_run(report: dict[str, Any]) -> list[str]:
         problems.append("ONNX Runtime is not installed: pip install 'netorigin[cpu]' (CPU) or 'netorigin[gpu]'")
     elif not any(state == "starts" for state in report["onnxruntime"]["providers"].values()):
         problems.append("no ONNX Runtime provider starts here")
-    if not report["openslide"]["installed"]:
+    model = report.get("model", {})
+    if model.get("family") != "mri" and not report["openslide"]["installed"]:  # MRI models read no slide
         problems.append(f"OpenSlide cannot be loaded ({report['openslide']['why']})")
-    if report.get("model", {}).get("family") == "mri" and not report["extras"]["mri"]:
+    if model.get("family") == "mri" and not report["extras"]["mri"]:
         problems.append("this MRI model's DICOM series need SimpleITK: pip install 'netorigin[mri]'")
+    problems += [f"predict refuses it here: {problem} (--allow-lower-fidelity runs it, and every report then says "
+                 "LOWER FIDELITY)" for problem in model.get("auto", {}).get("refused", [])]
     return problems
 

@@ -9,6 +9,7 @@ import sys
 
 import onnxruntime
 import openslide
+import pytest
 
 from netorigin.runtime.contract import load_contract
 
@@ -36,15 +37,29 @@ def test_doctor_screen_names_the_model_and_what_auto_runs(monkeypatch, capsys, t
     assert code == 0
     lines = out.splitlines()
     assert lines[0].startswith("netorigin    ") and any(line.startswith("providers    ") for line in lines)
-    assert f"model        {tiny_model}" in out and "  auto       onnxruntime: " in out
+    assert f"model        {tiny_model}" in out and "  auto       onnxruntime on CPUExecutionProvider: " in out
 
 
-def test_a_truncated_model_is_refused_in_one_line(monkeypatch, capsys, tiny_model, tmp_path):
+@pytest.mark.parametrize("as_json", [False, True])
+def test_a_truncated_model_is_refused_in_one_line(monkeypatch, capsys, tiny_model, tmp_path, as_json):
     truncated = tmp_path / "cut.onnx"
     truncated.write_bytes(tiny_model.read_bytes()[:5000])
-    code, out, err = run_cli(monkeypatch, capsys, "doctor", "-m", truncated)
+    code, out, err = run_cli(monkeypatch, capsys, "doctor", "-m", truncated, *(["--json"] if as_json else []))
     assert code == 1 and out == ""
     assert len(err.splitlines()) == 1 and err.startswith(f"error: {truncated}: ")
+
+
+def test_a_variant_that_predict_would_refuse_fails_the_doctor(monkeypatch, capsys, tmp_path):
+    """An INT8 variant with no fidelity check measured here: predict refuses it, so the doctor must say so."""
+    from netorigin.export.smoke import build_smoke_model, tiny_embedder
+
+    embedder, info = tiny_embedder()
+    variant = build_smoke_model(tmp_path / "int8.onnx", embedder, info, patches_per_case=20, with_bands=False,
+                                precision="int8")
+    code, out, _ = run_cli(monkeypatch, capsys, "doctor", "--json", "-m", variant)
+    report = json.loads(out)
+    assert code == 1 and report["model"]["auto"]["provider"] == "CPUExecutionProvider"
+    assert any(p.startswith("predict refuses it here: ") and "fidelity check" in p for p in report["problems"])
 
 
 def test_a_missing_extra_is_reported_missing(tmp_path):

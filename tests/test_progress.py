@@ -25,10 +25,12 @@ def batch_args(tmp_path, slides, tiny_model):
             "--device", "cpu", "-o", str(tmp_path / "out")]
 
 
-def run_on_terminal(args: list[str]) -> tuple[int, str, str]:
-    """Run with stderr on a pseudo-terminal and stdout on a pipe: (exit code, stdout, what the terminal showed)."""
+def run_on_terminal(args: list[str], stdout_file: Path | None = None) -> tuple[int, str, str]:
+    """Run with stderr on a pseudo-terminal and stdout on a pipe (or `stdout_file`): (exit code, stdout, what the
+    terminal showed)."""
     main, terminal = pty.openpty()
-    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=terminal, text=True)
+    target = stdout_file.open("w") if stdout_file is not None else subprocess.PIPE
+    process = subprocess.Popen(args, stdout=target, stderr=terminal, text=True)
     os.close(terminal)
     shown = b""
     while True:
@@ -39,8 +41,12 @@ def run_on_terminal(args: list[str]) -> tuple[int, str, str]:
         if not chunk:
             break
         shown += chunk
-    stdout = process.stdout.read()
     code = process.wait(timeout=300)
+    if stdout_file is None:
+        stdout = process.stdout.read()
+    else:
+        target.close()
+        stdout = stdout_file.read_text()
     os.close(main)
     return code, stdout, shown.decode(errors="replace")
 
@@ -52,12 +58,26 @@ def test_the_bar_counts_cases_on_a_terminal_and_stdout_stays_clean(batch_args):
     assert "2/2" not in stdout and stdout.startswith("2 ok, 0 skipped")
 
 
+def test_a_file_on_stdout_gets_no_bar_while_the_terminal_shows_it(batch_args, tmp_path):
+    """`netorigin batch … > results.txt` on a terminal: the file holds the results only."""
+    code, stdout, shown = run_on_terminal(batch_args, stdout_file=tmp_path / "results.txt")
+    assert code == 0, shown
+    assert "2/2" in shown and stdout.startswith("2 ok, 0 skipped")
+    assert "2/2" not in stdout and "cases/s" not in stdout and "\r" not in stdout
+
+
 def test_no_bar_in_redirected_output_nor_with_quiet(batch_args, tmp_path):
     log = tmp_path / "stderr.log"
     with log.open("w") as handle:
         done = subprocess.run(batch_args, stdout=subprocess.PIPE, stderr=handle, text=True, timeout=300)
     assert done.returncode == 0
     assert log.read_text() == "*** DEMO MODEL, NOT FOR DIAGNOSIS ***\n"  # the warning only: no bar, not its label
+    both = tmp_path / "both.log"  # `> both.log 2>&1`: stdout and stderr in one file
+    with both.open("w") as handle:
+        done = subprocess.run([*batch_args[:-1], str(tmp_path / "out2")], stdout=handle, stderr=subprocess.STDOUT,
+                              timeout=300)
+    assert done.returncode == 0 and "2 ok, 0 skipped" in both.read_text()
+    assert "2/2" not in both.read_text() and "cases/s" not in both.read_text()
     code, _, shown = run_on_terminal([*batch_args, "--redo", "--quiet"])
     assert code == 0 and "2/2" not in shown and "cases/s" not in shown
 

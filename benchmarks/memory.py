@@ -1,0 +1,100 @@
+"""Peak resident memory of `netorigin predict` per engine and precision, as a user runs it: one fresh process per
+case on a slide of realistic size, its peak RSS from the kernel (wait4), interleaved, a new seed per repetition.
+
+    python benchmarks/memory.py --model FP32.onnx [--int8 INT8.onnx] [--reps 5] [--workdir DIR]
+
+Writes results/memory.{json,md}. `batch` over hundreds of cases is benchmarks/soak.py (--workers); `train` and
+`demo` are single long runs whose peak RSS is measured the same way (`--train-cohort`, `--demo`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))
+from common import environment, realistic_slides, spread, table, write_results  # noqa: E402
+
+NETORIGIN = str(Path(sys.executable).with_name("netorigin"))
+GOAL_PREDICT_FP32_MB = 700
+
+
+def peak_rss_mb(args: list[str]) -> tuple[float, float]:
+    """(peak RSS in MB, seconds) of one child process; it must succeed."""
+    start = time.perf_counter()
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(args)} failed: {process.stderr.read().decode(errors='replace')}")
+    return usage.ru_maxrss / 1024, seconds  # ru_maxrss is in KiB on Linux
+
+
+def predict_configurations(model: Path, int8: Path | None) -> dict[str, list[str]]:
+    out = {"ORT fp32": ["-m", str(model), "--engine", "onnxruntime"]}
+    if int8 is not None:
+        out["ORT INT8"] = ["-m", str(int8), "--engine", "onnxruntime", "--allow-lower-fidelity"]
+    try:
+        import openvino  # noqa: F401
+
+        from netorigin.runtime.openvino_session import bf16_available
+    except ImportError:
+        return out
+    out["OpenVINO f32"] = ["-m", str(model), "--engine", "openvino", "--ov-precision", "f32"]
+    if bf16_available():
+        out["OpenVINO bf16"] = ["-m", str(model), "--engine", "openvino", "--ov-precision", "bf16",
+                                "--allow-lower-fidelity"]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, required=True, help="the fp32 model")
+    parser.add_argument("--int8", type=Path, default=None, help="its INT8 variant")
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "netorigin-bench")
+    parser.add_argument("--train-cohort", type=Path, default=None,
+                        help="also measure `train` on this slide manifest (fp32 + INT8, random weights)")
+    parser.add_argument("--demo", action="store_true", help="also measure `netorigin demo`")
+    parser.add_argument("--out", type=Path, default=ROOT / "results")
+    args = parser.parse_args()
+    slide = realistic_slides(args.workdir)["20x"]
+    configurations = predict_configurations(args.model, args.int8)
+    peaks: dict[str, list[float]] = {name: [] for name in configurations}
+    for rep in range(args.reps):
+        for name, model_args in configurations.items():
+            with tempfile.TemporaryDirectory() as tmp:
+                mb, _ = peak_rss_mb([NETORIGIN, "predict", str(slide), "--annotations", str(slide.with_suffix(
+                    ".geojson")), *model_args, "--device", "cpu", "--seed", str(rep + 1), "-o", tmp])
+            peaks[name].append(mb)
+    rows = [{"run": f"predict, {name}", **spread(values, 1)} for name, values in peaks.items()]
+    if args.train_cohort is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            mb, seconds = peak_rss_mb([NETORIGIN, "train", str(args.train_cohort), "--weights-kind", "random",
+                                       "--demo", "--precision", "int8", "-o", tmp, "--quiet"])
+        rows.append({"run": f"train (fp32 + INT8, {seconds:.0f} s)", **spread([mb], 1)})
+    if args.demo:
+        with tempfile.TemporaryDirectory() as tmp:
+            mb, seconds = peak_rss_mb([NETORIGIN, "demo", "-o", tmp, "--quiet"])
+        rows.append({"run": f"demo ({seconds:.0f} s)", **spread([mb], 1)})
+    fp32 = peaks["ORT fp32"]
+    result = {"environment": environment(), "slide": str(slide), "reps": args.reps, "rows": rows,
+              "goal_predict_fp32_mb": GOAL_PREDICT_FP32_MB,
+              "goal_met": max(fp32) <= GOAL_PREDICT_FP32_MB}
+    md = ("# Peak resident memory (MB), one process per run\n\n"
+          f"`predict` on {slide.name} (20,000 x 16,000 px), {args.reps} repetitions each, interleaved, new seeds. "
+          f"Goal: predict fp32 <= {GOAL_PREDICT_FP32_MB} MB: {'met' if result['goal_met'] else 'NOT met'}.\n\n"
+          + table(["run", "median", "min", "max", "n"],
+                  [[r["run"], r["median"], r["min"], r["max"], r["n"]] for r in rows]) + "\n")
+    write_results(args.out, "memory", result, md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
