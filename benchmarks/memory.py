@@ -1,10 +1,12 @@
 """Peak resident memory of `netorigin predict` per engine and precision, as a user runs it: one fresh process per
 case on a slide of realistic size, its peak RSS from the kernel (wait4), interleaved, a new seed per repetition.
 
-    python benchmarks/memory.py --model FP32.onnx [--int8 INT8.onnx] [--reps 5] [--workdir DIR]
+    python benchmarks/memory.py (--model FP32.onnx [--int8 INT8.onnx] | --train-cohort CSV) [--demo] [--reps 5]
+        [--workdir DIR]
 
-Writes results/memory.{json,md}. `batch` over hundreds of cases is benchmarks/soak.py (--workers); `train` and
-`demo` are single long runs whose peak RSS is measured the same way (`--train-cohort`, `--demo`).
+Writes results/memory.{json,md}. `batch` over hundreds of cases is benchmarks/soak.py (--workers). `train` and
+`demo` are single long runs whose peak RSS is measured the same way: `--train-cohort` trains fp32 + INT8 (random
+weights, accuracy-controlled INT8) into WORKDIR/trained and measures `predict` on those models.
 """
 
 from __future__ import annotations
@@ -47,6 +49,9 @@ def predict_configurations(model: Path, int8: Path | None) -> dict[str, list[str
     except ImportError:
         return out
     out["OpenVINO f32"] = ["-m", str(model), "--engine", "openvino", "--ov-precision", "f32"]
+    if int8 is not None:
+        out["OpenVINO, the INT8 file"] = ["-m", str(int8), "--engine", "openvino", "--ov-precision", "f32",
+                                          "--allow-lower-fidelity"]
     if bf16_available():
         out["OpenVINO bf16"] = ["-m", str(model), "--engine", "openvino", "--ov-precision", "bf16",
                                 "--allow-lower-fidelity"]
@@ -55,15 +60,29 @@ def predict_configurations(model: Path, int8: Path | None) -> dict[str, list[str
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, required=True, help="the fp32 model")
+    parser.add_argument("--model", type=Path, default=None, help="the fp32 model")
     parser.add_argument("--int8", type=Path, default=None, help="its INT8 variant")
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "netorigin-bench")
     parser.add_argument("--train-cohort", type=Path, default=None,
-                        help="also measure `train` on this slide manifest (fp32 + INT8, random weights)")
+                        help="measure `train` on this slide manifest (fp32 + INT8, random weights) and predict with "
+                             "what it wrote")
     parser.add_argument("--demo", action="store_true", help="also measure `netorigin demo`")
     parser.add_argument("--out", type=Path, default=ROOT / "results")
     args = parser.parse_args()
+    rows = []
+    if args.train_cohort is not None:
+        trained = args.workdir / "trained"
+        mb, seconds = peak_rss_mb([NETORIGIN, "train", str(args.train_cohort), "--weights-kind", "random", "--demo",
+                                   "--precision", "int8", "-o", str(trained), "--quiet"])
+        rows.append({"run": f"train, fp32 + INT8 with accuracy control ({seconds:.0f} s)", **spread([mb], 1)})
+        args.model, args.int8 = trained / "netorigin.onnx", trained / "netorigin-int8.onnx"
+    if args.model is None:
+        parser.error("give --model or --train-cohort")
+    if args.demo:
+        with tempfile.TemporaryDirectory() as tmp:
+            mb, seconds = peak_rss_mb([NETORIGIN, "demo", "-o", tmp, "--quiet"])
+        rows.append({"run": f"demo ({seconds:.0f} s)", **spread([mb], 1)})
     slide = realistic_slides(args.workdir)["20x"]
     configurations = predict_configurations(args.model, args.int8)
     peaks: dict[str, list[float]] = {name: [] for name in configurations}
@@ -73,16 +92,7 @@ def main() -> None:
                 mb, _ = peak_rss_mb([NETORIGIN, "predict", str(slide), "--annotations", str(slide.with_suffix(
                     ".geojson")), *model_args, "--device", "cpu", "--seed", str(rep + 1), "-o", tmp])
             peaks[name].append(mb)
-    rows = [{"run": f"predict, {name}", **spread(values, 1)} for name, values in peaks.items()]
-    if args.train_cohort is not None:
-        with tempfile.TemporaryDirectory() as tmp:
-            mb, seconds = peak_rss_mb([NETORIGIN, "train", str(args.train_cohort), "--weights-kind", "random",
-                                       "--demo", "--precision", "int8", "-o", tmp, "--quiet"])
-        rows.append({"run": f"train (fp32 + INT8, {seconds:.0f} s)", **spread([mb], 1)})
-    if args.demo:
-        with tempfile.TemporaryDirectory() as tmp:
-            mb, seconds = peak_rss_mb([NETORIGIN, "demo", "-o", tmp, "--quiet"])
-        rows.append({"run": f"demo ({seconds:.0f} s)", **spread([mb], 1)})
+    rows = [{"run": f"predict, {name}", **spread(values, 1)} for name, values in peaks.items()] + rows
     fp32 = peaks["ORT fp32"]
     result = {"environment": environment(), "slide": str(slide), "reps": args.reps, "rows": rows,
               "goal_predict_fp32_mb": GOAL_PREDICT_FP32_MB,

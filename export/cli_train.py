@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -39,6 +40,9 @@ from .train import TrainPlan, train
 @click.option("--int8-calibration-patches", type=click.IntRange(1), default=256, show_default=True,
               help="Fit-patient patches that calibrate INT8 quantisation.")
 @int8_options
+@click.option("--int8-accuracy-control/--int8-fixed-recipe", default=True, show_default=True,
+              help="INT8: keep in float32 the fewest convolutions, ranked by measurement, for which the model passes "
+                   "its fidelity check on the calibration patients (on top of the recipe), or the recipe alone.")
 @click.option("--patches-per-case", type=click.IntRange(1), default=100, show_default=True)
 @click.option("--engine", type=click.Choice(ENGINES), default="onnx", show_default=True,
               help="Embedding engine for the fit patients.")
@@ -54,8 +58,8 @@ from .train import TrainPlan, train
 @region_options
 @quiet_option
 def command(cohort, out, weights_kind, weights, weights_seed, head, fit_fraction, split_file, precisions,
-            int8_calibration_patches, int8, patches_per_case, engine, seed, name, demo, allow_in_sample, mil,
-            include, exclude, object_types, mpp, force_mpp, quiet) -> None:
+            int8_calibration_patches, int8, int8_accuracy_control, patches_per_case, engine, seed, name, demo,
+            allow_in_sample, mil, include, exclude, object_types, mpp, force_mpp, quiet) -> None:
     """Train on COHORT (slide manifest case,label,specimen,slide,annotations; patch manifest
     patient,label,specimen,slide,path; or an embeddings .npz for fp32 only)."""
     ensure_writable_dir(out)
@@ -63,7 +67,8 @@ def command(cohort, out, weights_kind, weights, weights_seed, head, fit_fraction
     embedder, info = build_embedder(weights_kind, weights, weights_seed)
     plan = TrainPlan(head=head, fit_fraction=fit_fraction, split_file=split_file, seed=seed,
                      patches_per_case=patches_per_case, precisions=tuple(dict.fromkeys(("fp32", *precisions))),
-                     int8_calibration_patches=int8_calibration_patches, int8=int8, engine=engine, mil=mil,
+                     int8_calibration_patches=int8_calibration_patches,
+                     int8=replace(int8, search=int8_accuracy_control), engine=engine, mil=mil,
                      rules=region_rules(include, exclude, object_types), mpp=mpp_rule(mpp, force_mpp), name=name,
                      demo=demo, allow_in_sample=allow_in_sample)
     patients = 0 if cohort.suffix == ".npz" else len(cohort_patients(cohort))  # embeddings: nothing to read

@@ -36,13 +36,18 @@ CALIBRATION_BATCH = 8
 class Int8Recipe:
     """How INT8 is calibrated: MinMax ranges; the stem (the graph's first convolution, 3 input channels) and the
     named ResNet50 stages (module prefixes) stay float32. Float stem by default: on the demo model it was as
-    fast as an INT8 stem and closer to fp32 (benchmarks/int8.py)."""
+    fast as an INT8 stem and closer to fp32 (benchmarks/int8.py). `search`: accuracy control (`train` only, which
+    has the calibration patients to check against): the quantised nodes that move S most, found by measurement,
+    stay float32 until the model passes its own fidelity check; `kept_nodes` names them (graph node names)."""
 
     keep_float: tuple[str, ...] = ()
     float_stem: bool = True
+    search: bool = False
+    kept_nodes: tuple[str, ...] = ()
 
     def as_dict(self) -> dict:
-        return {"method": "minmax", "float_stem": self.float_stem, "keep_float": list(self.keep_float)}
+        return {"method": "minmax", "float_stem": self.float_stem, "keep_float": list(self.keep_float),
+                "accuracy_control": self.search, "kept_float_nodes": list(self.kept_nodes)}
 
 
 def _head_nodes(model: onnx.ModelProto) -> list[str]:
@@ -80,18 +85,24 @@ class _PatchReader:
         return {"patches": batch}
 
 
+def _module(node: onnx.NodeProto) -> str | None:
+    """The node's PyTorch module scope (e.g. `trunk.layer4.2.bn3`), from the exporter's name-scope metadata."""
+    scopes = {p.key: p.value for p in node.metadata_props}.get("pkg.torch.onnx.name_scopes")
+    if not scopes:
+        return None
+    names = [n for n in ast.literal_eval(scopes) if n.startswith("trunk")]
+    return names[-1] if names else ""
+
+
+def node_modules(model: onnx.ModelProto) -> dict[str, str]:
+    """Each node's module scope, for the nodes that carry one (empty for graphs without the exporter's traces)."""
+    return {node.name: module for node in model.graph.node if (module := _module(node)) is not None}
+
+
 def conv_modules(model: onnx.ModelProto) -> dict[str, str]:
-    """Each convolution node's PyTorch module scope (e.g. `trunk.layer4.2.bn3`: the exporter fused the batch norm
-    into the convolution), read from the exporter's name-scope metadata; empty for graphs without it."""
-    out = {}
-    for node in model.graph.node:
-        if node.op_type != "Conv":
-            continue
-        scopes = {p.key: p.value for p in node.metadata_props}.get("pkg.torch.onnx.name_scopes")
-        if scopes:
-            names = [n for n in ast.literal_eval(scopes) if n.startswith("trunk")]
-            out[node.name] = names[-1] if names else ""
-    return out
+    """Each convolution node's module scope (the exporter fused the batch norm into the convolution)."""
+    convolutions = {node.name for node in model.graph.node if node.op_type == "Conv"}
+    return {name: module for name, module in node_modules(model).items() if name in convolutions}
 
 
 def kept_float_nodes(model: onnx.ModelProto, keep_float: tuple[str, ...], float_stem: bool = False) -> list[str]:
@@ -116,10 +127,17 @@ def calibration_batches(patches: int) -> int:
     return -(-patches // CALIBRATION_BATCH)
 
 
+def float_nodes(model: onnx.ModelProto, recipe: Int8Recipe) -> list[str]:
+    """The nodes `recipe` keeps in float32: its stages' convolutions, its stem, and those its search kept."""
+    return kept_float_nodes(model, recipe.keep_float, recipe.float_stem) + list(recipe.kept_nodes)
+
+
 def to_int8(model: onnx.ModelProto, calibration_patches: np.ndarray, recipe: Int8Recipe = Int8Recipe(),
-            on_batch: Callable[[], None] = lambda: None) -> onnx.ModelProto:
-    """Static QDQ INT8 of the convolutions (except the recipe's float stages), calibrated on uint8 training
-    patches; `on_batch` is called as each calibration batch goes through the model."""
+            on_batch: Callable[[], None] = lambda: None, ranges: Path | None = None) -> onnx.ModelProto:
+    """Static QDQ INT8 of the convolutions (except the recipe's float ones), calibrated on uint8 training
+    patches; `on_batch` is called as each calibration batch goes through the model. `ranges`: a file where the
+    calibrated ranges are kept, so that further recipes of the same model skip calibration (ONNX Runtime's
+    calibration cache)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -127,11 +145,11 @@ def to_int8(model: onnx.ModelProto, calibration_patches: np.ndarray, recipe: Int
         onnx.save(model, str(src))
         reader = _PatchReader(calibration_patches, on_batch=on_batch)
         stride = max(k for k in range(1, RANGE_BATCHES + 1) if len(reader) % k == 0)
-        excluded = _head_nodes(model) + kept_float_nodes(model, recipe.keep_float, recipe.float_stem)
+        excluded = _head_nodes(model) + float_nodes(model, recipe)
         quantize_static(str(src), str(dst), reader, quant_format=QuantFormat.QDQ,
                         per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         nodes_to_exclude=excluded,
-                        calibrate_method=CalibrationMethod.MinMax,
+                        calibrate_method=CalibrationMethod.MinMax, calibration_cache_path=ranges,
                         extra_options={"ActivationSymmetric": False, "WeightSymmetric": True,
                                        "CalibStridedMinMax": stride})
         return onnx.load(str(dst))
@@ -153,3 +171,12 @@ def convert(model: onnx.ModelProto, precision: str, calibration_patches: np.ndar
         raise ValueError(f"unknown precision {precision!r}")
     strip_build_traces(converted)
     return converted
+
+
+def quantised_nodes(model: onnx.ModelProto) -> list[str]:
+    """The trunk's nodes of a QDQ model that compute on quantised inputs (each fed by a DequantizeLinear), in graph
+    order: what INT8 really changed, convolutions and the rest (residual adds, pooling, the input scaling)."""
+    produced_by = {output: node.op_type for node in model.graph.node for output in node.output}
+    return [node.name for node in model.graph.node
+            if node.op_type not in ("QuantizeLinear", "DequantizeLinear") and not is_head_node(node)
+            and any(produced_by.get(name) == "DequantizeLinear" for name in node.input)]

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+import onnx
 
 from netorigin.calibration.bands import calibrate_bands
 from netorigin.calibration.bands_io import PatientSum, calibration_record
@@ -34,25 +35,34 @@ from netorigin.runtime.bands import Band, BandTable
 from netorigin.runtime.contract import load_contract, with_metadata
 from netorigin.runtime.manifest import read_csv_rows
 from netorigin.runtime.names import check_name
-from netorigin.runtime.openvino_session import bf16_available, open_openvino
+from netorigin.runtime.openvino_session import bf16_available, open_openvino, openvino_installed
 from netorigin.runtime.progress import Bar
 from netorigin.runtime.record import FidelityRecord, MeasuredOn
 from netorigin.runtime.regions import RegionRules
 from netorigin.runtime.sampling import PatchGeometry
-from netorigin.runtime.session import BF16_CHECK, CPU_BATCH, MAX_DELTA_OVER_WIDTH, ModelSession, open_session
+from netorigin.runtime.session import (
+    BF16_CHECK,
+    CPU_BATCH,
+    INT8_OPENVINO_CHECK,
+    MAX_DELTA_OVER_WIDTH,
+    ModelSession,
+    inference_session,
+    open_session,
+)
 from netorigin.runtime.slide import MppRule
 from netorigin.runtime.verdict import case_score, verdict_from_sum
 
 from .build import check_precision, with_head, write_model
 from .embedder import EmbedderInfo, PatchEmbedder
-from .embeddings import calibration_patches, check_slides, embed_manifest, is_patch_manifest, iter_cohort
+from .embeddings import CasePatches, calibration_patches, check_slides, embed_manifest, is_patch_manifest, iter_cohort
 from .engines import make_engine
 from .head_file import save_head
 from .heads import PatchSumScorer, as_scorer, fit_embeddings
+from .int8_search import search_int8
 from .metadata import build_metadata, model_record
 from .mil import MilConfig, MilHead
-from .onnx_graph import export_embedder
-from .precision import PRECISIONS, Int8Recipe, calibration_batches, convert, kept_float_nodes
+from .onnx_graph import export_embedder, strip_build_traces
+from .precision import PRECISIONS, Int8Recipe, calibration_batches, convert, kept_float_nodes, node_modules
 
 
 @dataclass(frozen=True)
@@ -66,7 +76,7 @@ class TrainPlan:
     patches_per_case: int = 100
     precisions: tuple[str, ...] = ("fp32",)
     int8_calibration_patches: int = 256
-    int8: Int8Recipe = field(default_factory=Int8Recipe)
+    int8: Int8Recipe = field(default_factory=lambda: Int8Recipe(search=True))
     engine: str = "onnx"
     mil: MilConfig = field(default_factory=MilConfig)
     rules: RegionRules = field(default_factory=RegionRules)
@@ -179,8 +189,20 @@ def train(cohort: Path, out: Path, embedder: PatchEmbedder, info: EmbedderInfo, 
     sessions: dict[str, ModelSession] = {}
     graphs: dict[str, bytes] = {}
     record = model_record(info, plan.head, head_info["fit_patients"], demo=plan.demo)
+    calibration_cases = None
+    if stored is None and "int8" in plan.precisions and plan.int8.search:  # the search checks every candidate
+        calibration_cases = list(iter_cohort(cohort, plan.patches_per_case, plan.seed, rules=plan.rules,
+                                             mpp=plan.mpp, patients=set(split.calibration)))
     for precision in plan.precisions:
-        graph = convert(fp32, precision, int8_patches, plan.int8, on_batch=on_step).SerializeToString()
+        if precision == "int8" and calibration_cases is not None:
+            search = search_int8(fp32, int8_patches, plan.int8, _validator(fp32, calibration_cases), on_step)
+            strip_build_traces(search.model)
+            graph = search.model.SerializeToString()
+            int8_set |= search.recipe.as_dict() | {"search": search.as_dict(node_modules(fp32))}
+            echo(f"INT8 accuracy control: {len(search.kept)} of {len(search.ranking)} quantised nodes kept in "
+                 f"float32, check {'passed' if search.passed else 'FAILED'}")
+        else:
+            graph = convert(fp32, precision, int8_patches, plan.int8, on_batch=on_step).SerializeToString()
         meta = build_metadata(info, arrays, None, record, patches_per_case=plan.patches_per_case,
                               cohort=head_info["cohort"], training=training, precision=precision,
                               calibration_set=int8_set if precision == "int8" else None)
@@ -191,12 +213,20 @@ def train(cohort: Path, out: Path, embedder: PatchEmbedder, info: EmbedderInfo, 
             sessions[precision] = open_session(load_contract(path), "cpu")
     if stored is None and bf16_available():  # the check `--engine auto` needs before it may choose bf16
         sessions[BF16_CHECK] = open_openvino(load_contract(models["fp32"]), "bf16")
+    if stored is None and "int8" in models and openvino_installed():  # OpenVINO runs the INT8 file differently
+        sessions[INT8_OPENVINO_CHECK] = open_openvino(load_contract(models["int8"]), "f32")
 
-    sums, head_sums = _calibration_sums(cohort, stored, split, as_scorer(pipeline), sessions, plan, on_step)
-    check_sums = sums.pop(BF16_CHECK, None)
+    sums, head_sums = _calibration_sums(cohort, stored, split, as_scorer(pipeline), sessions, plan, on_step,
+                                        calibration_cases)
+    bf16_sums, int8_openvino_sums = sums.pop(BF16_CHECK, None), sums.pop(INT8_OPENVINO_CHECK, None)
     bands = {precision: _bands(patient_sums) for precision, patient_sums in sums.items()}
-    engine_checks = {} if check_sums is None else {BF16_CHECK: _fidelity_check(
-        check_sums, sums["fp32"], bands["fp32"], sessions[BF16_CHECK].measured_on)}
+    engine_checks: dict[str, dict[str, FidelityRecord]] = {precision: {} for precision in models}
+    if bf16_sums is not None:
+        engine_checks["fp32"][BF16_CHECK] = _fidelity_check(bf16_sums, sums["fp32"], bands["fp32"],
+                                                            sessions[BF16_CHECK].measured_on)
+    if int8_openvino_sums is not None:  # the INT8 file on OpenVINO, under the INT8 file's own bands
+        engine_checks["int8"][INT8_OPENVINO_CHECK] = _fidelity_check(
+            int8_openvino_sums, sums["fp32"], bands["fp32"], sessions[INT8_OPENVINO_CHECK].measured_on, bands["int8"])
     fidelity = {p: _fidelity_check(rows, sums["fp32"], bands["fp32"], sessions[p].measured_on if sessions else None,
                                    bands[p]) for p, rows in sums.items()}
     decisions = "this model on ONNX Runtime (CPU)" if sessions else "the fitted head on stored embeddings"
@@ -204,14 +234,16 @@ def train(cohort: Path, out: Path, embedder: PatchEmbedder, info: EmbedderInfo, 
         calibration = calibration_record(bands[precision], sums[precision], origin=f"train ({split.source})",
                                          decisions=decisions, in_sample_patients=len(leaked),
                                          checked_against_fit=True)
-        final = replace(record, calibration=calibration, engine_checks=engine_checks if precision == "fp32" else {},
+        final = replace(record, calibration=calibration, engine_checks=engine_checks[precision],
                         fidelity_vs_fp32=fidelity[precision] if precision != "fp32" else None)
         fresh = build_metadata(info, arrays, bands[precision], final, patches_per_case=plan.patches_per_case,
                                cohort=head_info["cohort"], training=training, precision=precision,
                                calibration_set=int8_set if precision == "int8" else None)
         write_model(path, with_metadata(graphs[precision], fresh))
     summary = _summary(sums, head_sums, bands, fidelity, split, models, isinstance(pipeline, MilHead)) | {
-        "sampling": sampling, "engine_checks": {k: asdict(v) for k, v in engine_checks.items()},
+        "sampling": sampling,
+        "engine_checks": {p: {k: asdict(v) for k, v in checks.items()} for p, checks in engine_checks.items()},
+        "int8_calibration": int8_set,
         "embedder_training_patients_in_calibration": len(leaked)}
     write_text_atomic(out / f"{plan.name}-train.json", json.dumps(summary, indent=2))
     echo(f"calibrated {len(bands['fp32'].bands)} bands per model on {len(split.calibration)} held-out patients")
@@ -220,17 +252,20 @@ def train(cohort: Path, out: Path, embedder: PatchEmbedder, info: EmbedderInfo, 
 
 def _calibration_sums(cohort: Path, stored: Embeddings | None, split: PatientSplit,
                       scorer: PatchSumScorer | MilHead, sessions: dict[str, ModelSession], plan: TrainPlan,
-                      on_patient: Callable[[], None]) -> tuple[dict[str, list[PatientSum]], list[PatientSum]]:
-    """Per-model sums of the calibration patients, and the fitted head's own sums (scikit-learn float64 or
-    PyTorch) on the fp32 model's embeddings."""
+                      on_patient: Callable[[], None], cases: list[CasePatches] | None = None
+                      ) -> tuple[dict[str, list[PatientSum]], list[PatientSum]]:
+    """Per-model sums of the calibration patients (`cases` when they were read already), and the fitted head's
+    own sums (scikit-learn float64 or PyTorch) on the fp32 model's embeddings."""
     if stored is not None:
         reference, _ = scorer.score(stored.select(np.isin(stored.patients, split.calibration)))
         return {"fp32": reference}, reference
     bag = isinstance(scorer, MilHead)
     sums: dict[str, list[PatientSum]] = {p: [] for p in sessions}
     reference: list[PatientSum] = []
-    for case in iter_cohort(cohort, plan.patches_per_case, plan.seed, rules=plan.rules, mpp=plan.mpp,
-                            patients=set(split.calibration)):
+    if cases is None:
+        cases = iter_cohort(cohort, plan.patches_per_case, plan.seed, rules=plan.rules, mpp=plan.mpp,
+                            patients=set(split.calibration))
+    for case in cases:
         embeddings = None
         for precision, session in sessions.items():
             row, case_embeddings = _case_sum(session, bag, case.patient, case.label, case.pixels,
@@ -241,6 +276,23 @@ def _calibration_sums(cohort: Path, stored: Embeddings | None, split: PatientSpl
         reference.append(row)
         on_patient()
     return sums, reference
+
+
+def _validator(fp32: onnx.ModelProto, cases: list[CasePatches]) -> Callable[[onnx.ModelProto], FidelityRecord]:
+    """The INT8 search's check of a candidate: the fidelity check `train` records (its own bands from its own
+    decisions, against fp32 on the calibration patients, every band), run on ONNX Runtime's CPU provider."""
+    def sums(model: onnx.ModelProto) -> tuple[list[PatientSum], ModelSession]:
+        session = ModelSession(*inference_session(model.SerializeToString(), "INT8 candidate", "cpu"), device="cpu")
+        return [_case_sum(session, False, c.patient, c.label, c.pixels)[0] for c in cases], session
+
+    reference, _ = sums(fp32)
+    reference_bands = _bands(reference)
+
+    def validate(model: onnx.ModelProto) -> FidelityRecord:
+        rows, session = sums(model)
+        return _fidelity_check(rows, reference, reference_bands, session.measured_on, _bands(rows))
+
+    return validate
 
 
 def _verdict(row: PatientSum, band: Band) -> str:

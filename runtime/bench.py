@@ -24,7 +24,7 @@ from .errors import ConfigurationError, NetoriginError
 from .predictor import Predictor, SlideInput
 from .record import cpu_features
 from .sampling import sample_slide
-from .session import CUDA, ONNXRUNTIME, OPENVINO, fidelity_problems, installed_runtime, onnxruntime
+from .session import BF16_CHECK, CUDA, ONNXRUNTIME, OPENVINO, fidelity_problems, installed_runtime, onnxruntime
 from .slide import Slide
 
 MIN_REPS = 5
@@ -105,10 +105,12 @@ class Row:
         """The model's own record for this configuration, in words."""
         contract, config = self.configuration.contract, self.configuration
         record = contract.record
-        if contract.precision != "fp32":
+        if contract.precision != "fp32" and config.engine == OPENVINO:
+            check = record.engine_checks.get(f"openvino-{contract.precision}")
+        elif contract.precision != "fp32":
             check = record.fidelity_vs_fp32
         elif config.engine == OPENVINO and config.ov_precision == "bf16":
-            check = record.engine_checks.get("openvino-bf16")
+            check = record.engine_checks.get(BF16_CHECK)
         elif config.engine == ONNXRUNTIME and config.device == "cpu":
             return "the reference: fp32 on ONNX Runtime's CPU provider"
         else:

@@ -42,6 +42,15 @@ def _core_and_capabilities() -> tuple[Any, tuple[str, ...]]:
     return core, tuple(core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
 
 
+def openvino_installed() -> bool:
+    """OpenVINO is installed and its CPU plugin answers."""
+    try:
+        _core_and_capabilities()
+        return True
+    except Exception:  # not installed, or a broken install / CPU plugin
+        return False
+
+
 def bf16_available() -> bool:
     """OpenVINO is installed and says this CPU runs bf16 (AVX512-BF16 / AMX)."""
     try:

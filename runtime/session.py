@@ -17,7 +17,15 @@ from typing import Any
 import numpy as np
 
 from .contract import ATTENTION_OUTPUT, BAG_SCORE_OUTPUT, DECISION_OUTPUT, EMBEDDING_OUTPUT, INPUT_NAME, ModelContract
-from .errors import ConfigurationError, DeviceError, InferenceError, MissingDependencyError, ModelError, first_line
+from .errors import (
+    ConfigurationError,
+    DeviceError,
+    InferenceError,
+    MissingDependencyError,
+    ModelError,
+    NetoriginError,
+    first_line,
+)
 from .outputs import CaseOutput, bag_output, bag_output_names
 from .record import FidelityRecord, MeasuredOn, host_hardware
 
@@ -31,6 +39,8 @@ ONNXRUNTIME, OPENVINO, AUTO = "onnxruntime", "openvino", "auto"
 ENGINES = (AUTO, ONNXRUNTIME, OPENVINO)
 # The model's own check of OpenVINO bf16 (`train`, calibration patients): what `auto` needs to choose it.
 BF16_CHECK = "openvino-bf16"
+# An INT8 file's own check on OpenVINO (its QDQ graph runs on OpenVINO's INT8 kernels, not ONNX Runtime's).
+INT8_OPENVINO_CHECK = "openvino-int8"
 MAX_DELTA_OVER_WIDTH = 0.01  # fidelity limit of bf16 and of fp16 / INT8 variants: |dS| <= 1 % of the band
 
 
@@ -194,10 +204,14 @@ def check_problem(check: FidelityRecord | None, here: MeasuredOn, what: str) -> 
 
 def fidelity_problems(contract: ModelContract, session: ModelSession | Any) -> list[str]:
     """What about this run lacks a passing check measured here: an fp16 / INT8 variant (its check against its fp32
-    model) and OpenVINO bf16 (the fp32 model's engine check)."""
+    model on ONNX Runtime; an INT8 file on OpenVINO, its own OpenVINO check) and OpenVINO bf16 (the fp32 model's
+    engine check)."""
     here = session.measured_on
     problems = []
-    if contract.precision != "fp32":
+    if contract.precision != "fp32" and here.engine == OPENVINO:
+        problems.append(check_problem(contract.record.engine_checks.get(f"openvino-{contract.precision}"), here,
+                                      f"this {contract.precision} model on OpenVINO"))
+    elif contract.precision != "fp32":
         problems.append(check_problem(contract.record.fidelity_vs_fp32, here, f"this {contract.precision} model"))
     if getattr(session, "precision", None) == "bf16":
         problems.append(check_problem(contract.record.engine_checks.get(BF16_CHECK), here, "OpenVINO bf16"))
@@ -230,12 +244,30 @@ def bf16_vouched(contract: ModelContract) -> tuple[bool, str]:
                   "calibration patients)")
 
 
+def int8_openvino_vouched(contract: ModelContract) -> tuple[bool, str]:
+    """Whether OpenVINO may run this INT8 file here without being asked for by name: its own OpenVINO check passed,
+    measured with this OpenVINO version on a CPU with this instruction set."""
+    from .openvino_session import openvino_measured_on
+
+    try:
+        here = openvino_measured_on("f32")
+    except NetoriginError:
+        return False, "OpenVINO is not installed"
+    problem = check_problem(contract.record.engine_checks.get(INT8_OPENVINO_CHECK), here, "OpenVINO INT8")
+    if problem is not None:
+        return False, problem
+    return True, f"OpenVINO runs this INT8 file: {contract.record.engine_checks[INT8_OPENVINO_CHECK].summary()}"
+
+
 def choose_engine(contract: ModelContract, device: str, ov_precision: str = "auto") -> tuple[str, str]:
-    """`auto`: OpenVINO bf16 only on a CPU run where f32 was not asked for and the model's own bf16 check passed,
-    measured with this OpenVINO version on a CPU with this instruction set; else ONNX Runtime. Returns the engine
-    and why, for the report."""
+    """`auto`: on a CPU run, OpenVINO for an INT8 file whose own OpenVINO check passed here, and OpenVINO bf16 for
+    an fp32 model where f32 was not asked for and its bf16 check passed (each measured with this OpenVINO version on
+    a CPU with this instruction set); else ONNX Runtime. Returns the engine and why, for the report."""
     if device == "cuda" or (device == "auto" and CUDA in onnxruntime().get_available_providers()):
         return ONNXRUNTIME, "a GPU run"
+    if contract.precision == "int8":
+        vouched, why = int8_openvino_vouched(contract)
+        return (OPENVINO, why) if vouched else (ONNXRUNTIME, why)
     if ov_precision == "f32":
         return ONNXRUNTIME, "--ov-precision f32 asked for: auto only chooses OpenVINO for bf16"
     vouched, why = bf16_vouched(contract)
@@ -244,9 +276,11 @@ def choose_engine(contract: ModelContract, device: str, ov_precision: str = "aut
 
 def resolve_ov_precision(contract: ModelContract, engine: str, ov_precision: str) -> str:
     """OpenVINO's `auto` precision: bf16 only where this model's check vouches for it here, else f32 (an explicit
-    bf16 request is kept, and then checked like any other)."""
+    bf16 request is kept, and then checked like any other); an INT8 file runs as checked, f32 around its INT8."""
     if engine != OPENVINO or ov_precision != "auto":
         return ov_precision
+    if contract.precision == "int8":
+        return "f32"
     return "bf16" if bf16_vouched(contract)[0] else "f32"
 
 

@@ -5,6 +5,22 @@ from __future__ import annotations
 import numpy as np
 
 
+def tiny_fitted(n: int):
+    """The tiny trunk (seed 1), `n` random uint8 patches whose darker half is class 0, and a reference head fitted
+    on their embeddings: (embedder, info, patches, pipeline)."""
+    import torch
+
+    from netorigin.export.heads import fit_head
+    from netorigin.export.smoke import tiny_embedder
+
+    embedder, info = tiny_embedder(seed=1)
+    patches = np.random.default_rng(0).integers(0, 256, (n, 224, 224, 3), dtype=np.uint8)
+    patches[n // 2:] //= 2
+    with torch.inference_mode():
+        emb = embedder(torch.from_numpy(patches)).numpy()
+    return embedder, info, patches, fit_head("reference", emb, np.repeat([1, 0], n // 2))
+
+
 def synthetic_embeddings(n_per_class: int = 300, dim: int = 2048, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Non-negative 'embeddings' whose classes differ on a subset of dimensions."""
     rng = np.random.default_rng(seed)

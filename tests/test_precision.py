@@ -5,27 +5,21 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-import torch
 
 from netorigin.calibration.errors import InputDataError
 from netorigin.export.build import build_model_bytes
-from netorigin.export.heads import fit_head
 from netorigin.export.onnx_graph import export_embedder
 from netorigin.export.precision import Int8Recipe, conv_modules, to_int8
 from netorigin.export.smoke import head_record, tiny_embedder
 from netorigin.runtime.contract import load_contract
 from netorigin.runtime.session import open_session
 
+from .helpers import tiny_fitted
+
 
 @pytest.fixture(scope="module")
 def variants(tmp_path_factory):
-    embedder, info = tiny_embedder(seed=1)
-    rng = np.random.default_rng(0)
-    patches = rng.integers(0, 256, (96, 224, 224, 3), dtype=np.uint8)
-    patches[48:] //= 2
-    with torch.inference_mode():
-        emb = embedder(torch.from_numpy(patches)).numpy()
-    pipeline = fit_head("reference", emb, np.repeat([1, 0], 48))
+    embedder, info, patches, pipeline = tiny_fitted(96)
     head = head_record(pipeline, 20, info)
     root = tmp_path_factory.mktemp("variants")
     paths = {}

@@ -62,11 +62,32 @@ def trained(cohort, tmp_path_factory):
 
 def test_progress_steps_once_per_patient_read_and_int8_batch(trained, cohort):
     """The bar `train` shows counts every patient of the cohort once (fit patients embedded, calibration scored),
-    then, extended once the split is known, the fit patients re-read for INT8 and each INT8 calibration batch;
-    it ends full."""
+    then, extended once the split is known, the fit patients re-read for INT8, each INT8 calibration batch, and
+    the accuracy control's steps (a node ranked, a candidate checked); it ends full."""
     assert len(cohort_patients(cohort)) == len(trained.split.fit) + len(trained.split.calibration)
-    assert PROGRESS.extended == len(trained.split.fit) + calibration_batches(32)
+    search = trained.summary["int8_calibration"]["search"]
+    assert PROGRESS.extended == len(trained.split.fit) + calibration_batches(32) + len(search["ranking"]) \
+        + len(search["curve"])
     assert PROGRESS.done == len(cohort_patients(cohort)) + PROGRESS.extended
+
+
+def test_int8_quantises_the_most_of_its_cheapest_nodes_that_pass_its_check(trained):
+    """Accuracy control: the INT8 model is the point of its curve with the most nodes quantised that passed (one
+    more failed), or the best point marked failed; what it records as its check is that point's."""
+    calibration = trained.summary["int8_calibration"]
+    search = calibration["search"]
+    check = trained.summary["models"]["int8"]["fidelity_vs_fp32"]
+    tried = {p["quantised"]: p for p in search["curve"]}
+    chosen = tried[search["quantised"]]
+    assert calibration["accuracy_control"] and len(calibration["kept_float_nodes"]) == len(search["kept_float"])
+    assert search["quantised"] + len(search["kept_float"]) == len(search["ranking"])
+    assert (chosen["verdict_flips"], chosen["max_abs_delta_s_over_band_width"], chosen["passed"]) == (
+        check["verdict_flips"], check["max_abs_delta_s_over_band_width"], check["passed"])
+    assert search["passed"] == check["passed"]
+    if search["passed"] and search["quantised"] < len(search["ranking"]):
+        assert not tried[search["quantised"] + 1]["passed"]
+    recorded = load_contract(trained.models["int8"]).meta["netorigin.precision"]["calibration_set"]
+    assert recorded["kept_float_nodes"] == calibration["kept_float_nodes"]
 
 
 def test_split_is_stratified_and_disjoint(trained, cohort):
@@ -194,7 +215,7 @@ def test_fp32_model_records_the_openvino_bf16_check_where_the_cpu_has_bf16(train
     from netorigin.runtime.openvino_session import bf16_available, open_openvino
 
     checks = {p: load_contract(path).record.engine_checks for p, path in trained.models.items()}
-    assert checks["fp16"] == {} and checks["int8"] == {}  # only the fp32 model is the one bf16 would run
+    assert checks["fp16"] == {} and "openvino-bf16" not in checks["int8"]  # only the fp32 model runs as bf16
     if not bf16_available():
         pytest.skip("train runs the bf16 check only where the CPU has bf16")
     check = checks["fp32"]["openvino-bf16"]
@@ -208,6 +229,31 @@ def test_fp32_model_records_the_openvino_bf16_check_where_the_cpu_has_bf16(train
               for c in iter_cohort(cohort, PATCHES, 1, patients=set(trained.split.calibration))]
     band = trained.bands["fp32"].at(trained.bands["fp32"].default_confidence)
     assert check.max_abs_delta_s_over_band_width == pytest.approx(max(deltas) / (band.upper - band.lower), rel=1e-6)
+
+
+def test_the_int8_file_records_its_own_openvino_check_and_auto_follows_it(trained, cohort, tmp_path):
+    """OpenVINO runs the INT8 file's QDQ graph with its own kernels: train checks it there too (under the INT8
+    file's bands), `auto` chooses OpenVINO for it only where that check passed here, and an OpenVINO run without
+    a passing check is refused like any unchecked variant."""
+    from netorigin.runtime.openvino_session import open_openvino
+    from netorigin.runtime.session import choose_engine, fidelity_problems
+
+    contract = load_contract(trained.models["int8"])
+    check = contract.record.engine_checks["openvino-int8"]
+    assert check.measured_on.engine == "openvino" and check.measured_on.provider == "CPU f32"
+    ov, reference = open_openvino(contract, "f32"), open_session(load_contract(trained.models["fp32"]), "cpu")
+    deltas = [abs(patient_sum(ov.run(c.pixels)[0]) - patient_sum(reference.run(c.pixels)[0]))
+              for c in iter_cohort(cohort, PATCHES, 1, patients=set(trained.split.calibration))]
+    band = trained.bands["fp32"].at(trained.bands["fp32"].default_confidence)
+    assert check.max_abs_delta_s_over_band_width == pytest.approx(max(deltas) / (band.upper - band.lower), rel=1e-6)
+    for passed in (True, False):
+        variant = with_record(trained.models["int8"], tmp_path / f"int8-{passed}.onnx",
+                              engine_checks={"openvino-int8": replace(check, passed=passed)})
+        engine, why = choose_engine(variant, "cpu")
+        assert engine == ("openvino" if passed else "onnxruntime")
+        problems = fidelity_problems(variant, open_openvino(variant, "f32"))
+        assert (problems == []) == passed
+        assert why.startswith("OpenVINO runs this INT8 file" if passed else "OpenVINO INT8 failed its fidelity check")
 
 
 def test_variants_record_their_fidelity_to_fp32_and_reports_say_when_it_failed(trained, tmp_path, slides):

@@ -1,0 +1,77 @@
+"""Accuracy-controlled INT8: convolutions ranked by the decision error they remove when kept in float32, and the
+fewest top-ranked kept for which the model passes its check (here a check on the probe decisions themselves)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from netorigin.export.heads import head_arrays
+from netorigin.export.int8_search import decisions, search_int8
+from netorigin.export.onnx_graph import attach_head, export_embedder
+from netorigin.export.precision import Int8Recipe
+from netorigin.runtime.record import FidelityRecord, MeasuredOn
+
+from .helpers import tiny_fitted
+
+HERE = MeasuredOn("onnxruntime", "test", "CPUExecutionProvider", "test")
+
+
+@pytest.fixture(scope="module")
+def fp32_and_patches():
+    embedder, _, patches, pipeline = tiny_fitted(64)
+    return attach_head(export_embedder(embedder), head_arrays(pipeline)), patches
+
+
+def error_check(fp32, patches, limit: float):
+    """A check that passes when the candidate's max |decision error| on `patches` is within `limit`."""
+    reference = decisions(fp32, patches)
+    errors = []
+
+    def validate(model) -> FidelityRecord:
+        error = float(np.max(np.abs(decisions(model, patches) - reference)))
+        errors.append(error)
+        return FidelityRecord(0, error, len(patches), 1, 0, limit, error <= limit, HERE)
+
+    return validate, errors
+
+
+RECIPE = Int8Recipe(float_stem=False, search=True)  # every quantised node of the tiny trunk is a candidate
+
+
+def test_a_model_that_passes_as_int8_keeps_nothing_in_float(fp32_and_patches):
+    fp32, patches = fp32_and_patches
+    validate, _ = error_check(fp32, patches, np.inf)
+    found = search_int8(fp32, patches[::4], RECIPE, validate)
+    ranked = len(found.ranking)
+    assert found.passed and found.kept == () and [p.quantised for p in found.curve] == [ranked]
+    assert {"Conv"} <= {node.op_type for node in fp32.graph.node if node.name in dict(found.ranking)}
+    costs = [cost for _, cost in found.ranking]
+    assert costs == sorted(costs)  # cheapest first
+
+
+def test_the_most_of_the_cheapest_nodes_that_pass_are_quantised(fp32_and_patches):
+    fp32, patches = fp32_and_patches
+    probe, errors = error_check(fp32, patches, np.inf)
+    everything = search_int8(fp32, patches[::4], RECIPE, probe)
+    order = [name for name, _ in everything.ranking]
+    cheapest_alone = search_int8(fp32, patches[::4], Int8Recipe(float_stem=False, kept_nodes=tuple(order[1:])),
+                                 probe)
+    low = cheapest_alone.curve[0].max_abs_delta_s_over_band_width
+    high = everything.curve[0].max_abs_delta_s_over_band_width
+    assert low < high
+    validate, _ = error_check(fp32, patches, (low + high) / 2)
+    found = search_int8(fp32, patches[::4], RECIPE, validate)
+    tried = {p.quantised: p.passed for p in found.curve}
+    chosen = len(order) - len(found.kept)
+    assert found.passed and 1 <= chosen < len(order) and tried[chosen] and not tried[chosen + 1]
+    assert found.kept == tuple(order[chosen:])  # the dearest stay float32
+
+
+def test_when_nothing_passes_the_best_point_is_kept_and_marked_failed(fp32_and_patches):
+    fp32, patches = fp32_and_patches
+    validate, errors = error_check(fp32, patches, -1.0)
+    found = search_int8(fp32, patches[::4], RECIPE, validate)
+    assert not found.passed and 0 not in {p.quantised for p in found.curve}  # fp32 itself is never offered
+    best = min(found.curve, key=lambda p: (p.max_abs_delta_s_over_band_width, -p.quantised))  # ties: faster
+    assert len(found.ranking) - len(found.kept) == best.quantised
