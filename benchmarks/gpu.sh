@@ -26,6 +26,9 @@ payload=$work/payload
 if ls "$payload"/wheels/*.whl >/dev/null 2>&1; then
   # The image's own onnxruntime is the CPU build; both installed overwrite each other (netorigin refuses that).
   $python -m pip uninstall -q -y onnxruntime 2>/dev/null || true
+  if $python -c "import importlib.metadata as m; m.version('onnxruntime')" 2>/dev/null; then
+    echo "the image's onnxruntime could not be removed; onnxruntime-gpu cannot be used beside it" >&2; exit 1
+  fi
   $python -m pip install -q --no-index --no-deps --no-compile --target "$work/site" "$payload"/wheels/*.whl
   export PYTHONPATH="$work/site${PYTHONPATH:+:$PYTHONPATH}"
 fi

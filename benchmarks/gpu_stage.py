@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 WHEELS = ("onnxruntime-gpu==1.31.1", "openslide-python", "openslide-bin", "shapely", "jsonschema",
-          "jsonschema-specifications", "referencing", "rpds-py")
+          "jsonschema-specifications", "referencing", "rpds-py", "attrs")
 PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_24_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64",
              "manylinux1_x86_64", "manylinux_2_5_x86_64")
 

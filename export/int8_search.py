@@ -91,7 +91,7 @@ def rank_nodes(fp32: onnx.ModelProto, calibration_patches: np.ndarray, recipe: I
     """Each node the recipe quantises, by the |dS| per case it causes when it alone is quantised (cheapest first);
     one progress step per node."""
     reference = decisions(fp32, probe)
-    candidates = quantised_nodes(to_int8(fp32, calibration_patches, recipe, on_batch=on_step, ranges=ranges))
+    candidates = quantised_nodes(to_int8(fp32, calibration_patches, recipe, on_batch=on_step, ranges=ranges), recipe)
     on_step.extend(len(candidates))
     ranking = []
     for name in candidates:
@@ -129,13 +129,14 @@ def search_int8(fp32: onnx.ModelProto, calibration_patches: np.ndarray, recipe: 
                 passing = middle
             else:
                 failing = middle
-    passed = passing > 0
+
     def fidelity(quantised: int) -> tuple[int, float, int]:  # fewest flips, then least |dS|; ties: the faster
         check = tried[quantised][1]
         ratio = check.max_abs_delta_s_over_band_width
         return check.verdict_flips, np.inf if ratio is None else ratio, -quantised
 
-    chosen = passing if passed else min(tried, key=fidelity)
+    chosen = passing if passing > 0 else min(tried, key=fidelity)
+    passed = tried[chosen][1].passed  # False unless a point with nodes quantised passed (or there were none)
     curve = [SearchPoint(q, c.verdict_flips, c.max_abs_delta_s_over_band_width, c.passed)
              for q, (_, c) in tried.items()]
     return Int8Search(tried[chosen][0], _keeping(recipe, order[chosen:]), order[chosen:], ranking, curve, passed)

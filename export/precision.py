@@ -2,10 +2,11 @@
 
 fp16 (GPUs): onnxruntime.transformers' converter with input/output types kept (uint8 in, float32 out);
 onnxconverter-common's converter breaks our in-graph Cast (microsoft/onnxconverter-common#320).
-INT8 (CPUs): static QDQ quantisation, per-channel S8 weights / U8 activations, of the convolutions only,
-calibrated on real training patches. Mixed precision: the convolutions of the ResNet50 stages named in
-`Int8Recipe.keep_float` (e.g. `trunk.layer4`, the stage that writes the embedding) stay float32; which stages
-hurt most, and what keeping them costs in speed, is measured by benchmarks/int8.py.
+INT8 (CPUs): static QDQ quantisation, per-channel S8 weights / U8 activations, of the trunk (convolutions, and the
+residual adds, pooling and input scaling ONNX Runtime quantises with them; never the head), calibrated on real
+training patches. Mixed precision: the convolutions of the ResNet50 stages named in `Int8Recipe.keep_float` (e.g.
+`trunk.layer4`, the stage that writes the embedding) stay float32 (benchmarks/int8.py measured which stages hurt
+most); `train`'s accuracy control chooses single nodes by measurement instead (int8_search.py).
 """
 
 from __future__ import annotations
@@ -134,10 +135,10 @@ def float_nodes(model: onnx.ModelProto, recipe: Int8Recipe) -> list[str]:
 
 def to_int8(model: onnx.ModelProto, calibration_patches: np.ndarray, recipe: Int8Recipe = Int8Recipe(),
             on_batch: Callable[[], None] = lambda: None, ranges: Path | None = None) -> onnx.ModelProto:
-    """Static QDQ INT8 of the convolutions (except the recipe's float ones), calibrated on uint8 training
-    patches; `on_batch` is called as each calibration batch goes through the model. `ranges`: a file where the
-    calibrated ranges are kept, so that further recipes of the same model skip calibration (ONNX Runtime's
-    calibration cache)."""
+    """Static QDQ INT8 of the trunk (except the recipe's float nodes), calibrated on uint8 training patches;
+    `on_batch` is called as each calibration batch goes through the model. `ranges`: a file where the calibrated
+    ranges are kept, so that further recipes of the same model skip calibration (ONNX Runtime's calibration
+    cache)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -146,10 +147,10 @@ def to_int8(model: onnx.ModelProto, calibration_patches: np.ndarray, recipe: Int
         reader = _PatchReader(calibration_patches, on_batch=on_batch)
         stride = max(k for k in range(1, RANGE_BATCHES + 1) if len(reader) % k == 0)
         excluded = _head_nodes(model) + float_nodes(model, recipe)
+        cache = {} if ranges is None else {"calibration_cache_path": ranges}  # onnxruntime >= 1.32
         quantize_static(str(src), str(dst), reader, quant_format=QuantFormat.QDQ,
                         per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        nodes_to_exclude=excluded,
-                        calibrate_method=CalibrationMethod.MinMax, calibration_cache_path=ranges,
+                        nodes_to_exclude=excluded, calibrate_method=CalibrationMethod.MinMax, **cache,
                         extra_options={"ActivationSymmetric": False, "WeightSymmetric": True,
                                        "CalibStridedMinMax": stride})
         return onnx.load(str(dst))
@@ -173,10 +174,23 @@ def convert(model: onnx.ModelProto, precision: str, calibration_patches: np.ndar
     return converted
 
 
-def quantised_nodes(model: onnx.ModelProto) -> list[str]:
-    """The trunk's nodes of a QDQ model that compute on quantised inputs (each fed by a DequantizeLinear), in graph
-    order: what INT8 really changed, convolutions and the rest (residual adds, pooling, the input scaling)."""
-    produced_by = {output: node.op_type for node in model.graph.node for output in node.output}
-    return [node.name for node in model.graph.node
-            if node.op_type not in ("QuantizeLinear", "DequantizeLinear") and not is_head_node(node)
-            and any(produced_by.get(name) == "DequantizeLinear" for name in node.input)]
+def quantised_nodes(model: onnx.ModelProto, recipe: Int8Recipe) -> list[str]:
+    """The trunk's nodes that a QDQ model really computes in INT8, in graph order: a convolution whose weight is
+    dequantised, or another node (residual add, pooling, the input scaling) that reads a dequantised tensor and
+    writes one that is quantised again; never a node the recipe keeps float32, even when its neighbours' tensors
+    pass through it quantised."""
+    producer = {output: node.op_type for node in model.graph.node for output in node.output}
+    consumers: dict[str, set[str]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, set()).add(node.op_type)
+    kept = set(float_nodes(model, recipe))
+
+    def int8(node: onnx.NodeProto) -> bool:
+        if node.op_type == "Conv":
+            return len(node.input) > 1 and producer.get(node.input[1]) == "DequantizeLinear"
+        return any(producer.get(name) == "DequantizeLinear" for name in node.input) and \
+            any("QuantizeLinear" in consumers.get(name, ()) for name in node.output)
+
+    return [node.name for node in model.graph.node if node.op_type not in ("QuantizeLinear", "DequantizeLinear")
+            and not is_head_node(node) and node.name not in kept and int8(node)]

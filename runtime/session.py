@@ -23,7 +23,6 @@ from .errors import (
     InferenceError,
     MissingDependencyError,
     ModelError,
-    NetoriginError,
     first_line,
 )
 from .outputs import CaseOutput, bag_output, bag_output_names
@@ -247,12 +246,11 @@ def bf16_vouched(contract: ModelContract) -> tuple[bool, str]:
 def int8_openvino_vouched(contract: ModelContract) -> tuple[bool, str]:
     """Whether OpenVINO may run this INT8 file here without being asked for by name: its own OpenVINO check passed,
     measured with this OpenVINO version on a CPU with this instruction set."""
-    from .openvino_session import openvino_measured_on
+    from .openvino_session import openvino_installed, openvino_measured_on
 
-    try:
-        here = openvino_measured_on("f32")
-    except NetoriginError:
-        return False, "OpenVINO is not installed"
+    if not openvino_installed():
+        return False, "OpenVINO is not installed or its CPU plugin does not start"
+    here = openvino_measured_on("f32")
     problem = check_problem(contract.record.engine_checks.get(INT8_OPENVINO_CHECK), here, "OpenVINO INT8")
     if problem is not None:
         return False, problem
@@ -265,7 +263,7 @@ def choose_engine(contract: ModelContract, device: str, ov_precision: str = "aut
     a CPU with this instruction set); else ONNX Runtime. Returns the engine and why, for the report."""
     if device == "cuda" or (device == "auto" and CUDA in onnxruntime().get_available_providers()):
         return ONNXRUNTIME, "a GPU run"
-    if contract.precision == "int8":
+    if contract.precision == "int8" and ov_precision in ("auto", "f32"):  # as its check ran: f32 around INT8
         vouched, why = int8_openvino_vouched(contract)
         return (OPENVINO, why) if vouched else (ONNXRUNTIME, why)
     if ov_precision == "f32":

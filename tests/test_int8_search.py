@@ -9,7 +9,7 @@ import pytest
 from netorigin.export.heads import head_arrays
 from netorigin.export.int8_search import decisions, search_int8
 from netorigin.export.onnx_graph import attach_head, export_embedder
-from netorigin.export.precision import Int8Recipe
+from netorigin.export.precision import Int8Recipe, float_nodes
 from netorigin.runtime.record import FidelityRecord, MeasuredOn
 
 from .helpers import tiny_fitted
@@ -75,3 +75,14 @@ def test_when_nothing_passes_the_best_point_is_kept_and_marked_failed(fp32_and_p
     assert not found.passed and 0 not in {p.quantised for p in found.curve}  # fp32 itself is never offered
     best = min(found.curve, key=lambda p: (p.max_abs_delta_s_over_band_width, -p.quantised))  # ties: faster
     assert len(found.ranking) - len(found.kept) == best.quantised
+
+
+def test_only_nodes_really_computed_in_int8_are_ranked(fp32_and_patches):
+    """A node the recipe keeps float32 (the stem) reads and writes quantised neighbours' tensors, yet is no
+    candidate; every candidate changes the decisions when it alone is INT8."""
+    fp32, patches = fp32_and_patches
+    validate, _ = error_check(fp32, patches, np.inf)
+    recipe = Int8Recipe(search=True)  # float stem
+    found = search_int8(fp32, patches[::4], recipe, validate)
+    assert found.ranking and not {name for name, _ in found.ranking} & set(float_nodes(fp32, recipe))
+    assert all(cost > 0 for _, cost in found.ranking)
