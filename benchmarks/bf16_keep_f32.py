@@ -53,7 +53,7 @@ def main() -> None:
         f"# OpenVINO {ov.__version__}: f32 layers under a bf16 hint ({env['cpu']}, {env['cores']} cores)", "",
         f"{args.model.name}, {args.patches} patches; max |decision - f32's|. Marks honoured: "
         f"{'yes' if honoured else 'no (bf16 with chosen layers in f32 cannot be built this way)'}.", "",
-        table(["run", "max |decision - f32|"], rows)])
+        table(["run", "max abs(decision - f32 decision)"], rows)])
     write_results(ROOT / "results", "bf16-keep-f32", results, markdown)
     print(markdown)
 
