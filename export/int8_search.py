@@ -1,13 +1,13 @@
 """Accuracy-controlled INT8: quantise only the nodes that do not move S, found by measurement.
 
 A fixed recipe (whole ResNet50 stages in float) either passed the fidelity check slowly or failed it fast. Here
-every node the quantiser would make INT8 (convolutions, residual adds, pooling, the global mean that writes the
-embedding) is costed alone: the model with only that node quantised, its error on the decisions of probe patches
+every node the quantiser would compute in INT8 (convolutions, residual adds, pooling, the input scaling) is
+costed alone: the model with only that node quantised, its error on the decisions of probe patches
 of the fit patients, as the |dS| it would cause on a case of 100 patches. Nodes are then quantised cheapest first,
 and the most of them are kept INT8 for which the model passes `validate` (the model's own fidelity check on the
 calibration patients: no verdict flip at any band under its own bands, max |dS| within 1 % of the band); the
 rest stay float32. Costing nodes alone, not by what keeping one in float saves inside an all-INT8 model, is the
-measured choice: on the demo model the second ranking was not additive (keeping its top 16 in float moved S ten
+measured choice: on the demo model the second ranking was not additive (keeping its top 16 in float moved S nine
 times more than keeping none). Calibration ranges are computed once and reused for every candidate.
 """
 
