@@ -5,20 +5,13 @@ from __future__ import annotations
 import json
 import os
 import platform
-import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from netorigin.runtime.bench import spread  # noqa: F401  (the one median / min-max; benchmarks import it from here)
+
 REALISTIC_SLIDES = {"20x": (0.5, (10_000, 8_000)), "40x": (0.25, (5_000, 4_000))}  # um/px, size in um
-
-
-def spread(values: list[float], digits: int | None = None) -> dict:
-    """Median and min-max of repeated measurements (rounded to `digits` when given)."""
-    def r(value: float) -> float:
-        return value if digits is None else round(value, digits)
-
-    return {"median": r(statistics.median(values)), "min": r(min(values)), "max": r(max(values)), "n": len(values)}
 
 
 def timed(fn: Callable[[], object], reps: int) -> list[float]:

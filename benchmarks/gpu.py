@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -29,6 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
+from common import case_fidelity, environment  # noqa: E402
 
 from netorigin.runtime import bench  # noqa: E402
 from netorigin.runtime.batch import BatchCase, read_manifest, run_batch  # noqa: E402
@@ -39,7 +38,7 @@ TENSORRT = "TensorrtExecutionProvider"
 
 
 def host() -> dict:
-    ort = onnxruntime()
+    """The benchmarks' environment record, with the onnxruntime distribution and the GPU PyTorch sees."""
     gpu = None
     try:
         import torch
@@ -48,8 +47,7 @@ def host() -> dict:
             gpu = {"name": torch.cuda.get_device_name(0), "torch": torch.__version__, "cuda": torch.version.cuda}
     except ImportError:
         pass
-    return {"python": platform.python_version(), "onnxruntime": installed_runtime(),
-            "providers_listed": ort.get_available_providers(), "gpu": gpu, "cores": os.cpu_count()}
+    return environment() | {"onnxruntime_distribution": installed_runtime(), "gpu": gpu}
 
 
 def throughput(models: list[str], manifest: list[BatchCase], device: str, batches: list[int], reps: int,
@@ -67,19 +65,22 @@ def throughput(models: list[str], manifest: list[BatchCase], device: str, batche
 
 def parity(models: list[str], cases: list[BatchCase], device: str, readers: int, seed: int) -> list[dict]:
     """Each model on `device` against the fp32 model on the CPU, case by case on the same seed."""
+    def predict(predictor: Predictor) -> list:
+        return [predictor.predict_case(case.slides, case_id=case.case_id) for case in cases]
+
     reference = Predictor(models[0], device="cpu", seed=seed, read_workers=readers)
-    expected = [reference.predict_case(case.slides, case_id=case.case_id).verdict for case in cases]
+    expected = predict(reference)
     width = reference.band.upper - reference.band.lower if reference.band else None
     out = []
     for model in models:
         predictor = Predictor(model, device=device, seed=seed, read_workers=readers, allow_lower_fidelity=True)
-        got = [predictor.predict_case(case.slides, case_id=case.case_id).verdict for case in cases]
-        delta = max(abs(a.patient_sum - b.patient_sum) for a, b in zip(got, expected))
+        got = predict(predictor)
+        flips, delta = case_fidelity(got, expected)
         out.append({"model": Path(model).name, "precision": predictor.contract.precision,
-                    "provider": predictor.provider, "cases": len(cases),
-                    "verdict_flips": sum(a.verdict != b.verdict for a, b in zip(got, expected)),
+                    "provider": predictor.provider, "cases": len(cases), "verdict_flips": flips,
                     "max_abs_dS": delta, "max_abs_dS_over_band_width": None if width is None else delta / width,
-                    "verdicts": [v.verdict for v in got], "reference_verdicts": [v.verdict for v in expected]})
+                    "verdicts": [r.verdict.verdict for r in got],
+                    "reference_verdicts": [r.verdict.verdict for r in expected]})
     return out
 
 

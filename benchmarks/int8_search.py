@@ -32,11 +32,11 @@ from int8 import session  # noqa: E402
 from netorigin.calibration.bands import calibrate_bands  # noqa: E402
 from netorigin.export.embeddings import calibration_patches, iter_cohort  # noqa: E402
 from netorigin.export.precision import Int8Recipe, to_int8  # noqa: E402
-from netorigin.runtime.contract import load_contract  # noqa: E402
+from netorigin.runtime.contract import DECISION_OUTPUT, INPUT_NAME, load_contract  # noqa: E402
 from netorigin.runtime.errors import NetoriginError  # noqa: E402
 from netorigin.runtime.openvino_session import bf16_available, open_openvino  # noqa: E402
 from netorigin.runtime.session import open_session  # noqa: E402
-from netorigin.runtime.verdict import verdict_from_sum  # noqa: E402
+from netorigin.runtime.verdict import case_score, verdict_from_sum  # noqa: E402
 
 BATCH = 32
 GOAL_SPEEDUP, GOAL_RATIO = 3.0, 0.01
@@ -46,8 +46,8 @@ def case_sums(run, cases) -> list[tuple[float, int, int]]:
     """(S, votes for small intestine, patches) per case; `run(patches)` gives per-patch decisions."""
     out = []
     for case in cases:
-        d = np.concatenate([run(case.pixels[i:i + BATCH]) for i in range(0, len(case.pixels), BATCH)])
-        out.append((float(d.sum()), int((d > 0).sum()), int(d.size)))
+        out.append(case_score(np.concatenate([run(case.pixels[i:i + BATCH])
+                                              for i in range(0, len(case.pixels), BATCH)])))
     return out
 
 
@@ -105,13 +105,12 @@ def main() -> None:
                             kept_nodes=order[point["quantised"]:])  # cheapest first: the rest stay float32
         curve_session = session(to_int8(fp32, patches, recipe))
         runners[f"search: {point['quantised']} of {len(order)} nodes INT8"] = (
-            lambda s: lambda p: s.run(["decision"], {"patches": p})[0])(curve_session)
-    rows: dict[str, dict] = {}
-    ref_cal = case_sums(runners["ORT fp32"], cal_cases)
-    ref_test = case_sums(runners["ORT fp32"], test_cases)
+            lambda s: lambda p: s.run([DECISION_OUTPUT], {INPUT_NAME: p})[0])(curve_session)
+    sums = {name: (case_sums(run, cal_cases), case_sums(run, test_cases)) for name, run in runners.items()}
+    ref_cal, ref_test = sums["ORT fp32"]
     width = fp32_contract.band(None).upper - fp32_contract.band(None).lower
-    for name, run in runners.items():
-        cal, test = case_sums(run, cal_cases), case_sums(run, test_cases)
+    rows: dict[str, dict] = {}
+    for name, (cal, test) in sums.items():
         own = bands.get(name) or own_bands(cal)  # a curve point's bands: from its own calibration decisions
         rows[name] = {"calibration_flips": flips(cal, own, ref_cal, fp32_contract.bands),
                       "calibration_max_dS_over_width": max(abs(a[0] - b[0]) for a, b in zip(cal, ref_cal)) / width,

@@ -21,10 +21,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from netorigin.runtime.contract import DECISION_OUTPUT, INPUT_NAME
 from netorigin.runtime.progress import Bar
 from netorigin.runtime.record import FidelityRecord
-from netorigin.runtime.session import CPU, CPU_BATCH, onnxruntime
+from netorigin.runtime.session import CPU_BATCH, ModelSession, inference_session
 
 from .precision import Int8Recipe, quantised_nodes, to_int8
 
@@ -66,14 +65,15 @@ class Int8Search:
                 "curve": [p.__dict__ for p in sorted(self.curve, key=lambda p: p.quantised)]}
 
 
+def cpu_session(model: onnx.ModelProto, what: str = "INT8 candidate") -> ModelSession:
+    """The runtime's session for an in-memory graph (a candidate, not yet a model file) on the CPU provider."""
+    return ModelSession(*inference_session(model.SerializeToString(), what, "cpu"), device="cpu")
+
+
 def decisions(model: onnx.ModelProto, patches: np.ndarray) -> np.ndarray:
     """The model's per-patch decision values on ONNX Runtime's CPU provider, at the product's batch."""
-    ort = onnxruntime()
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=[CPU])
-    return np.concatenate([session.run([DECISION_OUTPUT], {INPUT_NAME: patches[i:i + CPU_BATCH]})[0]
-                           for i in range(0, len(patches), CPU_BATCH)])
+    session = cpu_session(model)
+    return np.concatenate([session.run(patches[i:i + CPU_BATCH])[0] for i in range(0, len(patches), CPU_BATCH)])
 
 
 def _keeping(recipe: Int8Recipe, nodes: tuple[str, ...]) -> Int8Recipe:

@@ -46,7 +46,6 @@ from netorigin.runtime.session import (
     INT8_OPENVINO_CHECK,
     MAX_DELTA_OVER_WIDTH,
     ModelSession,
-    inference_session,
     open_session,
 )
 from netorigin.runtime.slide import MppRule
@@ -58,7 +57,7 @@ from .embeddings import CasePatches, calibration_patches, check_slides, embed_ma
 from .engines import make_engine
 from .head_file import save_head
 from .heads import PatchSumScorer, as_scorer, fit_embeddings
-from .int8_search import search_int8
+from .int8_search import cpu_session, search_int8
 from .metadata import build_metadata, model_record
 from .mil import MilConfig, MilHead
 from .onnx_graph import export_embedder, strip_build_traces
@@ -282,7 +281,7 @@ def _validator(fp32: onnx.ModelProto, cases: list[CasePatches]) -> Callable[[onn
     """The INT8 search's check of a candidate: the fidelity check `train` records (its own bands from its own
     decisions, against fp32 on the calibration patients, every band), run on ONNX Runtime's CPU provider."""
     def sums(model: onnx.ModelProto) -> tuple[list[PatientSum], ModelSession]:
-        session = ModelSession(*inference_session(model.SerializeToString(), "INT8 candidate", "cpu"), device="cpu")
+        session = cpu_session(model)
         return [_case_sum(session, False, c.patient, c.label, c.pixels)[0] for c in cases], session
 
     reference, _ = sums(fp32)

@@ -24,7 +24,7 @@ from .errors import ConfigurationError, NetoriginError
 from .predictor import Predictor, SlideInput
 from .record import cpu_features
 from .sampling import sample_slide
-from .session import BF16_CHECK, CUDA, ONNXRUNTIME, OPENVINO, fidelity_problems, installed_runtime, onnxruntime
+from .session import CUDA, ONNXRUNTIME, OPENVINO, fidelity_problems, installed_runtime, onnxruntime, required_checks
 from .slide import Slide
 
 MIN_REPS = 5
@@ -63,7 +63,7 @@ def configurations(contracts: Sequence[ModelContract], device: str = "auto") -> 
     found = []
     cuda_listed = CUDA in onnxruntime().get_available_providers()
     try:
-        import openvino  # noqa: F401
+        import openvino  # noqa: F401  (a broken install is listed, and its row says why it did not start)
         has_openvino = True
     except ImportError:
         has_openvino = False
@@ -102,20 +102,15 @@ class Row:
         return self.predictor is not None and not self.problems
 
     def fidelity_record(self) -> str:
-        """The model's own record for this configuration, in words."""
-        contract, config = self.configuration.contract, self.configuration
-        record = contract.record
-        if contract.precision != "fp32" and config.engine == OPENVINO:
-            check = record.engine_checks.get(f"openvino-{contract.precision}")
-        elif contract.precision != "fp32":
-            check = record.fidelity_vs_fp32
-        elif config.engine == OPENVINO and config.ov_precision == "bf16":
-            check = record.engine_checks.get(BF16_CHECK)
-        elif config.engine == ONNXRUNTIME and config.device == "cpu":
+        """The model's own record for this configuration, in words (its first required check)."""
+        config = self.configuration
+        checks = required_checks(config.contract, config.engine, config.ov_precision)
+        if checks:
+            check = checks[0][1]
+            return "no recorded check" if check is None else check.summary()
+        if config.engine == ONNXRUNTIME and config.device == "cpu":
             return "the reference: fp32 on ONNX Runtime's CPU provider"
-        else:
-            return "float32 on another engine or device: run without a check (compared with the reference here)"
-        return "no recorded check" if check is None else check.summary()
+        return "float32 on another engine or device: run without a check (compared with the reference here)"
 
 
 def slide_patches(predictor: Predictor, item: SlideInput, count: int) -> np.ndarray:

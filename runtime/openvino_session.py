@@ -42,21 +42,22 @@ def _core_and_capabilities() -> tuple[Any, tuple[str, ...]]:
     return core, tuple(core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
 
 
+def _capabilities() -> tuple[str, ...] | None:
+    """What OpenVINO says the CPU can do; None where it is not installed or its CPU plugin does not answer."""
+    try:
+        return _core_and_capabilities()[1]
+    except Exception:  # not installed, or a broken install / CPU plugin
+        return None
+
+
 def openvino_installed() -> bool:
     """OpenVINO is installed and its CPU plugin answers."""
-    try:
-        _core_and_capabilities()
-        return True
-    except Exception:  # not installed, or a broken install / CPU plugin
-        return False
+    return _capabilities() is not None
 
 
 def bf16_available() -> bool:
-    """OpenVINO is installed and says this CPU runs bf16 (AVX512-BF16 / AMX)."""
-    try:
-        return "BF16" in _core_and_capabilities()[1]
-    except Exception:  # not installed, or a broken install / CPU plugin: then `auto` keeps ONNX Runtime
-        return False
+    """OpenVINO is installed and says this CPU runs bf16 (AVX512-BF16 / AMX); else `auto` keeps ONNX Runtime."""
+    return "BF16" in (_capabilities() or ())
 
 
 @dataclass

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from importlib import metadata
 from pathlib import Path
 from types import ModuleType
@@ -133,12 +134,17 @@ class ModelSession:
             raise InferenceError(f"ONNX Runtime failed on a {what} of {n} patches on {self.provider} "
                                  f"({first_line(exc)})", self.path) from None
 
+    @cached_property
+    def _bound_device(self) -> str:
+        """Where the session really runs (asked once): the device IO binding copies the input to."""
+        return "cuda" if self.session.get_providers()[0] == CUDA else "cpu"
+
     def _run_bound(self, outputs: list[str], feed: np.ndarray) -> list:
         """The run through IO binding: the uint8 input copied to the provider's device once, as an OrtValue, and the
         outputs bound to host memory."""
-        device = "cuda" if self.session.get_providers()[0] == CUDA else "cpu"  # where the session really runs
         binding = self.session.io_binding()
-        binding.bind_ortvalue_input(INPUT_NAME, onnxruntime().OrtValue.ortvalue_from_numpy(feed, device, 0))
+        value = onnxruntime().OrtValue.ortvalue_from_numpy(feed, self._bound_device, 0)
+        binding.bind_ortvalue_input(INPUT_NAME, value)
         for name in outputs:
             binding.bind_output(name, "cpu")
         self.session.run_with_iobinding(binding)
@@ -201,19 +207,27 @@ def check_problem(check: FidelityRecord | None, here: MeasuredOn, what: str) -> 
     return None
 
 
+def required_checks(contract: ModelContract, engine: str, ov_precision: str = "f32"
+                    ) -> list[tuple[str, FidelityRecord | None]]:
+    """The recorded checks that must vouch for running `contract` on `engine` (named, for messages): an fp16 /
+    INT8 variant's check against its fp32 model on ONNX Runtime, or on OpenVINO the INT8 file's own OpenVINO
+    check; OpenVINO bf16, the fp32 model's bf16 check. None needed: fp32 in float32 on any engine."""
+    record, precision = contract.record, contract.precision
+    checks = []
+    if precision != "fp32" and engine == OPENVINO:
+        checks.append((f"this {precision} model on OpenVINO", record.engine_checks.get(f"openvino-{precision}")))
+    elif precision != "fp32":
+        checks.append((f"this {precision} model", record.fidelity_vs_fp32))
+    if engine == OPENVINO and ov_precision == "bf16":
+        checks.append(("OpenVINO bf16", record.engine_checks.get(BF16_CHECK)))
+    return checks
+
+
 def fidelity_problems(contract: ModelContract, session: ModelSession | Any) -> list[str]:
-    """What about this run lacks a passing check measured here: an fp16 / INT8 variant (its check against its fp32
-    model on ONNX Runtime; an INT8 file on OpenVINO, its own OpenVINO check) and OpenVINO bf16 (the fp32 model's
-    engine check)."""
+    """What about this run lacks a passing check measured here (see required_checks)."""
     here = session.measured_on
-    problems = []
-    if contract.precision != "fp32" and here.engine == OPENVINO:
-        problems.append(check_problem(contract.record.engine_checks.get(f"openvino-{contract.precision}"), here,
-                                      f"this {contract.precision} model on OpenVINO"))
-    elif contract.precision != "fp32":
-        problems.append(check_problem(contract.record.fidelity_vs_fp32, here, f"this {contract.precision} model"))
-    if getattr(session, "precision", None) == "bf16":
-        problems.append(check_problem(contract.record.engine_checks.get(BF16_CHECK), here, "OpenVINO bf16"))
+    problems = [check_problem(check, here, what) for what, check in
+                required_checks(contract, here.engine, getattr(session, "precision", "f32"))]
     return [p for p in problems if p is not None]
 
 
