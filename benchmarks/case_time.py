@@ -32,8 +32,8 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 from common import REALISTIC_SLIDES, environment, read_patches, realistic_slides, spread, table, write_results  # noqa: E402,E501
 
-from netorigin.runtime.predictor import Predictor  # noqa: E402
-from netorigin.runtime.session import open_session  # noqa: E402
+from netorigin.runtime.engines.session import open_session  # noqa: E402
+from netorigin.runtime.slide.predictor import Predictor  # noqa: E402
 
 INFERENCE = {True: "inference (spinning)", False: "inference (no spinning)"}
 MEASURES = ("read (2 threads)", "read CPU, core-seconds", *INFERENCE.values(),

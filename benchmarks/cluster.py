@@ -30,9 +30,9 @@ from protocols_scale import synthetic  # noqa: E402
 
 from netorigin.calibration.protocols import binary_fold  # noqa: E402
 from netorigin.export.heads import fit_scorer  # noqa: E402
-from netorigin.runtime.batch import read_manifest, run_batch  # noqa: E402
-from netorigin.runtime.cluster import DaskMapper, LocalMapper  # noqa: E402
-from netorigin.runtime.predictor import Predictor  # noqa: E402
+from netorigin.runtime.batch.cluster import DaskMapper, LocalMapper  # noqa: E402
+from netorigin.runtime.batch.slides import read_manifest, run_batch  # noqa: E402
+from netorigin.runtime.slide.predictor import Predictor  # noqa: E402
 
 SETUPS = (("local", 0, None), ("dask-1", 1, None), ("dask-2", 2, 1))  # name, worker processes, ORT threads
 

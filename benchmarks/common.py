@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from netorigin.runtime.bench import spread  # noqa: F401  (the one median / min-max; benchmarks import it from here)
+from netorigin.runtime.ops.bench import spread  # noqa: F401  (the one median / min-max; benchmarks import it from here)
 
 REALISTIC_SLIDES = {"20x": (0.5, (10_000, 8_000)), "40x": (0.25, (5_000, 4_000))}  # um/px, size in um
 
@@ -52,9 +54,9 @@ def read_patches(path: Path | str, n: int, geometry, seed: int, workers: int, le
 
     import numpy as np
 
-    from netorigin.runtime.regions import load_annotations
-    from netorigin.runtime.sampling import plan_reads, sample_slide
-    from netorigin.runtime.slide import Slide
+    from netorigin.runtime.slide.regions import load_annotations
+    from netorigin.runtime.slide.sampling import plan_reads, sample_slide
+    from netorigin.runtime.slide.slide import Slide
 
     start = time.perf_counter()
     with Slide(path) as slide, ThreadPoolExecutor(workers) as pool:
@@ -103,3 +105,25 @@ def table(headers: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+# A child's peak RSS (wait4's ru_maxrss) starts from the resident set of the process that forked it, so a large
+# benchmark process (torch, models, cohorts) measures its children through this small launcher.
+_LAUNCHER = """
+import os, subprocess, sys, tempfile
+with tempfile.TemporaryFile() as errors:  # a file, not a pipe: nobody reads a pipe while wait4 waits
+    child = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=errors)
+    _, status, usage = os.wait4(child.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        errors.seek(0)
+        sys.exit(errors.read().decode(errors="replace"))
+print(usage.ru_maxrss / 1024)
+"""
+
+
+def child_peak_rss_mb(args: list[str]) -> float:
+    """Peak RSS in MB of the command `args`, run from a launcher of a few MB; it must succeed."""
+    done = subprocess.run([sys.executable, "-c", _LAUNCHER, *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(args)} failed: {done.stderr}")
+    return float(done.stdout)

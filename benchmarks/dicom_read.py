@@ -28,8 +28,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT.parent))
 from common import environment, read_patches, realistic_slides, spread, table, write_results  # noqa: E402
 
-from netorigin.runtime.sampling import PatchGeometry  # noqa: E402
-from netorigin.runtime.slide import Slide  # noqa: E402
+from netorigin.runtime.slide.sampling import PatchGeometry  # noqa: E402
+from netorigin.runtime.slide.slide import Slide  # noqa: E402
 from tests.dicom_slides import dicomize  # noqa: E402
 from tests.pacs import start_orthanc, upload  # noqa: E402
 
@@ -58,7 +58,7 @@ def open_seconds(source: Path | str) -> float:
 
 
 def case_seconds(predictor, source: Path | str, annotations: Path, out: Path, store: bool) -> float:
-    from netorigin.runtime.report import CaseExtras, write_case_outputs
+    from netorigin.runtime.reports.report import CaseExtras, write_case_outputs
 
     start = time.perf_counter()
     result = predictor.predict_case([source], [annotations])
@@ -92,7 +92,7 @@ def main() -> None:
     cases: dict[tuple[str, str], list[float]] = {}
     predictor = None
     if args.model is not None:
-        from netorigin.runtime.predictor import Predictor
+        from netorigin.runtime.slide.predictor import Predictor
 
         predictor = Predictor(args.model, device="cpu", engine="onnxruntime")
     with tempfile.TemporaryDirectory() as scratch, start_orthanc(Path(scratch)) as pacs:

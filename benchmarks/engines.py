@@ -2,7 +2,8 @@
 
     python benchmarks/engines.py --model MODEL.onnx --manifest CASES.csv [--repeats 5]
 
-Throughput: patches/s at the product's batch (32) on real patches of the cases, median and min-max of
+Throughput: patches/s at the product's batch
+(CPU_BATCH; 32 before 2026-12-07) on real patches of the cases, median and min-max of
 `--repeats`, engines interleaved so that they share the machine's state. Fidelity: every case predicted through
 the runtime with each engine (same seed); verdict flips against ONNX Runtime fp32 and max |dS| / band width.
 """
@@ -21,12 +22,13 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 from common import case_fidelity, environment, table, write_results  # noqa: E402
 
-from netorigin.runtime.batch import read_manifest  # noqa: E402
-from netorigin.runtime.predictor import Predictor  # noqa: E402
+from netorigin.runtime.batch.slides import read_manifest  # noqa: E402
+from netorigin.runtime.engines.session import CPU_BATCH  # noqa: E402
+from netorigin.runtime.slide.predictor import Predictor  # noqa: E402
 
 ENGINES = {"onnxruntime fp32": ("onnxruntime", "auto"), "openvino f32": ("openvino", "f32"),
            "openvino bf16": ("openvino", "bf16")}
-BATCH = 32
+BATCH = CPU_BATCH  # the product's batch
 
 
 def main() -> None:
@@ -79,9 +81,9 @@ def _pixels(predictor: Predictor, case) -> np.ndarray:
     """The case's sampled patches, as the runtime samples them."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from netorigin.runtime.regions import load_annotations
-    from netorigin.runtime.sampling import sample_slide
-    from netorigin.runtime.slide import Slide
+    from netorigin.runtime.slide.regions import load_annotations
+    from netorigin.runtime.slide.sampling import sample_slide
+    from netorigin.runtime.slide.slide import Slide
 
     item = case.slides[0]
     with Slide(item.path, item.mpp) as slide, ThreadPoolExecutor(2) as readers:

@@ -29,10 +29,10 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 from common import case_fidelity, environment  # noqa: E402
 
-from netorigin.runtime import bench  # noqa: E402
-from netorigin.runtime.batch import BatchCase, read_manifest, run_batch  # noqa: E402
-from netorigin.runtime.predictor import Predictor  # noqa: E402
-from netorigin.runtime.session import CUDA, ONNXRUNTIME, installed_runtime, onnxruntime  # noqa: E402
+from netorigin.runtime.batch.slides import BatchCase, read_manifest, run_batch  # noqa: E402
+from netorigin.runtime.engines.session import CUDA, ONNXRUNTIME, installed_runtime, onnxruntime  # noqa: E402
+from netorigin.runtime.ops import bench  # noqa: E402
+from netorigin.runtime.slide.predictor import Predictor  # noqa: E402
 
 TENSORRT = "TensorrtExecutionProvider"
 

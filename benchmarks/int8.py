@@ -7,7 +7,8 @@ Trains the demo's fp32 model (60 / 40 split of the demo training cohort) once, t
 recipe (the ResNet50 stages kept in float32), each calibrated (MinMax) on the same 256 fit-patient patches. Every
 model scores the same patches: the calibration patients' cases (its bands come from these, its own decisions)
 and the demo's held-out test cases. Per recipe, against fp32: verdict flips (each model with its own bands) and
-max |dS| / fp32 band width, on calibration patients and test cases; and patches/s at the product's batch (32),
+max |dS| / fp32 band width, on calibration patients and test cases; and patches/s at the product's batch
+(CPU_BATCH; 32 before 2026-12-07),
 median and min-max of `--reps` interleaved repetitions, with the ratio to fp32 from the same run.
 """
 
@@ -35,9 +36,10 @@ from netorigin.export.embeddings import calibration_patches, iter_cohort  # noqa
 from netorigin.export.precision import Int8Recipe, convert  # noqa: E402
 from netorigin.export.synthetic import make_cohort  # noqa: E402
 from netorigin.export.train import TrainPlan, train  # noqa: E402
-from netorigin.runtime.verdict import patient_sum, verdict_from_sum  # noqa: E402
+from netorigin.runtime.engines.session import CPU_BATCH  # noqa: E402
+from netorigin.runtime.slide.verdict import patient_sum, verdict_from_sum  # noqa: E402
 
-BATCH = 32
+BATCH = CPU_BATCH  # the product's batch
 STAGES = ("trunk.bn1", "trunk.layer1", "trunk.layer2", "trunk.layer3", "trunk.layer4")
 RECIPES = [Int8Recipe(float_stem=False)] + [Int8Recipe((stage,), float_stem=False) for stage in STAGES] + \
           [Int8Recipe(("trunk.bn1", "trunk.layer4"), float_stem=False),

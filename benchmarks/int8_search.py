@@ -7,7 +7,8 @@ DIR is a `netorigin train … --precision int8` output (its fp32 and INT8 models
 the one in the summary. Every model is judged on the calibration patients and on the held-out test cases: verdict
 flips at every band (each model under its own bands; OpenVINO running the INT8 file under that file's bands),
 counting every patient, so stricter than `train`'s check, which skips a patient at a band where its fp32 S lies
-within 2e-7 of the band's edge; and max |dS| / fp32 default band width; patches/s at the product's batch (32), median
+within 2e-7 of the band's edge; and max |dS| / fp32 default band width; patches/s at the product's batch
+(CPU_BATCH; 32 before 2026-12-07), median
 and min-max of `--reps` interleaved repetitions, ratios to ORT fp32 from the same run. Each point of the search's
 curve is rebuilt from the summary's ranking (same calibration patches and ranges as `train`).
 """
@@ -32,13 +33,13 @@ from int8 import session  # noqa: E402
 from netorigin.calibration.bands import calibrate_bands  # noqa: E402
 from netorigin.export.embeddings import calibration_patches, iter_cohort  # noqa: E402
 from netorigin.export.precision import Int8Recipe, to_int8  # noqa: E402
-from netorigin.runtime.contract import DECISION_OUTPUT, INPUT_NAME, load_contract  # noqa: E402
+from netorigin.runtime.engines.openvino_session import bf16_available, open_openvino  # noqa: E402
+from netorigin.runtime.engines.session import CPU_BATCH, open_session  # noqa: E402
 from netorigin.runtime.errors import NetoriginError  # noqa: E402
-from netorigin.runtime.openvino_session import bf16_available, open_openvino  # noqa: E402
-from netorigin.runtime.session import open_session  # noqa: E402
-from netorigin.runtime.verdict import case_score, verdict_from_sum  # noqa: E402
+from netorigin.runtime.model.contract import DECISION_OUTPUT, INPUT_NAME, load_contract  # noqa: E402
+from netorigin.runtime.slide.verdict import case_score, verdict_from_sum  # noqa: E402
 
-BATCH = 32
+BATCH = CPU_BATCH  # the product's batch
 GOAL_SPEEDUP, GOAL_RATIO = 3.0, 0.01
 
 

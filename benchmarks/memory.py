@@ -58,7 +58,7 @@ def predict_configurations(model: Path, int8: Path | None) -> dict[str, list[str
     try:
         import openvino  # noqa: F401
 
-        from netorigin.runtime.openvino_session import bf16_available
+        from netorigin.runtime.engines.openvino_session import bf16_available
     except ImportError:
         return out
     out["OpenVINO f32"] = ["-m", str(model), "--engine", "openvino", "--ov-precision", "f32"]

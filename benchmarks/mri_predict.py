@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT.parent))
-from common import environment, spread, table, write_results  # noqa: E402
+from common import child_peak_rss_mb, environment, spread, table, write_results  # noqa: E402
 
 from netorigin.export.mri_model import build_lesion_net, lesion_model_bytes, probabilities  # noqa: E402
 from netorigin.export.synthetic_mri import make_mri_cohort  # noqa: E402
@@ -43,14 +41,6 @@ def export(kind: str, architecture: str, out: Path):
     path.write_bytes(lesion_model_bytes(net, task, DEFAULT_ENCODING if task.clinical else None,
                                         {"demo": True, "network": network, "trained_on_patients_sha256": []}, {}))
     return net, path, time.perf_counter() - start
-
-
-def child_rss_mb(args: list[str]) -> float:
-    """Peak RSS of one `netorigin predict` child (ru_maxrss of the children waited for, in MB)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    subprocess.run(args, check=True, capture_output=True)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(after, before) / 1024
 
 
 def main() -> None:
@@ -96,7 +86,7 @@ def main() -> None:
             worst_patient = max(worst_patient, float(abs(onnx_p.sum(0) - torch_p.sum(0)).max()))
             flips += int(onnx_p.sum(0).argmax() != torch_p.sum(0).argmax())
             groups += len(pixels)
-        rss = [child_rss_mb([str(Path(sys.executable).with_name("netorigin")), "predict", str(folders[0]), "-m",
+        rss = [child_peak_rss_mb([str(Path(sys.executable).with_name("netorigin")), "predict", str(folders[0]), "-m",
                              str(work / f"bench-{kind}.onnx"), "--device", "cpu", "--clinical",
                              str(work / "cohort" / "clinical.csv")] if MODEL_KINDS[kind].clinical else
                             [str(Path(sys.executable).with_name("netorigin")), "predict", str(folders[0]), "-m",

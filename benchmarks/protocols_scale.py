@@ -40,7 +40,7 @@ from netorigin.calibration.protocols import (  # noqa: E402
 )
 from netorigin.export import heads  # noqa: E402
 from netorigin.export.heads import fit_scorer  # noqa: E402
-from netorigin.runtime.cluster import LocalMapper, mapper_for  # noqa: E402
+from netorigin.runtime.batch.cluster import LocalMapper, mapper_for  # noqa: E402
 
 REFERENCE = partial(fit_scorer, "reference")
 PRODUCT_CACHE_MB, PRODUCT_THREADS = heads.SVC_CACHE_MB, heads.one_blas_thread

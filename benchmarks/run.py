@@ -7,7 +7,8 @@ interleaved so they share the machine's state; throughput and cases after one wa
 time (cold by design); the export is timed once.
 Sections: export (time, size, parity), SVM head (SVMClassifier vs float64
 standard ops), patches/s per batch size (PyTorch eager + scikit-learn reference vs ORT fp32 / fp16 / INT8 and,
-when installed, OpenVINO f32 / bf16; CUDA rows when a GPU is present) with the product's batch (32) as the
+when installed, OpenVINO f32 / bf16; CUDA rows when a GPU is present) with the product's batch
+(CPU_BATCH; 32 before 2026-12-07) as the
 headline and every engine at its best batch as well, reading 100 patches on slides of realistic size (20x and
 40x, 20,000 px wide; best level vs level 0; a new handle and seed per repetition), one case per stage on those
 slides, cases/hour with N workers (a new seed per repetition), and verdict parity of every variant on the demo
@@ -36,12 +37,12 @@ from netorigin.export.embedder import build_embedder, embed_uint8  # noqa: E402
 from netorigin.export.embeddings import iter_cohort  # noqa: E402
 from netorigin.export.head_file import load_head  # noqa: E402
 from netorigin.export.train import TrainPlan, train  # noqa: E402
-from netorigin.runtime.batch import read_manifest, run_batch  # noqa: E402
-from netorigin.runtime.contract import load_contract  # noqa: E402
-from netorigin.runtime.predictor import Predictor  # noqa: E402
-from netorigin.runtime.sampling import PatchGeometry, plan_reads  # noqa: E402
-from netorigin.runtime.session import open_session  # noqa: E402
-from netorigin.runtime.slide import Slide  # noqa: E402
+from netorigin.runtime.batch.slides import read_manifest, run_batch  # noqa: E402
+from netorigin.runtime.engines.session import open_session  # noqa: E402
+from netorigin.runtime.model.contract import load_contract  # noqa: E402
+from netorigin.runtime.slide.predictor import Predictor  # noqa: E402
+from netorigin.runtime.slide.sampling import PatchGeometry, plan_reads  # noqa: E402
+from netorigin.runtime.slide.slide import Slide  # noqa: E402
 
 GOALS = {"ort_fp32_vs_reference": 3.5, "ort_int8_vs_reference": 9.0, "read_100_patches_s": 0.5,
          "case_fp32_s": 3.5, "case_int8_s": 1.5, "h100_fp16_patches_per_s": 20_000,
@@ -144,7 +145,7 @@ def cpu_engines(models: dict) -> dict:
     engines = {}
     for precision in ("fp32", "int8", "fp16"):
         engines[f"ORT {precision}"] = open_session(load_contract(models["paths"][precision]), "cpu").run
-    from netorigin.runtime.openvino_session import bf16_available, open_openvino
+    from netorigin.runtime.engines.openvino_session import bf16_available, open_openvino
 
     try:
         precisions = ("f32", "bf16") if bf16_available() else ("f32",)

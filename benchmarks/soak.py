@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 from common import environment, table, write_results  # noqa: E402
 
-from netorigin.runtime.batch import read_manifest, run_batch  # noqa: E402
+from netorigin.runtime.batch.slides import read_manifest, run_batch  # noqa: E402
 
 WARM_CASES = 20  # the resident set may grow while the first cases fill caches and the session's arena
 FLAT_PCT = 5.0
@@ -42,7 +42,7 @@ build_smoke_model(Path(sys.argv[1]), embedder, info, patches_per_case=100)
 make_cohort(Path(sys.argv[2]), SMALL.test | {"pancreas": 2, "small_intestine": 2}, seed=11, mpps=(0.5, 0.25),
             size_um=SMALL.size_um)
 """
-from netorigin.runtime.predictor import Predictor  # noqa: E402
+from netorigin.runtime.slide.predictor import Predictor  # noqa: E402
 
 
 def make_inputs(workdir: Path, cases: int) -> tuple[Path, Path]:

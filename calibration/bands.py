@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from netorigin.runtime.bands import Band, BandTable
+from netorigin.runtime.model.bands import Band, BandTable
 
 from .errors import InputDataError
 

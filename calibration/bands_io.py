@@ -9,11 +9,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from netorigin.runtime.atomic import write_text_atomic
-from netorigin.runtime.bands import Band, BandTable
-from netorigin.runtime.contract import PREFIX, ModelContract, load_contract, with_metadata
-from netorigin.runtime.model_writer import save_model
-from netorigin.runtime.record import CalibrationRecord
-from netorigin.runtime.verdict import case_score
+from netorigin.runtime.families import save_model
+from netorigin.runtime.model.bands import Band, BandTable
+from netorigin.runtime.model.contract import PREFIX, ModelContract, load_contract, with_metadata
+from netorigin.runtime.model.record import CalibrationRecord
+from netorigin.runtime.slide.verdict import case_score
 
 from .errors import InputDataError
 from .labels import LABEL_NAMES, label_code

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from netorigin.runtime.verdict import PANCREAS, SMALL_INTESTINE
+from netorigin.runtime.slide.verdict import PANCREAS, SMALL_INTESTINE
 
 from .errors import InputDataError
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from scipy.stats import beta
 
-from netorigin.runtime.verdict import PANCREAS, SMALL_INTESTINE
+from netorigin.runtime.slide.verdict import PANCREAS, SMALL_INTESTINE
 
 
 def clopper_pearson(successes: int, trials: int, level: float = 0.95) -> tuple[float, float]:

@@ -9,7 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from netorigin.runtime.verdict import PANCREAS, SMALL_INTESTINE, UNCERTAIN  # noqa: E402
+from netorigin.runtime.slide.verdict import PANCREAS, SMALL_INTESTINE, UNCERTAIN  # noqa: E402
 
 TITLES = {PANCREAS: "true pancreas", SMALL_INTESTINE: "true small intestine", "other": "true other origin"}
 STYLES = {PANCREAS: "-", SMALL_INTESTINE: "--", UNCERTAIN: "-."}

@@ -18,9 +18,9 @@ from typing import Protocol
 
 import numpy as np
 
-from netorigin.runtime.bands import BandTable
-from netorigin.runtime.cluster import DaskMapper, LocalMapper
-from netorigin.runtime.verdict import PANCREAS, SMALL_INTESTINE, UNCERTAIN, verdict_from_sum
+from netorigin.runtime.batch.cluster import DaskMapper, LocalMapper
+from netorigin.runtime.model.bands import BandTable
+from netorigin.runtime.slide.verdict import PANCREAS, SMALL_INTESTINE, UNCERTAIN, verdict_from_sum
 
 from .bands import calibrate_bands
 from .bands_io import PatientSum

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from netorigin.runtime.manifest import read_csv_rows
+from netorigin.runtime.batch.manifest import read_csv_rows
 from netorigin.runtime.mri.protocol import BINARY, GROUPS
 
 from .comparisons import cohen_kappa, delong, mcnemar_exact

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from netorigin.runtime.verdict import case_score
+from netorigin.runtime.slide.verdict import case_score
 
 from .bands_io import PatientSum
 

@@ -12,10 +12,10 @@ from sklearn.pipeline import Pipeline
 
 from netorigin.calibration.bands_io import check_bands_precision
 from netorigin.calibration.errors import InputDataError
-from netorigin.runtime.bands import BandTable
-from netorigin.runtime.contract import with_metadata
-from netorigin.runtime.model_writer import save_model
-from netorigin.runtime.record import CalibrationRecord
+from netorigin.runtime.families import save_model
+from netorigin.runtime.model.bands import BandTable
+from netorigin.runtime.model.contract import with_metadata
+from netorigin.runtime.model.record import CalibrationRecord
 
 from .embedder import EmbedderInfo, PatchEmbedder
 from .heads import HeadArrays, head_arrays

@@ -19,8 +19,8 @@ from netorigin.calibration.bands_io import (
 from netorigin.calibration.embeddings import Embeddings
 from netorigin.calibration.errors import InputDataError
 from netorigin.calibration.splits import EMBEDDER_ROLE, in_sample, patient_digests, refuse_in_sample
-from netorigin.runtime.cli_options import quiet_option
-from netorigin.runtime.contract import load_contract
+from netorigin.runtime.cli.options import quiet_option
+from netorigin.runtime.model.contract import load_contract
 from netorigin.runtime.progress import progress
 
 from .build import check_head_embedder

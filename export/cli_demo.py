@@ -8,10 +8,10 @@ import click
 
 from netorigin.calibration.rater_tables import tables_markdown
 from netorigin.runtime.atomic import ensure_writable_dir
-from netorigin.runtime.cli_options import quiet_option
-from netorigin.runtime.contract import DEMO_WARNING
+from netorigin.runtime.cli.options import quiet_option
+from netorigin.runtime.model.contract import DEMO_WARNING
 from netorigin.runtime.progress import say
-from netorigin.runtime.verdict import verdict_text
+from netorigin.runtime.slide.verdict import verdict_text
 
 from .demo import FULL, SMALL, run_demo
 from .mri_demo import MRI_FULL, MRI_SMALL, run_mri_demo

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from netorigin.runtime.cli_options import cluster_options, mpp_rule, quiet_option, region_options, region_rules
-from netorigin.runtime.cluster import DaskMapper, mapper_for
+from netorigin.runtime.batch.cluster import DaskMapper, mapper_for
+from netorigin.runtime.cli.options import cluster_options, mpp_rule, quiet_option, region_options, region_rules
 from netorigin.runtime.progress import progress
 
 from .embedder import WEIGHT_KINDS

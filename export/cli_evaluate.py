@@ -25,11 +25,11 @@ from netorigin.calibration.protocols import (
 )
 from netorigin.calibration.splits import EMBEDDER_ROLE, in_sample, refuse_in_sample
 from netorigin.runtime.atomic import ensure_writable_dir, write_text_atomic
-from netorigin.runtime.cli_options import cluster_options, quiet_option
-from netorigin.runtime.cluster import mapper_for
-from netorigin.runtime.contract import parse_confidence
+from netorigin.runtime.batch.cluster import mapper_for
+from netorigin.runtime.cli.options import cluster_options, quiet_option
+from netorigin.runtime.model.contract import parse_confidence
 from netorigin.runtime.progress import CountingMapper, progress
-from netorigin.runtime.verdict import UNCERTAIN
+from netorigin.runtime.slide.verdict import UNCERTAIN
 
 from .cli_fit import mil_options
 from .costs import head_cost

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from netorigin.calibration.bands_io import read_bands, variant_bands_refusal
-from netorigin.runtime.cli_options import mpp_rule, quiet_option, region_options, region_rules
+from netorigin.runtime.cli.options import mpp_rule, quiet_option, region_options, region_rules
 from netorigin.runtime.progress import progress
 
 from .build import build_model_bytes, check_precision, write_model

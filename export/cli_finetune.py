@@ -9,9 +9,9 @@ from pathlib import Path
 import click
 
 from netorigin.runtime.atomic import write_text_atomic
-from netorigin.runtime.cli_options import mpp_rule, quiet_option, region_options, region_rules
+from netorigin.runtime.cli.options import mpp_rule, quiet_option, region_options, region_rules
 from netorigin.runtime.progress import progress, say
-from netorigin.runtime.sampling import PatchGeometry
+from netorigin.runtime.slide.sampling import PatchGeometry
 
 from .cli_embed import embedder_options
 from .embedder import build_embedder

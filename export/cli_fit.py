@@ -11,7 +11,7 @@ import numpy as np
 
 from netorigin.calibration.embeddings import Embeddings
 from netorigin.calibration.labels import LABEL_NAMES
-from netorigin.runtime.verdict import verdict_from_sum
+from netorigin.runtime.slide.verdict import verdict_from_sum
 
 from .head_file import save_head
 from .heads import ALL_HEADS, as_scorer, fit_embeddings

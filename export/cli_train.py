@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from netorigin.runtime.atomic import ensure_writable_dir
-from netorigin.runtime.cli_options import mpp_rule, quiet_option, region_options, region_rules
+from netorigin.runtime.cli.options import mpp_rule, quiet_option, region_options, region_rules
 from netorigin.runtime.names import check_name
 from netorigin.runtime.progress import progress, say
 

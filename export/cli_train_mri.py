@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from netorigin.runtime.atomic import ensure_writable_dir
-from netorigin.runtime.cli_options import quiet_option
+from netorigin.runtime.cli.options import quiet_option
 from netorigin.runtime.mri.protocol import MODEL_KINDS
 from netorigin.runtime.progress import progress
 

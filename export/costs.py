@@ -15,7 +15,7 @@ import onnx
 import onnxruntime as ort
 from onnx import shape_inference
 
-from netorigin.runtime.contract import EMBEDDING_OUTPUT
+from netorigin.runtime.model.contract import EMBEDDING_OUTPUT
 
 from .heads import PatchSumScorer, head_arrays
 from .mil import MilHead

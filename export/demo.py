@@ -14,12 +14,12 @@ from pathlib import Path
 from netorigin.calibration.errors import InputDataError
 from netorigin.calibration.labels import LABEL_NAMES
 from netorigin.runtime.atomic import write_text_atomic
-from netorigin.runtime.batch import read_manifest, run_batch
-from netorigin.runtime.contract import DEMO_WARNING
-from netorigin.runtime.manifest import read_csv_rows
-from netorigin.runtime.predictor import Predictor
+from netorigin.runtime.batch.manifest import read_csv_rows
+from netorigin.runtime.batch.slides import read_manifest, run_batch
+from netorigin.runtime.model.contract import DEMO_WARNING
 from netorigin.runtime.progress import progress
-from netorigin.runtime.report import CaseExtras
+from netorigin.runtime.reports.report import CaseExtras
+from netorigin.runtime.slide.predictor import Predictor
 
 from .embedder import build_embedder
 from .synthetic import make_cohort

@@ -16,7 +16,7 @@ import torch
 import torchvision
 
 from netorigin.calibration.errors import InputDataError
-from netorigin.runtime.record import EmbedderRecord
+from netorigin.runtime.model.record import EmbedderRecord
 
 # A key of checkpoints written by `finetune`, beside "state_dict": the digests of the patients that trained them.
 TRAINED_ON_KEY = "netorigin_trained_on_patients_sha256"

@@ -16,11 +16,11 @@ from PIL import Image, UnidentifiedImageError
 from netorigin.calibration.embeddings import Embeddings
 from netorigin.calibration.errors import InputDataError
 from netorigin.calibration.labels import label_code
-from netorigin.runtime.cluster import DaskMapper, worker_cached
-from netorigin.runtime.manifest import read_csv_rows, row_mpp_rule
-from netorigin.runtime.regions import RegionRules, load_annotations
-from netorigin.runtime.sampling import PatchGeometry, allot_case, plan_reads, sample_slide
-from netorigin.runtime.slide import MppRule, Slide
+from netorigin.runtime.batch.cluster import DaskMapper, worker_cached
+from netorigin.runtime.batch.manifest import read_csv_rows
+from netorigin.runtime.slide.regions import RegionRules, load_annotations
+from netorigin.runtime.slide.sampling import PatchGeometry, allot_case, plan_reads, sample_slide
+from netorigin.runtime.slide.slide import MppRule, Slide, row_mpp_rule
 
 from .embedder import EmbedderInfo, build_embedder
 from .engines import make_engine

@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from netorigin.runtime.engines.session import CPU_BATCH, ModelSession, inference_session
+from netorigin.runtime.model.record import FidelityRecord
 from netorigin.runtime.progress import Bar
-from netorigin.runtime.record import FidelityRecord
-from netorigin.runtime.session import CPU_BATCH, ModelSession, inference_session
 
 from .precision import Int8Recipe, quantised_nodes, to_int8
 

@@ -8,9 +8,9 @@ from importlib import metadata as importlib_metadata
 from typing import Any
 
 from netorigin.calibration.splits import patient_digests
-from netorigin.runtime.bands import BandTable
-from netorigin.runtime.contract import PREFIX, SCHEMA_VERSION
-from netorigin.runtime.record import CalibrationRecord, HeadRecord, ModelRecord
+from netorigin.runtime.model.bands import BandTable
+from netorigin.runtime.model.contract import PREFIX, SCHEMA_VERSION
+from netorigin.runtime.model.record import CalibrationRecord, HeadRecord, ModelRecord
 
 from .embedder import IMAGENET_MEAN, IMAGENET_STD, EmbedderInfo
 from .heads import HeadArrays

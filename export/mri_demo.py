@@ -14,7 +14,7 @@ import numpy as np
 
 from netorigin.calibration.rater_tables import RaterCalls, evaluation_tables, tables_markdown
 from netorigin.runtime.atomic import write_text_atomic
-from netorigin.runtime.manifest import read_csv_rows
+from netorigin.runtime.batch.manifest import read_csv_rows
 from netorigin.runtime.mri.clinical import read_clinical
 from netorigin.runtime.mri.predictor import MriCase, MriPredictor
 from netorigin.runtime.mri.protocol import MODEL_KINDS, SEVEN_WAY

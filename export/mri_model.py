@@ -19,7 +19,7 @@ import onnx
 import torch
 
 from netorigin.calibration.errors import InputDataError
-from netorigin.runtime.contract import FAMILY_KEY, MRI_FAMILY, PREFIX, with_metadata
+from netorigin.runtime.model.contract import FAMILY_KEY, MRI_FAMILY, PREFIX, with_metadata
 from netorigin.runtime.mri.clinical import ClinicalField, encoded_width, encoding_to_json
 from netorigin.runtime.mri.contract import (
     CLINICAL_INPUT,

@@ -23,13 +23,14 @@ from torchvision.transforms.v2 import functional as tvf
 from netorigin.calibration.errors import InputDataError
 from netorigin.calibration.splits import patient_digests
 from netorigin.runtime.atomic import write_text_atomic
+from netorigin.runtime.batch.manifest import read_csv_rows
 from netorigin.runtime.errors import MriInputError
-from netorigin.runtime.manifest import read_csv_rows
-from netorigin.runtime.model_writer import save_model
+from netorigin.runtime.families import save_model
 from netorigin.runtime.mri.clinical import DEFAULT_ENCODING, encode_record, read_clinical
-from netorigin.runtime.mri.groups import image_groups, read_roi, read_series
+from netorigin.runtime.mri.groups import image_groups, read_series
 from netorigin.runtime.mri.protocol import MODEL_KINDS, SEVEN_WAY, ModelKind
 from netorigin.runtime.mri.results import write_results_table
+from netorigin.runtime.mri.roi import read_roi
 
 from .mri_model import DEFAULT_ARCHITECTURE, LesionNet, build_lesion_net, lesion_model_bytes, probabilities
 
@@ -102,8 +103,8 @@ def _patient(row: dict[str, str], label: str, base: Path, kind: ModelKind, recor
         if row["patient"] not in records:
             raise MriInputError(f"patient {row['patient']}: no row in the clinical table")
         vector = encode_record(records[row["patient"]], DEFAULT_ENCODING, row["patient"])
-    groups = image_groups([read_series(base / row[s], s) for s in kind.sequences], read_roi(base / row["roi"]),
-                          base / row["roi"])
+    series = [read_series(base / row[s], s) for s in kind.sequences]
+    groups = image_groups(series, read_roi(base / row["roi"], series[0]), base / row["roi"])
     return PatientGroups(row["patient"], label, groups.pixels, vector)
 
 

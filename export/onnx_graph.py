@@ -17,7 +17,13 @@ import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from netorigin.runtime.contract import ATTENTION_OUTPUT, BAG_SCORE_OUTPUT, DECISION_OUTPUT, EMBEDDING_OUTPUT, INPUT_NAME
+from netorigin.runtime.model.contract import (
+    ATTENTION_OUTPUT,
+    BAG_SCORE_OUTPUT,
+    DECISION_OUTPUT,
+    EMBEDDING_OUTPUT,
+    INPUT_NAME,
+)
 
 from .embedder import PatchEmbedder
 from .heads import HeadArrays

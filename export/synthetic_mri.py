@@ -88,6 +88,9 @@ def write_series(folder: Path, volume: np.ndarray, origin: np.ndarray, spacing, 
         ds.file_meta = meta
         ds.SOPClassUID, ds.SOPInstanceUID = MR_STORAGE, meta.MediaStorageSOPInstanceUID
         ds.PatientID, ds.PatientName, ds.Modality = patient, f"SYNTHETIC^{patient}", "MR"
+        # the patient and study modules' type-2 attributes, present (empty where unknown) as scanners write them
+        ds.PatientBirthDate, ds.PatientSex, ds.ReferringPhysicianName, ds.AccessionNumber = "", "", "", ""
+        ds.StudyDate, ds.StudyTime, ds.StudyID = "20260101", "120000", "1"
         ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study_uid, series_uid, frame_uid
         ds.SeriesDescription, ds.SeriesNumber, ds.InstanceNumber = description, series_number, k + 1
         ds.ImagePositionPatient = [float(origin[0]), float(origin[1]), float(origin[2] + k * spacing[2])]

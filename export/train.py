@@ -31,16 +31,9 @@ from netorigin.calibration.splits import (
     stratified_split,
 )
 from netorigin.runtime.atomic import write_text_atomic
-from netorigin.runtime.bands import Band, BandTable
-from netorigin.runtime.contract import load_contract, with_metadata
-from netorigin.runtime.manifest import read_csv_rows
-from netorigin.runtime.names import check_name
-from netorigin.runtime.openvino_session import bf16_available, open_openvino, openvino_installed
-from netorigin.runtime.progress import Bar
-from netorigin.runtime.record import FidelityRecord, MeasuredOn
-from netorigin.runtime.regions import RegionRules
-from netorigin.runtime.sampling import PatchGeometry
-from netorigin.runtime.session import (
+from netorigin.runtime.batch.manifest import read_csv_rows
+from netorigin.runtime.engines.openvino_session import bf16_available, open_openvino, openvino_installed
+from netorigin.runtime.engines.session import (
     BF16_CHECK,
     CPU_BATCH,
     INT8_OPENVINO_CHECK,
@@ -48,8 +41,15 @@ from netorigin.runtime.session import (
     ModelSession,
     open_session,
 )
-from netorigin.runtime.slide import MppRule
-from netorigin.runtime.verdict import case_score, verdict_from_sum
+from netorigin.runtime.model.bands import Band, BandTable
+from netorigin.runtime.model.contract import load_contract, with_metadata
+from netorigin.runtime.model.record import FidelityRecord, MeasuredOn
+from netorigin.runtime.names import check_name
+from netorigin.runtime.progress import Bar
+from netorigin.runtime.slide.regions import RegionRules
+from netorigin.runtime.slide.sampling import PatchGeometry
+from netorigin.runtime.slide.slide import MppRule
+from netorigin.runtime.slide.verdict import case_score, verdict_from_sum
 
 from .build import check_precision, with_head, write_model
 from .embedder import EmbedderInfo, PatchEmbedder

@@ -5,8 +5,6 @@
     result.verdict.verdict  # "pancreas" | "small_intestine" | "uncertain"
 """
 
-from .bands import Band, BandTable
-from .contract import ModelContract, load_contract
 from .errors import (
                      AnnotationError,
                      ConfigurationError,
@@ -21,9 +19,11 @@ from .errors import (
                      SignatureError,
                      SlideError,
 )
-from .predictor import CaseResult, Predictor, SlideInput
-from .regions import RegionRules
-from .slide import MppRule
+from .model.bands import Band, BandTable
+from .model.contract import ModelContract, load_contract
+from .slide.predictor import CaseResult, Predictor, SlideInput
+from .slide.regions import RegionRules
+from .slide.slide import MppRule
 
 __all__ = ["Band", "BandTable", "ModelContract", "load_contract", "Predictor", "CaseResult", "SlideInput",
            "RegionRules", "MppRule", "NetoriginError", "SlideError", "AnnotationError", "ModelError",

@@ -35,7 +35,7 @@ def with_record(model_path, path, **changes):
     digests recomputed; returns its contract."""
     from dataclasses import replace
 
-    from netorigin.runtime.contract import PREFIX, load_contract, with_metadata
+    from netorigin.runtime.model.contract import PREFIX, load_contract, with_metadata
 
     contract = load_contract(model_path)
     meta = dict(contract.meta) | {PREFIX + "record": replace(contract.record, **changes).to_json()}
@@ -47,7 +47,7 @@ def fidelity_record(passed: bool = True, flips: int = 0, ratio: float = 0.004, m
     """A fidelity check as `train` records it, measured on this host's ONNX Runtime CPU unless `measured_on`."""
     import onnxruntime
 
-    from netorigin.runtime.record import FidelityRecord, MeasuredOn, cpu_features
+    from netorigin.runtime.model.record import FidelityRecord, MeasuredOn, cpu_features
 
     here = MeasuredOn("onnxruntime", onnxruntime.__version__, "CPUExecutionProvider", cpu_features())
     return FidelityRecord(verdict_flips=flips, max_abs_delta_s_over_band_width=ratio, patients=14, bands_checked=5,

@@ -15,9 +15,9 @@ import pytest
 import tifffile
 from onnx import TensorProto, helper
 
-from netorigin.runtime.contract import PREFIX, load_contract, with_metadata
-from netorigin.runtime.protobuf_fields import read_metadata, replace_metadata
-from netorigin.runtime.signing import generate_keypair, sign_model
+from netorigin.runtime.model.contract import PREFIX, load_contract, with_metadata
+from netorigin.runtime.model.protobuf_fields import read_metadata, replace_metadata
+from netorigin.runtime.model.signing import generate_keypair, sign_model
 
 from .helpers import run_cli
 

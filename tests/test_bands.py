@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from netorigin.calibration.bands import MARGIN, calibrate_bands
 from netorigin.calibration.bands_io import read_sums
 from netorigin.calibration.errors import InputDataError
-from netorigin.runtime.verdict import patient_verdict, verdict_from_sum
+from netorigin.runtime.slide.verdict import patient_verdict, verdict_from_sum
 
 # The reference implementation's published per-patient sums and band table (a copy lives in the repository, so a
 # plain clone runs the golden test).

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from netorigin.calibration.bands import calibrate_bands
-from netorigin.runtime.contract import load_contract
+from netorigin.runtime.model.contract import load_contract
 
 from .helpers import rebanded, run_cli
 

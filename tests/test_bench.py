@@ -8,8 +8,10 @@ import json
 import pytest
 
 from netorigin.export.smoke import build_smoke_model, tiny_embedder
-from netorigin.runtime.openvino_session import bf16_available
-from netorigin.runtime.predictor import Predictor
+from netorigin.runtime.engines.openvino_session import BATCH as OPENVINO_BATCH
+from netorigin.runtime.engines.openvino_session import bf16_available
+from netorigin.runtime.engines.session import CPU_BATCH
+from netorigin.runtime.slide.predictor import Predictor
 
 from .helpers import fidelity_record, run_cli, with_record
 
@@ -42,9 +44,10 @@ def test_every_configuration_is_measured_with_its_fidelity_and_seeds(monkeypatch
     bf16 = {"tiny.onnx (fp32) on openvino bf16"} if bf16_available() else set()  # only where this CPU has it
     assert set(rows) == {f"{name} on {engine}" for name in ("tiny.onnx (fp32)", "tiny-int8.onnx (int8)")
                          for engine in engines} | bf16
-    for row in rows.values():
-        assert row["started"] and row["product_batch"] == 32
-        assert set(row["patches_per_s"]) == {"8", "32"}
+    for name, row in rows.items():
+        product = OPENVINO_BATCH if " on openvino " in name else CPU_BATCH  # each engine's own product batch
+        assert row["started"] and row["product_batch"] == product
+        assert set(row["patches_per_s"]) == {"8", str(product)}
         assert all(s["n"] == 5 and s["min"] <= s["median"] <= s["max"] for s in row["patches_per_s"].values())
         assert row["case_open_to_verdict_s"]["n"] == 5 and len(row["patient_sums"]) == 5
     reference = rows["tiny.onnx (fp32) on onnxruntime cpu"]
@@ -84,7 +87,7 @@ def test_the_table_shows_fidelity_beside_speed_and_the_recommendation(monkeypatc
     assert code == 0, err
     lines = out.splitlines()
     int8_line = next(line for line in lines if line.startswith("tiny-int8.onnx (int8) on onnxruntime cpu "))
-    assert int8_line.endswith("NOT PASSED") and "32: " in int8_line
+    assert int8_line.endswith("NOT PASSED") and f"{CPU_BATCH}: " in int8_line
     assert any(line.startswith("tiny.onnx (fp32) on onnxruntime cpu ") and line.endswith("reference")
                for line in lines)
     assert lines[-1].startswith("recommended: tiny.onnx (fp32) on ")

@@ -11,9 +11,10 @@ import shutil
 
 import pytest
 
-from netorigin.runtime.bands import BandTable
-from netorigin.runtime.case_page import band_axis, diverging_colour
-from netorigin.runtime.contract import load_contract
+from netorigin.runtime.model.bands import BandTable
+from netorigin.runtime.model.contract import load_contract
+from netorigin.runtime.reports.case_page import band_axis
+from netorigin.runtime.reports.html import diverging_colour
 
 from .helpers import rebanded, run_cli, run_cli_outside_a_test
 
@@ -152,7 +153,7 @@ def test_insufficient_tissue_page_gives_no_verdict(browser, tiny_model, slides, 
 
 
 def test_names_from_files_are_escaped(tmp_path):
-    from netorigin.runtime.case_page import case_html
+    from netorigin.runtime.reports.case_page import case_html
 
     report = json.loads(json.dumps({
         "status": "insufficient_tissue", "case": "c1", "verdict": None, "problem": "<script>alert(1)</script>",
@@ -186,8 +187,8 @@ def test_band_axis_places_everything_inside_its_width():
 
 @pytest.mark.parametrize("n_slides", [1, 4, 8])
 def test_a_case_page_prints_on_one_a4_page_whatever_the_slide_count(browser, tiny_model, slides, tmp_path, n_slides):
-    from netorigin.runtime.predictor import Predictor
-    from netorigin.runtime.report import write_case_outputs
+    from netorigin.runtime.reports.report import write_case_outputs
+    from netorigin.runtime.slide.predictor import Predictor
 
     pool = [slides[name] for name in ("svs20x", "svs40x", "tiff20x")]
     chosen = [pool[i % 3] for i in range(n_slides)]
@@ -207,7 +208,7 @@ def test_a_case_page_prints_on_one_a4_page_whatever_the_slide_count(browser, tin
 @pytest.mark.parametrize("where", [0.0, 0.2, 0.5, 1.0])
 def test_the_s_label_never_covers_the_legend_and_stays_inside_the_axis(browser, case_dir, tmp_path, where):
     """S anywhere on the axis (demo case oth008 lay in its left third, where the label covered the legend)."""
-    from netorigin.runtime.case_page import case_html
+    from netorigin.runtime.reports.case_page import case_html
 
     report = json.loads((case_dir / "case" / "case-1.json").read_text())
     cohort = list(load_contract(report["model"]["path"]).record.calibration.sums)

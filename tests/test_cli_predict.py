@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from netorigin.runtime.contract import load_contract
+from netorigin.runtime.model.contract import load_contract
 
 from .helpers import run_cli
 
@@ -138,8 +138,8 @@ def test_reports_get_ordinary_file_permissions(tmp_path):
 
 
 def test_unexpected_failure_of_one_case_is_recorded_and_the_batch_goes_on(tiny_model, slides, tmp_path):
-    from netorigin.runtime.batch import BatchCase, run_batch
-    from netorigin.runtime.predictor import Predictor, SlideInput
+    from netorigin.runtime.batch.slides import BatchCase, run_batch
+    from netorigin.runtime.slide.predictor import Predictor, SlideInput
 
     predictor = Predictor(tiny_model, device="cpu")
     good = BatchCase("good", (SlideInput(slides["svs20x"].slide, slides["svs20x"].annotations),))

@@ -19,11 +19,11 @@ from netorigin.calibration.embeddings import Embeddings
 from netorigin.calibration.protocols import binary_loo, extended_loo
 from netorigin.export.embeddings import EmbedderSpec, embed_manifest, embed_manifest_on
 from netorigin.export.heads import fit_scorer
-from netorigin.runtime.batch import read_manifest, run_batch
-from netorigin.runtime.cluster import DaskMapper, LocalMapper, mapper_for
-from netorigin.runtime.cluster_access import ClusterAccess
+from netorigin.runtime.batch.cluster import DaskMapper, LocalMapper, mapper_for
+from netorigin.runtime.batch.cluster_access import ClusterAccess
+from netorigin.runtime.batch.slides import read_manifest, run_batch
 from netorigin.runtime.errors import ConfigurationError
-from netorigin.runtime.predictor import Predictor
+from netorigin.runtime.slide.predictor import Predictor
 
 from .helpers import run_cli, synthetic_embeddings
 

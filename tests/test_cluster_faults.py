@@ -14,9 +14,9 @@ from pathlib import Path
 from distributed import Client, LocalCluster
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from netorigin.runtime.batch import read_manifest, run_batch
-from netorigin.runtime.cluster import DaskMapper
-from netorigin.runtime.predictor import Predictor
+from netorigin.runtime.batch.cluster import DaskMapper
+from netorigin.runtime.batch.slides import read_manifest, run_batch
+from netorigin.runtime.slide.predictor import Predictor
 
 from .test_cluster import manifest
 
@@ -31,7 +31,7 @@ class HoldCases(WorkerPlugin):
         self.folder = folder
 
     def setup(self, worker) -> None:
-        import netorigin.runtime.batch as batch
+        import netorigin.runtime.batch.slides as batch
 
         real, folder = batch.run_case, Path(self.folder)
 
@@ -47,7 +47,7 @@ class HoldCases(WorkerPlugin):
         batch.run_case = held  # run_case_on_worker looks it up in the module at call time
 
     def teardown(self, worker) -> None:  # unregister_worker_plugin: a shared cluster fixture is left as it was
-        import netorigin.runtime.batch as batch
+        import netorigin.runtime.batch.slides as batch
 
         batch.run_case = self.real
 
@@ -106,7 +106,7 @@ class BreakCase(WorkerPlugin):
         self.case_id = case_id
 
     def setup(self, worker) -> None:
-        import netorigin.runtime.batch as batch
+        import netorigin.runtime.batch.slides as batch
 
         real, broken = batch.run_case, self.case_id
 

@@ -12,8 +12,8 @@ import pytest
 from distributed import LocalCluster
 from distributed.security import Security
 
-from netorigin.runtime.cluster_access import ClusterAccess
-from netorigin.runtime.cluster_certs import certificate_files
+from netorigin.runtime.batch.cluster_access import ClusterAccess
+from netorigin.runtime.batch.cluster_certs import certificate_files
 from netorigin.runtime.errors import ConfigurationError
 
 from .helpers import run_cli
@@ -29,7 +29,7 @@ def make_certs(monkeypatch, capsys, folder):
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory):
     """Two independent CAs, each with scheduler, worker and client certificates."""
-    from netorigin.runtime.cluster_certs import make_cluster_certificates
+    from netorigin.runtime.batch.cluster_certs import make_cluster_certificates
 
     root = tmp_path_factory.mktemp("certs")
     return make_cluster_certificates(root / "ours"), make_cluster_certificates(root / "theirs")
@@ -160,7 +160,7 @@ def test_tls_without_a_client_certificate_writes_nothing(tls_cluster, certs, tin
 def test_tls_files_from_dasks_configuration_are_used(tls_cluster, certs):
     import dask
 
-    from netorigin.runtime.cluster import mapper_for
+    from netorigin.runtime.batch.cluster import mapper_for
 
     ours = certs[0]
     with dask.config.set({"distributed.comm.tls.ca-file": str(ours["ca"][0]),
@@ -171,7 +171,7 @@ def test_tls_files_from_dasks_configuration_are_used(tls_cluster, certs):
 
 
 def test_a_key_that_is_not_the_certificates_is_one_line(tls_cluster, certs):
-    from netorigin.runtime.cluster import mapper_for
+    from netorigin.runtime.batch.cluster import mapper_for
 
     ours, theirs = certs
     access = ClusterAccess(tls_cluster, ours["ca"][0], ours["client"][0], theirs["client"][1])

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from netorigin.runtime.contract import load_contract
+from netorigin.runtime.model.contract import load_contract
 
 from .helpers import run_cli
 

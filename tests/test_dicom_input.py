@@ -10,7 +10,7 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
-from netorigin.runtime.slide import Slide
+from netorigin.runtime.slide.slide import Slide
 
 from .dicom_slides import volume_instances
 from .helpers import run_cli

@@ -12,7 +12,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from netorigin.runtime.dicom_results import LOCAL_CODES, VERDICT_CODES, vote_code
+from netorigin.runtime.dicom.dicom_results import LOCAL_CODES, VERDICT_CODES, vote_code
 
 from .dicom_slides import volume_instances
 from .helpers import run_cli, run_cli_outside_a_test

@@ -16,8 +16,8 @@ import pytest
 from dicomweb_client import DICOMwebClient
 from pydicom.data import get_testdata_file
 
-from netorigin.runtime import dicomweb
-from netorigin.runtime.dicom_results import LOCAL_CODES
+from netorigin.runtime.dicom import dicomweb
+from netorigin.runtime.dicom.dicom_results import LOCAL_CODES
 
 from .dicom_slides import volume_instances
 from .helpers import run_cli

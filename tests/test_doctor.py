@@ -11,7 +11,7 @@ import onnxruntime
 import openslide
 import pytest
 
-from netorigin.runtime.contract import load_contract
+from netorigin.runtime.model.contract import load_contract
 
 from .helpers import run_cli
 

@@ -16,7 +16,7 @@ from netorigin.calibration.embeddings import Embeddings
 from netorigin.calibration.metrics import class_metrics, clopper_pearson
 from netorigin.calibration.protocols import binary_loo, extended_loo, external_test
 from netorigin.export.heads import SVC_CACHE_MB, fit_head, fit_scorer, make_head, one_blas_thread
-from netorigin.runtime.verdict import UNCERTAIN, patient_verdict
+from netorigin.runtime.slide.verdict import UNCERTAIN, patient_verdict
 
 from .helpers import run_cli
 

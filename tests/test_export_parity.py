@@ -17,9 +17,9 @@ from netorigin.export.embedder import build_embedder, embed_uint8
 from netorigin.export.heads import fit_head, head_arrays
 from netorigin.export.metadata import build_metadata, model_record
 from netorigin.export.onnx_graph import MAX_IR_VERSION, attach_head, export_embedder
-from netorigin.runtime.contract import load_contract, with_metadata
-from netorigin.runtime.session import open_session
-from netorigin.runtime.verdict import patient_verdict
+from netorigin.runtime.engines.session import open_session
+from netorigin.runtime.model.contract import load_contract, with_metadata
+from netorigin.runtime.slide.verdict import patient_verdict
 
 
 def _patches(n: int, seed: int, dark: bool) -> np.ndarray:

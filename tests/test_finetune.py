@@ -16,7 +16,7 @@ from netorigin.calibration.splits import patient_digests
 from netorigin.export.cli_finetune import command as finetune_command
 from netorigin.export.embedder import build_embedder
 from netorigin.export.synthetic import make_cohort
-from netorigin.runtime.contract import load_contract
+from netorigin.runtime.model.contract import load_contract
 
 from .helpers import run_cli
 

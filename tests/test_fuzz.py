@@ -20,7 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from shapely.validation import explain_validity
 
-from netorigin.runtime.contract import (
+from netorigin.runtime.errors import AnnotationError, ConfigurationError, ModelError, NetoriginError
+from netorigin.runtime.model.contract import (
     PREFIX,
     ModelContract,
     decode_metadata,
@@ -29,8 +30,7 @@ from netorigin.runtime.contract import (
     parse_confidence,
     validate_metadata,
 )
-from netorigin.runtime.errors import AnnotationError, ConfigurationError, ModelError, NetoriginError
-from netorigin.runtime.regions import RegionRules, load_annotations
+from netorigin.runtime.slide.regions import RegionRules, load_annotations
 
 # shapely warns (RuntimeWarning) on NaN/overflowing coordinates; the fuzzer makes plenty of those.
 pytestmark = [pytest.mark.filterwarnings("ignore::RuntimeWarning"),

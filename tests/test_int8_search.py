@@ -10,7 +10,7 @@ from netorigin.export.heads import head_arrays
 from netorigin.export.int8_search import decisions, search_int8
 from netorigin.export.onnx_graph import attach_head, export_embedder
 from netorigin.export.precision import Int8Recipe, float_nodes
-from netorigin.runtime.record import FidelityRecord, MeasuredOn
+from netorigin.runtime.model.record import FidelityRecord, MeasuredOn
 
 from .helpers import tiny_fitted
 

@@ -23,11 +23,11 @@ from netorigin.export.onnx_graph import attach_mil_head, export_embedder
 from netorigin.export.smoke import tiny_embedder
 from netorigin.export.synthetic import make_cohort
 from netorigin.export.train import TrainPlan, train
-from netorigin.runtime.contract import load_contract
-from netorigin.runtime.predictor import Predictor
-from netorigin.runtime.report import CaseExtras, case_report, patches_geojson, write_case_outputs
-from netorigin.runtime.session import open_session
-from netorigin.runtime.verdict import PANCREAS, SMALL_INTESTINE, UNCERTAIN, bag_verdict
+from netorigin.runtime.engines.session import open_session
+from netorigin.runtime.model.contract import load_contract
+from netorigin.runtime.reports.report import CaseExtras, case_report, patches_geojson, write_case_outputs
+from netorigin.runtime.slide.predictor import Predictor
+from netorigin.runtime.slide.verdict import PANCREAS, SMALL_INTESTINE, UNCERTAIN, bag_verdict
 
 from .helpers import run_cli
 
@@ -296,7 +296,7 @@ def test_fit_calibrate_export_commands_take_a_mil_head(monkeypatch, capsys, tmp_
 
 
 def test_openvino_runs_a_bag_model_like_onnx_runtime(mil_model):
-    from netorigin.runtime.openvino_session import open_openvino
+    from netorigin.runtime.engines.openvino_session import open_openvino
 
     _, result = mil_model
     contract = load_contract(result.models["fp32"])

@@ -18,8 +18,11 @@ from netorigin.runtime.mri.clinical import (
     encoded_width,
     read_clinical,
 )
-from netorigin.runtime.mri.groups import image_groups, read_roi, read_series
+from netorigin.runtime.mri.groups import image_groups, read_series
 from netorigin.runtime.mri.protocol import SEQUENCES, SPACING_MM
+from netorigin.runtime.mri.roi import read_roi
+
+from .mri_cases import write_segmentation
 
 
 @pytest.fixture(scope="module")
@@ -29,9 +32,9 @@ def cohort(tmp_path_factory):
     return root
 
 
-def groups_of(folder, sequences=SEQUENCES):
-    return image_groups([read_series(folder / s, s) for s in sequences], read_roi(folder / "roi-t2.nii.gz"),
-                        folder / "roi-t2.nii.gz")
+def groups_of(folder, sequences=SEQUENCES, roi_name="roi-t2.nii.gz"):
+    series = [read_series(folder / s, s) for s in sequences]
+    return image_groups(series, read_roi(folder / roi_name, series[0]), folder / roi_name)
 
 
 def test_groups_are_the_sections_the_region_touches_one_channel_per_sequence(cohort):
@@ -133,6 +136,28 @@ def test_a_region_not_on_the_t2_grid_or_empty_is_refused(cohort, tmp_path):
     sitk.WriteImage(empty, str(case / "roi-t2.nii.gz"))
     with pytest.raises(MriInputError, match="region of interest is empty"):
         groups_of(case)
+
+
+@pytest.mark.parametrize("segments", [1, 2])
+def test_a_dicom_segmentation_on_the_t2_gives_the_groups_of_the_same_mask(cohort, tmp_path, segments):
+    case = copy_case(cohort, tmp_path)
+    mask = sitk.GetArrayFromImage(sitk.ReadImage(str(case / "roi-t2.nii.gz"))) != 0
+    write_segmentation(case / "t2", mask, case / "roi-t2.dcm", segments)
+    from_seg, from_nifti = groups_of(case, roi_name="roi-t2.dcm"), groups_of(case)
+    assert from_seg.sections == from_nifti.sections
+    assert np.array_equal(from_seg.pixels, from_nifti.pixels) and np.array_equal(from_seg.roi, from_nifti.roi)
+
+
+def test_a_dicom_segmentation_of_another_series_or_not_a_seg_is_one_line(cohort, tmp_path):
+    case = copy_case(cohort, tmp_path)
+    dwi = sitk.GetArrayFromImage(read_series(case / "dwi_b800", "dwi_b800").image)
+    write_segmentation(case / "dwi_b800", np.ones(dwi.shape, bool), case / "roi-t2.dcm")
+    with pytest.raises(MriInputError, match="does not reference the T2 series' instances") as exc:
+        groups_of(case, roi_name="roi-t2.dcm")
+    assert str(case / "roi-t2.dcm") in str(exc.value)
+    (case / "roi-t2.dcm").write_bytes(next((case / "t2").iterdir()).read_bytes())  # a T2 slice, not a SEG
+    with pytest.raises(MriInputError, match="not a DICOM Segmentation highdicom reads"):
+        groups_of(case, roi_name="roi-t2.dcm")
 
 
 def test_clinical_records_encode_by_the_table_and_refuse_gaps(cohort):

@@ -10,16 +10,17 @@ import shutil
 import numpy as np
 import pytest
 
-from netorigin.export.mri_model import build_lesion_net, lesion_model_bytes, probabilities
+from netorigin.export.mri_model import probabilities
 from netorigin.export.synthetic_mri import make_mri_cohort
-from netorigin.runtime.contract import load_contract
 from netorigin.runtime.errors import ModelError
+from netorigin.runtime.model.contract import load_contract
 from netorigin.runtime.mri.clinical import DEFAULT_ENCODING, encode_record, read_clinical
 from netorigin.runtime.mri.contract import load_mri_contract
 from netorigin.runtime.mri.predictor import MriCase, MriPredictor
 from netorigin.runtime.mri.protocol import MODEL_KINDS, UNENHANCED
 
 from .helpers import run_cli, run_cli_outside_a_test
+from .mri_cases import untrained_model
 
 TINY = ["--architecture", "test_efficientnet", "--epochs", "1", "--folds", "2", "--learning-rate", "0.01"]
 
@@ -43,12 +44,8 @@ def trained(cohort, tmp_path_factory):
 @pytest.fixture(scope="module")
 def untrained_f(tmp_path_factory):
     """Model F (six sequences + clinical data) as exported, untrained: the PyTorch network and its file."""
-    kind = MODEL_KINDS["F"]
-    net, network = build_lesion_net(kind, "test_efficientnet", None, seed=3, clinical=DEFAULT_ENCODING)
     model = tmp_path_factory.mktemp("mri-f") / "f.onnx"
-    model.write_bytes(lesion_model_bytes(net, kind, DEFAULT_ENCODING, {"demo": True, "network": network,
-                                                                        "trained_on_patients_sha256": []}, {}))
-    return net, model
+    return untrained_model("F", model, seed=3, clinical=DEFAULT_ENCODING), model
 
 
 def test_train_mri_cross_validates_and_exports_a_kind(trained):
@@ -176,8 +173,8 @@ def test_doctor_says_an_mri_model_cannot_run_without_simpleitk(untrained_f):
 
 
 def test_an_edited_class_list_breaks_the_verdict_digest(untrained_f, tmp_path):
-    from netorigin.runtime.contract import PREFIX, encode_metadata
-    from netorigin.runtime.protobuf_fields import read_metadata, replace_metadata
+    from netorigin.runtime.model.contract import PREFIX, encode_metadata
+    from netorigin.runtime.model.protobuf_fields import read_metadata, replace_metadata
 
     data = untrained_f[1].read_bytes()
     props = read_metadata(data)

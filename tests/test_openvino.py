@@ -10,12 +10,19 @@ import numpy as np
 import openvino
 import pytest
 
-from netorigin.runtime.contract import ModelContract, load_contract
+from netorigin.runtime.engines.openvino_session import bf16_available, open_openvino, openvino_measured_on
+from netorigin.runtime.engines.session import (
+    BF16_CHECK,
+    ONNXRUNTIME,
+    OPENVINO,
+    choose_engine,
+    open_engine,
+    open_session,
+)
 from netorigin.runtime.errors import DeviceError, MissingDependencyError
-from netorigin.runtime.openvino_session import bf16_available, open_openvino, openvino_measured_on
-from netorigin.runtime.predictor import Predictor
-from netorigin.runtime.report import case_report
-from netorigin.runtime.session import BF16_CHECK, ONNXRUNTIME, OPENVINO, choose_engine, open_engine, open_session
+from netorigin.runtime.model.contract import ModelContract, load_contract
+from netorigin.runtime.reports.report import case_report
+from netorigin.runtime.slide.predictor import Predictor
 
 from .helpers import fidelity_record, run_cli, with_record
 
@@ -60,7 +67,7 @@ def test_openvino_on_cuda_or_missing_is_a_one_line_error(monkeypatch, tiny_model
     contract = load_contract(tiny_model)
     with pytest.raises(DeviceError, match="--engine openvino runs on the CPU"):
         open_engine(contract, "openvino", "cuda")
-    import netorigin.runtime.openvino_session as module
+    import netorigin.runtime.engines.openvino_session as module
 
     def missing(name):
         raise ModuleNotFoundError(name)
@@ -79,7 +86,7 @@ def with_bf16_check(model_path, tmp_path, passed: bool, measured_on=None) -> Mod
 
 
 def test_auto_chooses_openvino_bf16_only_on_a_passed_check_and_a_bf16_cpu(monkeypatch, tiny_model, tmp_path):
-    import netorigin.runtime.openvino_session as module
+    import netorigin.runtime.engines.openvino_session as module
 
     passed, failed = with_bf16_check(tiny_model, tmp_path, True), with_bf16_check(tiny_model, tmp_path, False)
     unchecked = load_contract(tiny_model)
@@ -118,7 +125,7 @@ def test_predictor_reports_what_auto_chose(tiny_model, slides, tmp_path):
 def test_train_records_the_bf16_check_with_fp32_bands():
     from netorigin.calibration.bands_io import PatientSum
     from netorigin.export.train import _fidelity_check
-    from netorigin.runtime.bands import Band, BandTable
+    from netorigin.runtime.model.bands import Band, BandTable
 
     fp32 = [PatientSum(f"p{i}", i % 3, s, 60 if s > 0 else 40, 100) for i, s in enumerate([-30.0, 25.0, 1.0, -2.0])]
     table = BandTable((Band(0.0, 0, 0.0, 0.0), Band(1.0, 1, -5.0, 5.0)), n_pi=2, n_other=2)
@@ -144,7 +151,7 @@ def test_train_records_the_bf16_check_with_fp32_bands():
 
 
 def test_auto_never_overrides_an_explicit_f32_request(monkeypatch, tiny_model, tmp_path):
-    import netorigin.runtime.openvino_session as module
+    import netorigin.runtime.engines.openvino_session as module
 
     monkeypatch.setattr(module, "bf16_available", lambda: True)
     predictor = Predictor(with_bf16_check(tiny_model, tmp_path, True), device="cpu", ov_precision="f32")

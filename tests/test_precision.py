@@ -11,8 +11,8 @@ from netorigin.export.build import build_model_bytes
 from netorigin.export.onnx_graph import export_embedder
 from netorigin.export.precision import Int8Recipe, conv_modules, to_int8
 from netorigin.export.smoke import head_record, tiny_embedder
-from netorigin.runtime.contract import load_contract
-from netorigin.runtime.session import open_session
+from netorigin.runtime.engines.session import open_session
+from netorigin.runtime.model.contract import load_contract
 
 from .helpers import tiny_fitted
 
@@ -61,10 +61,26 @@ def test_variant_decisions_track_fp32(variants):
     assert not np.array_equal(out["int8"], out["fp32"])  # it really is a different model
 
 
+def test_the_cpu_session_runs_without_the_memory_pattern_and_its_decisions_do_not_depend_on_the_batch(variants):
+    """The CPU settings that halve predict's peak memory (benchmarks/results/memory-predict.md) keep the bits: a
+    patch's decision is the same in a batch of 16, of 32 and alone."""
+    from netorigin.runtime.engines.session import CPU_BATCH
+
+    paths, patches = variants
+    cpu = open_session(load_contract(paths["fp32"]), "cpu")
+    assert cpu.session.get_session_options().enable_mem_pattern is False and cpu.batch_size == CPU_BATCH == 16
+    rows = patches[:33]
+    by_product_batch = np.concatenate([cpu.run(rows[i:i + 16])[0] for i in range(0, 33, 16)])
+    by_32 = np.concatenate([cpu.run(rows[:32])[0], cpu.run(rows[32:])[0]])
+    alone = np.concatenate([cpu.run(rows[i:i + 1])[0] for i in range(33)])
+    np.testing.assert_array_equal(by_product_batch, by_32)
+    np.testing.assert_array_equal(by_product_batch, alone)
+
+
 def test_the_cuda_path_runs_real_rows_through_io_binding(variants):
     """The CUDA path's logic exercised on the CPU provider (CI has no GPU): a short batch runs as it is (no padding
     to a fixed batch), through IO binding, with the plain run's values bit for bit; warm-up runs one full batch."""
-    from netorigin.runtime.session import CUDA, CUDA_BATCH, ModelSession
+    from netorigin.runtime.engines.session import CUDA, CUDA_BATCH, ModelSession
 
     paths, patches = variants
     cpu = open_session(load_contract(paths["fp32"]), "cpu")

@@ -84,7 +84,7 @@ def test_no_bar_in_redirected_output_nor_with_quiet(batch_args, tmp_path):
 
 def test_a_counting_mapper_steps_once_per_finished_task_and_keeps_the_callers_callback():
     """What `evaluate`'s bar counts: finished folds, wherever they ran (the same wrapper goes round a Dask mapper)."""
-    from netorigin.runtime.cluster import LocalMapper
+    from netorigin.runtime.batch.cluster import LocalMapper
     from netorigin.runtime.progress import CountingMapper
 
     steps, seen = [], []
@@ -122,8 +122,8 @@ def test_finetune_counts_patients_read_then_training_batches_on_a_terminal(tmp_p
 
 def test_bench_counts_every_measurement_on_a_terminal(slides, tiny_model):
     """Each engine this host has (ONNX Runtime, OpenVINO f32, bf16 where the CPU has it) x 5 repetitions x
-    (batches 8 and 32, then one case)."""
-    from netorigin.runtime.openvino_session import bf16_available
+    (batch 8 and the engine's product batch, then one case)."""
+    from netorigin.runtime.engines.openvino_session import bf16_available
 
     steps = (3 if bf16_available() else 2) * 5 * 3
     slide = slides["svs20x"]

@@ -9,7 +9,7 @@ import pytest
 import shapely
 
 from netorigin.runtime.errors import AnnotationError
-from netorigin.runtime.regions import RegionRules, load_annotations
+from netorigin.runtime.slide.regions import RegionRules, load_annotations
 
 SLIDE = SimpleNamespace(dimensions=(10_000, 8_000), offset=(0, 0), path="slide.svs")
 

@@ -9,10 +9,10 @@ import pytest
 from PIL import Image
 
 from netorigin.export.synthetic import write_pyramid
-from netorigin.runtime.contract import load_contract
 from netorigin.runtime.errors import ConfigurationError, ManifestError, SlideError
-from netorigin.runtime.sampling import PatchGeometry, plan_reads
-from netorigin.runtime.slide import MppRule, Slide
+from netorigin.runtime.model.contract import load_contract
+from netorigin.runtime.slide.sampling import PatchGeometry, plan_reads
+from netorigin.runtime.slide.slide import MppRule, Slide
 
 from .helpers import run_cli
 
@@ -154,7 +154,7 @@ def test_a_forced_level_whose_read_misses_the_field_of_view_is_refused(tmp_path)
 
 def test_batch_rows_and_training_cohorts_take_the_same_mpp_rule(tmp_path):
     from netorigin.export.embeddings import iter_cohort
-    from netorigin.runtime.batch import read_manifest
+    from netorigin.runtime.batch.slides import read_manifest
 
     bare, bare_ann = slide_file(tmp_path, "bare", 2400, 2000, None)
     manifest = tmp_path / "batch.csv"

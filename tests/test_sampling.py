@@ -7,10 +7,10 @@ import pytest
 import shapely
 from PIL import Image
 
-from netorigin.runtime.predictor import Predictor
-from netorigin.runtime.regions import Regions, load_annotations
-from netorigin.runtime.sampling import PatchGeometry, allot, allot_case, empty_fraction, plan_reads
-from netorigin.runtime.slide import Slide
+from netorigin.runtime.slide.predictor import Predictor
+from netorigin.runtime.slide.regions import Regions, load_annotations
+from netorigin.runtime.slide.sampling import PatchGeometry, allot, allot_case, empty_fraction, plan_reads
+from netorigin.runtime.slide.slide import Slide
 
 
 def test_allotment_even_with_remainder_to_first_parts():
@@ -107,7 +107,7 @@ def test_slides_of_a_case_read_together_give_each_slides_own_patches_in_slide_or
     from concurrent.futures import ThreadPoolExecutor
 
     from netorigin.runtime.errors import InsufficientTissueError
-    from netorigin.runtime.sampling import sample_case, sample_slide
+    from netorigin.runtime.slide.sampling import sample_case, sample_slide
 
     items = [slides["svs20x"], slides["svs40x"], slides["tiff20x"]]
     opened = [Slide(i.slide) for i in items]

@@ -9,10 +9,10 @@ import stat
 
 import pytest
 
-from netorigin.runtime.contract import PREFIX, ModelContract, load_contract, with_metadata
 from netorigin.runtime.errors import ConfigurationError, ModelError, SignatureError
-from netorigin.runtime.protobuf_fields import read_metadata, replace_metadata
-from netorigin.runtime.signing import (
+from netorigin.runtime.model.contract import PREFIX, ModelContract, load_contract, with_metadata
+from netorigin.runtime.model.protobuf_fields import read_metadata, replace_metadata
+from netorigin.runtime.model.signing import (
     SIGNATURE_KEY,
     generate_keypair,
     key_id,
@@ -160,7 +160,7 @@ def test_inspect_names_the_signature_and_checks_trusted_keys(monkeypatch, capsys
 
 def test_a_new_graph_with_a_recomputed_digest_under_the_old_signature_is_refused(signed_model, keys, tmp_path):
     """Swap the weights, recompute netorigin.sha256 as an attacker could, keep the signature: refused."""
-    from netorigin.runtime.contract import content_sha256, encode_metadata
+    from netorigin.runtime.model.contract import content_sha256, encode_metadata
 
     contract = load_contract(signed_model)
     tampered = bytearray(contract.model_bytes)
@@ -221,7 +221,7 @@ def test_a_worker_trusts_the_key_bytes_its_driver_read_not_the_file_now_at_that_
     import pickle
     import shutil
 
-    from netorigin.runtime.predictor import Predictor
+    from netorigin.runtime.slide.predictor import Predictor
 
     trusted = tmp_path / "trusted.pub"
     shutil.copy(keys["hospital"][1], trusted)

@@ -18,12 +18,12 @@ from netorigin.export.precision import calibration_batches
 from netorigin.export.smoke import tiny_embedder
 from netorigin.export.synthetic import make_cohort
 from netorigin.export.train import TrainPlan, train
-from netorigin.runtime.contract import load_contract
+from netorigin.runtime.engines.session import open_session
 from netorigin.runtime.errors import ConfigurationError
-from netorigin.runtime.predictor import Predictor
+from netorigin.runtime.model.contract import load_contract
 from netorigin.runtime.progress import Bar
-from netorigin.runtime.session import open_session
-from netorigin.runtime.verdict import patient_sum
+from netorigin.runtime.slide.predictor import Predictor
+from netorigin.runtime.slide.verdict import patient_sum
 
 from .helpers import rebanded, run_cli, with_record
 
@@ -212,7 +212,7 @@ def test_train_checks_every_slide_before_writing_anything(tmp_path, slides):
 
 
 def test_fp32_model_records_the_openvino_bf16_check_where_the_cpu_has_bf16(trained, cohort):
-    from netorigin.runtime.openvino_session import bf16_available, open_openvino
+    from netorigin.runtime.engines.openvino_session import bf16_available, open_openvino
 
     checks = {p: load_contract(path).record.engine_checks for p, path in trained.models.items()}
     assert checks["fp16"] == {} and "openvino-bf16" not in checks["int8"]  # only the fp32 model runs as bf16
@@ -235,8 +235,8 @@ def test_the_int8_file_records_its_own_openvino_check_and_auto_follows_it(traine
     """OpenVINO runs the INT8 file's QDQ graph with its own kernels: train checks it there too (under the INT8
     file's bands), `auto` chooses OpenVINO for it only where that check passed here, and an OpenVINO run without
     a passing check is refused like any unchecked variant."""
-    from netorigin.runtime.openvino_session import open_openvino
-    from netorigin.runtime.session import choose_engine, fidelity_problems
+    from netorigin.runtime.engines.openvino_session import open_openvino
+    from netorigin.runtime.engines.session import choose_engine, fidelity_problems
 
     contract = load_contract(trained.models["int8"])
     check = contract.record.engine_checks["openvino-int8"]

@@ -13,7 +13,7 @@ from PIL import Image
 
 from netorigin.calibration.errors import InputDataError
 from netorigin.export.embedder import build_embedder, embed_uint8
-from netorigin.runtime.contract import load_contract
+from netorigin.runtime.model.contract import load_contract
 
 from .helpers import run_cli
 

@@ -6,20 +6,23 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from ..atomic import write_text_atomic
-from ..batch import SUMMARY_NAME, CaseOutcome, finished_report, output_lock, status_counts
+from ..batch.cluster import DaskMapper, LocalMapper, worker_cached
+from ..batch.common import SUMMARY_NAME, CaseOutcome, finished_report, output_lock, status_counts
+from ..batch.manifest import read_csv_rows
+from ..dicom.dicomweb import is_series_url
 from ..errors import NetoriginError, OutputError, first_line
-from ..manifest import read_csv_rows
 from ..names import case_file, check_case_id
 from .clinical import read_clinical
-from .predictor import MriCase, MriPredictor, input_fingerprints
+from .occlusion import OCCLUSION_GRID
+from .predictor import MriCase, MriPredictor, MriSettings, fetched, input_fingerprints
 from .protocol import MODEL_KINDS, SEQUENCES, SEVEN_WAY
-from .report import mri_report
+from .report import mri_report, write_mri_case
 from .results import write_results_table
 
 RESULTS_NAME = "results.csv"
@@ -47,10 +50,15 @@ def read_mri_manifest(path: str | Path, predictor: MriPredictor, clinical: str |
         label = row.get("label") or None
         if label is not None and label not in SEVEN_WAY:
             raise NetoriginError(f"patient {patient}: unknown lesion class {label!r}", path)
-        case = MriCase(patient, {s: path.parent / row[s] for s in sequences}, path.parent / row["roi"],
+        case = MriCase(patient, {s: _input(path, row[s]) for s in sequences}, _input(path, row["roi"]),
                        records.get(patient))
         cases.append(MriBatchCase(case, label))
     return cases
+
+
+def _input(manifest: Path, given: str) -> Path | str:
+    """A manifest cell: a DICOMweb series URL as it is, a path relative to the manifest."""
+    return given if is_series_url(given) else manifest.parent / given
 
 
 def _inputs(series: list[dict], roi_sha256: str, clinical: dict | None) -> dict:
@@ -63,19 +71,62 @@ def _finished(predictor: MriPredictor, item: MriBatchCase, report: dict) -> bool
     try:
         if {k: report["model"][k] for k in ("graph_sha256", "verdict_sha256")} != predictor.contract.identity:
             return False
-        series, roi = input_fingerprints(item.case, predictor.contract.sequences)
+        with fetched(item.case, predictor.contract.sequences) as (local, urls):
+            series, roi = input_fingerprints(local, predictor.contract.sequences, urls)
         current = _inputs(series, roi["sha256"], item.case.clinical if predictor.contract.clinical else None)
         done = _inputs(report["inputs"]["series"], report["inputs"]["roi"]["sha256"], report["inputs"]["clinical"])
         return done == current
-    except (OSError, KeyError, TypeError):
+    except (OSError, KeyError, TypeError, NetoriginError):  # an input gone or unreachable: run the case again
         return False
 
 
+def run_mri_case(item: MriBatchCase, predictor: MriPredictor, out: Path, occlusion_grid: int | None
+                 ) -> tuple[CaseOutcome, dict | None]:
+    """One case: its report and page written, or its earlier ones removed and the failure named."""
+    patient = item.case.patient
+    try:
+        result = predictor.predict(item.case, occlusion_grid)
+        report = mri_report(result, predictor)
+        write_mri_case(out, result, report)
+    except Exception as exc:  # this case fails, named; the others go on
+        reason = str(exc) if isinstance(exc, NetoriginError) else \
+            f"unexpected {type(exc).__name__}: {first_line(exc)}"
+        for suffix in (".json", ".html"):
+            case_file(out, patient, suffix).unlink(missing_ok=True)
+        return CaseOutcome(patient, "failed", reason=reason), None
+    return CaseOutcome(patient, "ok", verdict=report["lesion_class"]), report
+
+
+def run_mri_case_on_worker(item: MriBatchCase, settings: MriSettings, identity: dict[str, str], out: Path,
+                           occlusion_grid: int | None) -> tuple[CaseOutcome, dict | None]:
+    """One case as a cluster task: the worker verifies the model and opens its session once per model and
+    settings; a model file that differs from the driver's fails the case, named."""
+    patient = item.case.patient
+    try:
+        predictor = worker_cached(("mri", settings, tuple(sorted(identity.items()))), settings.build, keep=2)
+    except NetoriginError as exc:
+        return CaseOutcome(patient, "failed", reason=str(exc)), None
+    if predictor.contract.identity != identity:
+        return CaseOutcome(patient, "failed", reason=f"{settings.model}: the model on this worker is not the "
+                                                     "driver's (different digests)"), None
+    return run_mri_case(item, predictor, out, occlusion_grid)
+
+
+def _resolved(item: MriBatchCase) -> MriBatchCase:
+    """Absolute paths: a worker started in another folder must read the same files."""
+    case = replace(item.case, series={s: p if is_series_url(p) else p.resolve() for s, p in item.case.series.items()},
+                   roi=item.case.roi if is_series_url(item.case.roi) else item.case.roi.resolve())
+    return replace(item, case=case)
+
+
 def run_mri_batch(predictor: MriPredictor, items: list[MriBatchCase], out: Path,
-                  on_done: Callable[[CaseOutcome], None] = lambda _: None, redo: bool = False) -> list[CaseOutcome]:
-    """Every case in turn; the summary (and the results table when cases have labels) written last. Reports of
-    another model in `out` are refused unless `redo` (one summary never mixes two models); a case that now fails
-    loses its earlier report."""
+                  on_done: Callable[[CaseOutcome], None] = lambda _: None, redo: bool = False,
+                  mapper: LocalMapper | DaskMapper | None = None, occlusion_grid: int | None = OCCLUSION_GRID
+                  ) -> list[CaseOutcome]:
+    """Every case, here or as one task per case on a Dask `mapper` (its workers share `out`); the summary (and
+    the results table when cases have labels) written last. Reports of another model in `out` are refused unless
+    `redo` (one summary never mixes two models); a case that now fails loses its earlier report and page."""
+    mapper = mapper or LocalMapper()
     with output_lock(out):
         earlier = {item.case.patient: finished_report(case_file(out, item.case.patient, ".json"))
                    for item in items}
@@ -84,30 +135,38 @@ def run_mri_batch(predictor: MriPredictor, items: list[MriBatchCase], out: Path,
         if others and not redo:
             raise OutputError(f"{len(others)} report(s) here (e.g. {others[0]}) were made by another model: --redo "
                               "replaces them", out)
+        kept = {item.case.patient for item in items
+                if earlier[item.case.patient] is not None and _finished(predictor, item, earlier[item.case.patient])}
+        todo = [item for item in items if item.case.patient not in kept]
+
+        def done(result: tuple[CaseOutcome, dict | None]) -> None:
+            on_done(result[0])
+
+        def lost(item: MriBatchCase, why: str) -> tuple[CaseOutcome, None]:
+            return CaseOutcome(item.case.patient, "failed", reason=f"{item.case.patient}: {why}"), None
+
+        if isinstance(mapper, DaskMapper):
+            ran = mapper(run_mri_case_on_worker, [_resolved(i) for i in todo], on_done=done, on_lost=lost,
+                         settings=predictor.settings, identity=predictor.contract.identity, out=out.resolve(),
+                         occlusion_grid=occlusion_grid)
+        else:
+            ran = mapper(run_mri_case, todo, on_done=done, predictor=predictor, out=out,
+                         occlusion_grid=occlusion_grid)
+        by_patient = {outcome.case_id: (outcome, report) for outcome, report in ran}
         outcomes, rows = [], []
         for item in items:
             patient = item.case.patient
-            report = earlier[patient]
-            if report is not None and _finished(predictor, item, report):
-                outcome = CaseOutcome(patient, "skipped", verdict=report["lesion_class"])
+            if patient in kept:
+                outcome, report = CaseOutcome(patient, "skipped", verdict=earlier[patient]["lesion_class"]), \
+                    earlier[patient]
+                on_done(outcome)
             else:
-                try:
-                    report = mri_report(predictor.predict(item.case), predictor)
-                except Exception as exc:  # this case fails, named; the others go on
-                    reason = str(exc) if isinstance(exc, NetoriginError) else \
-                        f"unexpected {type(exc).__name__}: {first_line(exc)}"
-                    case_file(out, patient, ".json").unlink(missing_ok=True)
-                    outcome = CaseOutcome(patient, "failed", reason=reason)
-                    outcomes.append(outcome)
-                    on_done(outcome)
-                    continue
-                write_text_atomic(case_file(out, patient, ".json"), json.dumps(report, indent=2))
-                outcome = CaseOutcome(patient, "ok", verdict=report["lesion_class"])
-            rows.append((item, report))
+                outcome, report = by_patient[patient]
             outcomes.append(outcome)
-            on_done(outcome)
+            if report is not None:
+                rows.append((item, report))
         summary = {"family": "mri", "model": predictor.contract.identity | {"kind": predictor.contract.kind},
-                   "cases": len(outcomes), "counts": status_counts(outcomes),
+                   "cases": len(outcomes), "counts": status_counts(outcomes), "cluster": mapper.access.as_record(),
                    "failures": [{"case": o.case_id, "reason": o.reason} for o in outcomes if o.status == "failed"],
                    "outcomes": [o.__dict__ for o in outcomes]}
         write_text_atomic(out / SUMMARY_NAME, json.dumps(summary, indent=2))

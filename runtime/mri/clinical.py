@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..batch.manifest import read_csv_rows
 from ..errors import MriInputError
-from ..manifest import read_csv_rows
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,9 @@
 """The metadata contract of an MRI lesion model: what the ONNX file must say about its inputs (sequences, grid,
 image size, scaling, region rule), its clinical encoding, its classes and its patient rule, so the runtime builds
-exactly the groups it was trained on. Digests, identity and signatures are the slide models' (runtime/contract)."""
+exactly the groups it was trained on. Digests, identity and signatures are shared (runtime/model)."""
 
 from __future__ import annotations
 
-import mmap
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -12,20 +11,8 @@ from typing import Any
 
 import jsonschema
 
-from ..contract import (
-    FAMILY_KEY,
-    MRI_FAMILY,
-    PREFIX,
-    ModelContract,
-    check_digests,
-    contract_from_bytes,
-    decode_metadata,
-    family,
-    model_metadata,
-    read_model_file,
-)
 from ..errors import ModelError
-from ..protobuf_fields import WireFormatError, read_metadata
+from ..model.contract import FAMILY_KEY, MRI_FAMILY, PREFIX, check_digests, model_metadata, read_model_file
 from .clinical import ClinicalField, encoding_from_json
 from .groups import CLIP, SCALE_PERCENTILE
 from .protocol import IMAGE_SIZE, MODEL_KINDS, SEQUENCES, SPACING_MM
@@ -123,18 +110,6 @@ def validate_mri_metadata(meta: dict[str, Any], path: str | Path) -> None:
                          f"{' '.join(error.message.split())[:200]}", path)
 
 
-def is_mri_model(path: str | Path) -> bool:
-    """Whether a model file declares the MRI family; nothing verified. The file is memory-mapped, so only its
-    top-level field headers and metadata are read, not its weights (the engine reads those once, after). A file
-    that cannot be mapped is read whole, to fail with the loaders' own one-line error."""
-    try:
-        with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-            props = read_metadata(mapped)
-    except (OSError, ValueError, BufferError, WireFormatError):  # missing, empty, truncated: say it as loaders do
-        return family(model_metadata(read_model_file(path), path)) == MRI_FAMILY
-    return family(decode_metadata(props, path)) == MRI_FAMILY
-
-
 def load_mri_contract(path: str | Path) -> MriContract:
     """Read an MRI model, validate its metadata and check both digests."""
     path = Path(path)
@@ -150,12 +125,3 @@ def mri_contract_from_bytes(model_bytes: bytes, path: str | Path) -> MriContract
     validate_mri_metadata(meta, path)
     check_digests(model_bytes, meta, path)
     return MriContract(path, model_bytes, meta)
-
-
-def load_any_contract(path: str | Path) -> ModelContract | MriContract:
-    """A verified model of either family (what `sign` and `inspect` take)."""
-    path = Path(path)
-    model_bytes = read_model_file(path)
-    if family(model_metadata(model_bytes, path)) == MRI_FAMILY:
-        return mri_contract_from_bytes(model_bytes, path)
-    return contract_from_bytes(model_bytes, path)

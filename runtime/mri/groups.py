@@ -25,6 +25,7 @@ from .protocol import IMAGE_SIZE, SEQUENCE_NAMES, SPACING_MM
 
 INSTALL_HINT = "pip install 'netorigin[mri]'"
 FRAME_OF_REFERENCE = "0020|0052"
+SOP_INSTANCE_UID = "0008|0018"
 NON_UNIFORM = "ITK_non_uniform_sampling_deviation"  # set by ITK's series reader when slice spacing varies
 SUBSECTIONS = 7  # the region is resampled at 1 mm across each 7-mm section: a section it touches is kept
 SCALE_PERCENTILE = 99.5
@@ -48,6 +49,7 @@ class Series:
     image: object  # SimpleITK.Image
     frame_of_reference: str
     path: Path
+    instance_uids: tuple[str, ...] = ()  # SOP Instance UID of each slice, in the volume's slice order
 
 
 @dataclass(frozen=True)
@@ -85,20 +87,9 @@ def read_series(folder: str | Path, sequence: str) -> Series:
                             "positions, e.g. several b-values or echoes in one series): give one volume", folder)
     frame = reader.GetMetaData(0, FRAME_OF_REFERENCE).strip() if reader.HasMetaDataKey(0, FRAME_OF_REFERENCE) \
         else ""
-    return Series(sequence, image, frame, folder)
-
-
-def read_roi(path: str | Path) -> object:
-    """The T2 region of interest: any image SimpleITK reads (NIfTI, NRRD, MHA) on the T2's geometry, nonzero
-    inside."""
-    itk, path = sitk(), Path(path)
-    if not path.is_file():
-        raise MriInputError("region of interest file not found", path)
-    try:
-        return itk.ReadImage(str(path))
-    except RuntimeError as exc:
-        raise MriInputError(f"the region of interest cannot be read ({str(exc).strip().splitlines()[-1]})",
-                            path) from None
+    uids = tuple(reader.GetMetaData(i, SOP_INSTANCE_UID).strip() if reader.HasMetaDataKey(i, SOP_INSTANCE_UID)
+                 else "" for i in range(image.GetSize()[2]))
+    return Series(sequence, image, frame, folder, uids)
 
 
 def _common_grid(t2, spacing=SPACING_MM) -> object:

@@ -4,33 +4,40 @@ gives each group a probability vector, the patient's result is their sum and its
 from __future__ import annotations
 
 import hashlib
+import tempfile
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..dicom.dicomweb import is_series_url
+from ..engines.session import inference_session
 from ..errors import InferenceError, ModelError, MriInputError, first_line
-from ..session import inference_session
-from ..signing import load_public_key, trusted_keys_from_env, verify_signature
+from ..model.signing import PublicKey, load_public_key, trusted_keys_from_env, verify_signature
+from .archive import fetch_region, fetch_series
 from .clinical import encode_record
 from .contract import CLINICAL_INPUT, IMAGE_INPUT, PROBABILITY_OUTPUT, MriContract, load_mri_contract
-from .groups import ImageGroups, image_groups, read_roi, read_series
+from .groups import ImageGroups, image_groups, read_series
+from .occlusion import occlusion_maps
 from .protocol import SEQUENCE_NAMES
+from .roi import read_roi
 
-ROI_NAMES = ("roi-t2.nii.gz", "roi-t2.nii", "roi-t2.nrrd", "roi-t2.mha")
+ROI_NAMES = ("roi-t2.nii.gz", "roi-t2.nii", "roi-t2.nrrd", "roi-t2.mha", "roi-t2.dcm")
 GROUP_BATCH = 16
 
 
 @dataclass(frozen=True)
 class MriCase:
-    """A patient's series folders (one per sequence), the T2 region of interest and the clinical record."""
+    """A patient's series (a folder per sequence, or a DICOMweb series URL), the T2 region of interest (a file, or
+    the DICOMweb series URL of a DICOM SEG) and the clinical record."""
 
     patient: str
-    series: dict[str, Path]
-    roi: Path
+    series: dict[str, Path | str]
+    roi: Path | str
     clinical: dict[str, str] | None = None
 
     @classmethod
@@ -45,6 +52,23 @@ class MriCase:
         return cls(patient or folder.name, {s: folder / s for s in SEQUENCE_NAMES}, Path(found), clinical)
 
 
+@contextmanager
+def fetched(case: MriCase, sequences: tuple[str, ...]) -> Iterator[tuple[MriCase, dict[str, str]]]:
+    """The case with its archived series (those of `sequences`) and region fetched into a temporary folder, and what
+    each fetched input was called (sequence or "roi" -> URL). A case without URLs is given back as it is."""
+    urls = {s: str(case.series[s]) for s in sequences if is_series_url(case.series[s])}
+    if is_series_url(case.roi):
+        urls["roi"] = str(case.roi)
+    if not urls:
+        yield case, urls
+        return
+    with tempfile.TemporaryDirectory(prefix="netorigin-mri-") as temporary:
+        base = Path(temporary)
+        series = {s: fetch_series(urls[s], base / s) if s in urls else case.series[s] for s in sequences}
+        roi = fetch_region(urls["roi"], base / "roi") if "roi" in urls else case.roi
+        yield replace(case, series=series, roi=roi), urls
+
+
 @dataclass
 class MriResult:
     patient: str
@@ -56,6 +80,7 @@ class MriResult:
     roi: dict[str, Any]
     clinical: dict[str, str] | None  # the record the model took (None: a model without clinical data)
     timings: dict[str, float] = field(default_factory=dict)
+    occlusion: np.ndarray | None = None  # [groups, grid, grid] for the case page (runtime/mri/occlusion.py)
 
     @property
     def sums(self) -> np.ndarray:
@@ -66,13 +91,18 @@ class MriResult:
         return self.classes[int(np.argmax(self.sums))]
 
 
-def input_fingerprints(case: MriCase, sequences: Sequence[str]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """What names a case's inputs in its report: each series' fingerprint and the region file's digest."""
-    series = [{"sequence": s} | series_fingerprint(case.series[s]) for s in sequences]
-    return series, {"path": str(case.roi.resolve()), "sha256": _file_digest(case.roi).hexdigest()}
+def input_fingerprints(case: MriCase, sequences: Sequence[str], urls: dict[str, str] | None = None
+                       ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """What names a case's inputs in its report: each series' fingerprint and the region file's digest, from local
+    files (`urls`: where fetched ones came from, named in their place)."""
+    urls = urls or {}
+    series = [{"sequence": s} | series_fingerprint(case.series[s]) | ({"path": urls[s]} if s in urls else {})
+              for s in sequences]
+    return series, {"path": urls.get("roi") or str(Path(case.roi).resolve()),
+                    "sha256": file_digest(Path(case.roi)).hexdigest()}
 
 
-def _file_digest(path: Path):
+def file_digest(path: Path):
     """SHA-256 of a file, read in chunks (a DICOM file is never held whole for its digest)."""
     with path.open("rb") as handle:
         return hashlib.file_digest(handle, "sha256")
@@ -83,18 +113,34 @@ def series_fingerprint(folder: Path) -> dict[str, Any]:
     digest = hashlib.sha256()
     files = sorted(p for p in folder.iterdir() if p.is_file())
     for path in files:
-        digest.update(path.name.encode() + b"\0" + _file_digest(path).digest())
+        digest.update(path.name.encode() + b"\0" + file_digest(path).digest())
     return {"path": str(folder.resolve()), "files": len(files), "sha256": digest.hexdigest()}
+
+
+@dataclass(frozen=True)
+class MriSettings:
+    """Everything an MriPredictor is built from, as plain values: what a cluster worker needs to build the same
+    one (the trusted keys as their bytes: a worker trusts what the driver trusted, not a file at some path)."""
+
+    model: str
+    device: str = "auto"
+    threads: int | None = None
+    trusted_keys: tuple[PublicKey, ...] = ()
+
+    def build(self) -> MriPredictor:
+        return MriPredictor(self.model, self.device, self.threads, self.trusted_keys)
 
 
 class MriPredictor:
     """A verified MRI model and its ONNX Runtime session: `predict(case)` for each case."""
 
     def __init__(self, model: str | Path, device: str = "auto", threads: int | None = None,
-                 trusted_keys: Sequence[str | Path] | None = None) -> None:
+                 trusted_keys: Sequence[str | Path | PublicKey] | None = None) -> None:
         self.contract: MriContract = load_mri_contract(model)
-        keys = trusted_keys_from_env() if trusted_keys is None else list(trusted_keys)
-        self.signature = verify_signature(self.contract, [load_public_key(k) for k in keys])  # before it runs
+        keys = tuple(k if isinstance(k, PublicKey) else load_public_key(k)
+                     for k in (trusted_keys_from_env() if trusted_keys is None else trusted_keys))
+        self.signature = verify_signature(self.contract, list(keys))  # before it runs
+        self.settings = MriSettings(str(Path(model).resolve()), device, threads, keys)
         self.session, self.provider = inference_session(self.contract.model_bytes, self.contract.path, device,
                                                         threads)
         names = {i.name for i in self.session.get_inputs()}
@@ -113,8 +159,8 @@ class MriPredictor:
 
     def groups(self, case: MriCase) -> ImageGroups:
         """The case's image groups as this model takes them (its sequences, T2 first)."""
-        return image_groups([read_series(case.series[s], s) for s in self.contract.sequences],
-                            read_roi(case.roi), case.roi)
+        series = [read_series(case.series[s], s) for s in self.contract.sequences]
+        return image_groups(series, read_roi(case.roi, series[0]), case.roi)
 
     def run(self, pixels: np.ndarray, clinical: np.ndarray | None) -> np.ndarray:
         """Each group's probability vector."""
@@ -134,15 +180,24 @@ class MriPredictor:
                                  f"ones, for {len(self.contract.classes)} classes: no result", self.contract.path)
         return probabilities
 
-    def predict(self, case: MriCase) -> MriResult:
-        """Every check (series, alignment, region, clinical record) before the model runs; one line on failure."""
+    def predict(self, case: MriCase, occlusion_grid: int | None = None) -> MriResult:
+        """Every check (series, alignment, region, clinical record) before the model runs; one line on failure.
+        `occlusion_grid`: also each group's occlusion map on that grid (for the case page)."""
         start = time.perf_counter()
         clinical = self.clinical_vector(case)
-        groups = self.groups(case)
+        with fetched(case, self.contract.sequences) as (local, urls):
+            groups = self.groups(local)
+            series, roi = input_fingerprints(local, self.contract.sequences, urls)
         prepared = time.perf_counter()
         probabilities = self.run(groups.pixels, clinical)
         done = time.perf_counter()
-        series, roi = input_fingerprints(case, self.contract.sequences)
+        timings = {"prepare": prepared - start, "inference": done - prepared}
+        maps = None
+        if occlusion_grid is not None:
+            target = int(np.argmax(probabilities.astype(np.float64).sum(axis=0)))
+            maps = occlusion_maps(lambda images: self.run(images, clinical), groups.pixels, probabilities, target,
+                                  occlusion_grid)
+            timings["occlusion"] = time.perf_counter() - done
         record = case.clinical if clinical is not None else None
         return MriResult(case.patient, self.contract.classes, probabilities, groups, self.provider, series, roi,
-                         record, {"prepare": prepared - start, "inference": done - prepared})
+                         record, timings, maps)

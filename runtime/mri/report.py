@@ -3,16 +3,22 @@ probabilities, the inputs' fingerprints, the model's identity, the versions and 
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from ..contract import DEMO_WARNING
-from ..report import versions
+from ..atomic import write_text_atomic
+from ..model.contract import DEMO_WARNING
+from ..names import case_file
+from ..reports.versions import versions
 from .contract import PATIENT_RULE
 from .groups import sitk
+from .occlusion import FILL, METHOD
+from .page import mri_case_html
 from .predictor import MriPredictor, MriResult
 
-MRI_REPORT_VERSION = 1
+MRI_REPORT_VERSION = 2  # 2: the occlusion maps of the case page
 
 
 def mri_report(result: MriResult, predictor: MriPredictor) -> dict[str, Any]:
@@ -31,7 +37,10 @@ def mri_report(result: MriResult, predictor: MriPredictor) -> dict[str, Any]:
         "patient_rule": PATIENT_RULE,
         "groups": [{"section": int(section), "probabilities": {c: float(v) for c, v in zip(result.classes, row,
                                                                                               strict=True)}}
-                   for section, row in zip(result.groups.sections, result.probabilities, strict=True)],
+                   | ({} if result.occlusion is None else {"occlusion": result.occlusion[g].tolist()})
+                   for g, (section, row) in enumerate(zip(result.groups.sections, result.probabilities, strict=True))],
+        "occlusion": None if result.occlusion is None else {
+            "grid": int(result.occlusion.shape[1]), "fill": FILL, "class": result.lesion_class, "method": METHOD},
         "inputs": {"series": result.series, "roi": result.roi, "clinical": result.clinical},
         "model": {"path": str(contract.path), **contract.identity, "kind": contract.kind,
                   "demo": contract.is_demo, "signature": predictor.signature.as_dict()},
@@ -50,3 +59,9 @@ def mri_text(report: dict[str, Any]) -> str:
     if report["warning"]:
         lines.insert(0, f"*** {report['warning']} ***")
     return "\n".join(lines)
+
+
+def write_mri_case(out: Path, result: MriResult, report: dict[str, Any]) -> None:
+    """CASE.json (the record) and CASE.html (the case page), each written whole or not at all."""
+    write_text_atomic(case_file(out, result.patient, ".html"), mri_case_html(report, result.groups))
+    write_text_atomic(case_file(out, result.patient, ".json"), json.dumps(report, indent=2))

@@ -1,0 +1,1 @@
+"""DICOM whole-slide input (instance files, folders, DICOMweb) and DICOM results (SR, bulk annotations)."""

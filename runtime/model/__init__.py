@@ -1,0 +1,1 @@
+"""The model file, whatever its family: metadata contract and digests, the model record, signatures."""

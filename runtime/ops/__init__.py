@@ -1,0 +1,1 @@
+"""Operator tools: what this machine can run (doctor) and how fast (bench)."""
