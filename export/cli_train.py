@@ -43,6 +43,9 @@ from .train import TrainPlan, train
 @click.option("--int8-accuracy-control/--int8-fixed-recipe", default=True, show_default=True,
               help="INT8: keep in float32 the fewest convolutions, ranked by measurement, for which the model passes "
                    "its fidelity check on the calibration patients (on top of the recipe), or the recipe alone.")
+@click.option("--int8-nncf", is_flag=True,
+              help="INT8 for OpenVINO instead: NNCF's accuracy control, judged by the same check run on OpenVINO "
+                   "(needs the openvino and nncf packages of the export extra).")
 @click.option("--patches-per-case", type=click.IntRange(1), default=100, show_default=True)
 @click.option("--engine", type=click.Choice(ENGINES), default="onnx", show_default=True,
               help="Embedding engine for the fit patients.")
@@ -58,8 +61,8 @@ from .train import TrainPlan, train
 @region_options
 @quiet_option
 def command(cohort, out, weights_kind, weights, weights_seed, head, fit_fraction, split_file, precisions,
-            int8_calibration_patches, int8, int8_accuracy_control, patches_per_case, engine, seed, name, demo,
-            allow_in_sample, mil, include, exclude, object_types, mpp, force_mpp, quiet) -> None:
+            int8_calibration_patches, int8, int8_accuracy_control, int8_nncf, patches_per_case, engine, seed, name,
+            demo, allow_in_sample, mil, include, exclude, object_types, mpp, force_mpp, quiet) -> None:
     """Train on COHORT (slide manifest case,label,specimen,slide,annotations; patch manifest
     patient,label,specimen,slide,path; or an embeddings .npz for fp32 only)."""
     ensure_writable_dir(out)
@@ -68,7 +71,8 @@ def command(cohort, out, weights_kind, weights, weights_seed, head, fit_fraction
     plan = TrainPlan(head=head, fit_fraction=fit_fraction, split_file=split_file, seed=seed,
                      patches_per_case=patches_per_case, precisions=tuple(dict.fromkeys(("fp32", *precisions))),
                      int8_calibration_patches=int8_calibration_patches,
-                     int8=replace(int8, search=int8_accuracy_control), engine=engine, mil=mil,
+                     int8=replace(int8, search=int8_accuracy_control and not int8_nncf, nncf=int8_nncf),
+                     engine=engine, mil=mil,
                      rules=region_rules(include, exclude, object_types), mpp=mpp_rule(mpp, force_mpp), name=name,
                      demo=demo, allow_in_sample=allow_in_sample)
     patients = 0 if cohort.suffix == ".npz" else len(cohort_patients(cohort))  # embeddings: nothing to read

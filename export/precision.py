@@ -39,16 +39,19 @@ class Int8Recipe:
     named ResNet50 stages (module prefixes) stay float32. Float stem by default: on the demo model it was as
     fast as an INT8 stem and closer to fp32 (benchmarks/int8.py). `search`: accuracy control (`train` only, which
     has the calibration patients to check against): the quantised nodes that move S most, found by measurement,
-    stay float32 until the model passes its own fidelity check; `kept_nodes` names them (graph node names)."""
+    stay float32 until the model passes its own fidelity check; `kept_nodes` names them (graph node names). `nncf`:
+    for OpenVINO instead, NNCF's accuracy control judged on OpenVINO (export/nncf_int8.py)."""
 
     keep_float: tuple[str, ...] = ()
     float_stem: bool = True
     search: bool = False
     kept_nodes: tuple[str, ...] = ()
+    nncf: bool = False
 
     def as_dict(self) -> dict:
-        return {"method": "minmax", "float_stem": self.float_stem, "keep_float": list(self.keep_float),
-                "accuracy_control": self.search, "kept_float_nodes": list(self.kept_nodes)}
+        return {"method": "nncf-accuracy-control" if self.nncf else "minmax", "float_stem": self.float_stem,
+                "keep_float": list(self.keep_float), "accuracy_control": self.search or self.nncf,
+                "kept_float_nodes": list(self.kept_nodes)}
 
 
 def _head_nodes(model: onnx.ModelProto) -> list[str]:

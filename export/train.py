@@ -32,7 +32,13 @@ from netorigin.calibration.splits import (
 )
 from netorigin.runtime.atomic import write_text_atomic
 from netorigin.runtime.batch.manifest import read_csv_rows
-from netorigin.runtime.engines.openvino_session import bf16_available, open_openvino, openvino_installed
+from netorigin.runtime.engines.openvino_session import (
+    bf16_available,
+    open_openvino,
+    openvino_installed,
+    openvino_measured_on,
+    openvino_session,
+)
 from netorigin.runtime.engines.session import (
     BF16_CHECK,
     CPU_BATCH,
@@ -60,6 +66,7 @@ from .heads import PatchSumScorer, as_scorer, fit_embeddings
 from .int8_search import cpu_session, search_int8
 from .metadata import build_metadata, model_record
 from .mil import MilConfig, MilHead
+from .nncf_int8 import NncfInt8, nncf_int8
 from .onnx_graph import export_embedder, strip_build_traces
 from .precision import PRECISIONS, Int8Recipe, calibration_batches, convert, kept_float_nodes, node_modules
 
@@ -189,11 +196,18 @@ def train(cohort: Path, out: Path, embedder: PatchEmbedder, info: EmbedderInfo, 
     graphs: dict[str, bytes] = {}
     record = model_record(info, plan.head, head_info["fit_patients"], demo=plan.demo)
     calibration_cases = None
-    if stored is None and "int8" in plan.precisions and plan.int8.search:  # the search checks every candidate
+    if stored is None and "int8" in plan.precisions and (plan.int8.search or plan.int8.nncf):  # checks candidates
         calibration_cases = list(iter_cohort(cohort, plan.patches_per_case, plan.seed, rules=plan.rules,
                                              mpp=plan.mpp, patients=set(split.calibration)))
     for precision in plan.precisions:
-        if precision == "int8" and calibration_cases is not None:
+        if precision == "int8" and calibration_cases is not None and plan.int8.nncf:
+            found = _nncf_int8(fp32, int8_patches, calibration_cases)
+            strip_build_traces(found.model)
+            graph = found.model.SerializeToString()
+            int8_set |= {"nncf": found.as_dict()}
+            echo(f"INT8 by NNCF's accuracy control: {len(found.int8_nodes)} nodes in INT8, check on OpenVINO "
+                 f"{'passed' if found.check.passed else 'FAILED'} ({found.check.summary()})")
+        elif precision == "int8" and calibration_cases is not None:
             search = search_int8(fp32, int8_patches, plan.int8, _validator(fp32, calibration_cases), on_step)
             strip_build_traces(search.model)
             graph = search.model.SerializeToString()
@@ -292,6 +306,24 @@ def _validator(fp32: onnx.ModelProto, cases: list[CasePatches]) -> Callable[[onn
         return _fidelity_check(rows, reference, reference_bands, session.measured_on, _bands(rows))
 
     return validate
+
+
+def _nncf_int8(fp32: onnx.ModelProto, patches: np.ndarray, cases: list[CasePatches]) -> NncfInt8:
+    """NNCF's accuracy control with the fidelity check `train` records for the INT8 file on OpenVINO: against fp32
+    on ONNX Runtime on the calibration patients, each model under its own bands."""
+    session = cpu_session(fp32, "fp32 reference")
+    reference = [_case_sum(session, False, c.patient, c.label, c.pixels)[0] for c in cases]
+    reference_bands = _bands(reference)
+    default = reference_bands.at(reference_bands.default_confidence)
+
+    def score(model: onnx.ModelProto, indices) -> list[PatientSum]:
+        candidate = openvino_session(model.SerializeToString(), "NNCF INT8 candidate", "f32")
+        return [_case_sum(candidate, False, cases[i].patient, cases[i].label, cases[i].pixels)[0] for i in indices]
+
+    def judge(rows: list[PatientSum]) -> FidelityRecord:
+        return _fidelity_check(rows, reference, reference_bands, openvino_measured_on("f32"), _bands(rows))
+
+    return nncf_int8(fp32, patches, reference, default.upper - default.lower, score, judge)
 
 
 def _verdict(row: PatientSum, band: Band) -> str:

@@ -86,3 +86,51 @@ def test_only_nodes_really_computed_in_int8_are_ranked(fp32_and_patches):
     found = search_int8(fp32, patches[::4], recipe, validate)
     assert found.ranking and not {name for name, _ in found.ranking} & set(float_nodes(fp32, recipe))
     assert all(cost > 0 for _, cost in found.ranking)
+
+
+def nncf_cases(fp32, patches, patients: int = 4):
+    """Patches split into `patients` cases, their fp32 sums on ONNX Runtime, and OpenVINO sums of a candidate."""
+    from netorigin.calibration.bands_io import PatientSum
+    from netorigin.runtime.engines.openvino_session import openvino_session
+    from netorigin.runtime.slide.verdict import case_score
+
+    cases = np.array_split(patches, patients)
+    reference = [PatientSum(f"p{i}", i % 2, *case_score(decisions(fp32, c))) for i, c in enumerate(cases)]
+
+    def score(model, indices):
+        session = openvino_session(model.SerializeToString(), "candidate", "f32")
+        return [PatientSum(f"p{i}", i % 2, *case_score(session.run(cases[i])[0])) for i in indices]
+
+    return reference, score
+
+
+def test_nncf_keeps_int8_where_the_check_allows_and_reverts_when_it_does_not(fp32_and_patches):
+    """NNCF's accuracy control judged by the check on OpenVINO: a lenient check keeps every candidate in INT8; a
+    check no INT8 node can meet makes NNCF revert nodes to float, and the result records the check it failed or
+    passed; the stem and the head are never quantised; the result is an ONNX model ONNX Runtime runs."""
+    from netorigin.export.nncf_int8 import nncf_int8
+    from netorigin.export.precision import quantised_nodes
+
+    fp32, patches = fp32_and_patches
+    reference, score = nncf_cases(fp32, patches)
+    checks = []
+
+    def judge_within(limit):
+        def judge(rows):
+            ratio = max(abs(a.s - b.s) for a, b in zip(rows, reference)) / 100.0
+            checks.append(ratio)
+            return FidelityRecord(0, ratio, len(rows), 1, 0, limit, ratio <= limit, HERE)
+        return judge
+
+    lenient = nncf_int8(fp32, patches[::2], reference, 100.0, score, judge_within(np.inf), max_iterations=3)
+    assert lenient.check.passed and len(lenient.int8_nodes) > 0
+    stem = next(n.name for n in fp32.graph.node if n.op_type == "Conv")
+    assert stem not in lenient.int8_nodes
+    producer = {out: n.op_type for n in lenient.model.graph.node for out in n.output}
+    head_inputs = [i for n in lenient.model.graph.node if n.name.startswith("head/") for i in n.input]
+    assert head_inputs and not any(producer.get(i) == "DequantizeLinear" for i in head_inputs)
+    assert decisions(lenient.model, patches[:4]).shape == (4,)
+    strict = nncf_int8(fp32, patches[::2], reference, 1e-9, score, judge_within(0.0), max_iterations=3)
+    assert len(strict.int8_nodes) < len(lenient.int8_nodes)  # NNCF put nodes back to float to approach the check
+    assert strict.check.max_abs_delta_s_over_band_width == checks[-1] and strict.check.passed == (checks[-1] == 0)
+    assert len(quantised_nodes(strict.model, Int8Recipe(float_stem=True))) == len(strict.int8_nodes)

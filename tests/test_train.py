@@ -304,3 +304,24 @@ def test_a_misnamed_int8_stage_is_refused_before_any_output(cohort, tmp_path):
     with pytest.raises(InputDataError, match="'trunk.layer9' names no convolution"):
         train(cohort, tmp_path / "out", embedder, info, plan, echo=lambda _: None)
     assert not any((tmp_path / "out").iterdir())
+
+
+def test_int8_by_nncf_records_the_check_it_was_judged_by_on_openvino(cohort, tmp_path):
+    """`--int8-nncf`: NNCF's accuracy control makes the INT8 file; what its check found on OpenVINO is the
+    `openvino-int8` engine check the file carries (the same patients, bands and numbers), so `auto` follows it."""
+    from netorigin.export.precision import Int8Recipe
+
+    embedder, info = tiny_embedder()
+    plan = TrainPlan(seed=1, patches_per_case=PATCHES, precisions=("fp32", "int8"), int8_calibration_patches=32,
+                     int8=Int8Recipe(nncf=True), name="n")
+    done = train(cohort, tmp_path, embedder, info, plan, echo=lambda _: None)
+    calibration = done.summary["int8_calibration"]
+    nncf = calibration["nncf"]
+    assert calibration["method"] == "nncf-accuracy-control" and calibration["accuracy_control"]
+    assert "search" not in calibration and nncf["int8_nodes"] > 0
+    contract = load_contract(done.models["int8"])
+    recorded = contract.record.engine_checks["openvino-int8"]
+    assert nncf["check"]["measured_on"]["engine"] == "openvino"
+    assert (recorded.verdict_flips, recorded.max_abs_delta_s_over_band_width, recorded.passed) == (
+        nncf["check"]["verdict_flips"], nncf["check"]["max_abs_delta_s_over_band_width"], nncf["passed"])
+    assert contract.meta["netorigin.precision"]["calibration_set"]["nncf"]["int8_nodes"] == nncf["int8_nodes"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -118,13 +119,18 @@ def open_openvino(contract: ModelContract, precision: str = "auto", threads: int
         raise ConfigurationError(f"--ov-precision bf16: this CPU has no bf16 (OpenVINO lists "
                                  f"{', '.join(capabilities)}); use auto or f32")
     chosen = "bf16" if precision == "bf16" or (precision == "auto" and "BF16" in capabilities) else "f32"
-    config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": chosen}
+    return openvino_session(contract.model_bytes, contract.path, chosen, threads)
+
+
+def openvino_session(model_bytes: bytes, path: str | Path, precision: str, threads: int | None = None
+                     ) -> OpenVinoSession:
+    """Verified bytes (or an in-memory candidate, `path` naming it) compiled for the CPU at `precision`."""
+    core, _ = _core_and_capabilities()
+    config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": precision}
     if threads:
         config["INFERENCE_NUM_THREADS"] = threads
     try:
-        compiled = core.compile_model(core.read_model(contract.model_bytes, b""), "CPU", config)
+        compiled = core.compile_model(core.read_model(model_bytes, b""), "CPU", config)
     except Exception as exc:  # OpenVINO's own exception types
-        raise ModelError(f"OpenVINO cannot compile the model ({first_line(exc)})",
-                         contract.path) from None
-    return OpenVinoSession(compiled=compiled, precision=chosen, version=openvino_version(),
-                           path=str(contract.path))
+        raise ModelError(f"OpenVINO cannot compile the model ({first_line(exc)})", path) from None
+    return OpenVinoSession(compiled=compiled, precision=precision, version=openvino_version(), path=str(path))
