@@ -9,7 +9,7 @@ slide, with a new seed and new slide handles every time, interleaved:
 
 - read: the runtime's own sampling of the case's patches alone on 2 threads (open, annotations, reads, resize),
   wall and CPU seconds;
-- inference: the engine alone on those very patches at the product's batch (32 on the CPU), ONNX Runtime threads
+- inference: the engine alone on those very patches at the product's batch (the session's), ONNX Runtime threads
   spinning and not (wall), and its CPU seconds without spinning (spinning burns CPU while waiting);
 - case: `Predictor.predict_case`, open -> verdict, for each configuration (ONNX Runtime threads spinning or not,
   read threads).

@@ -64,12 +64,14 @@ def main() -> None:
     parser.add_argument("--test", type=Path, required=True, help="held-out slide manifest")
     parser.add_argument("--name", default="netorigin")
     parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--results", default="int8-search", help="results file name (an --int8-nncf run: int8-nncf)")
     args = parser.parse_args()
     summary = json.loads((args.trained / f"{args.name}-train.json").read_text())
     split = json.loads((args.trained / f"{args.name}-split.json").read_text())
     cohort = Path(summary["int8_calibration"]["manifest"])  # the training cohort, as train recorded it
     seed = summary["sampling"]["seed"]
-    search = summary["int8_calibration"]["search"]
+    search = summary["int8_calibration"].get("search")  # None: NNCF made the INT8 file (`train --int8-nncf`)
+    nncf = summary["int8_calibration"].get("nncf")
     fp32_contract = load_contract(args.trained / f"{args.name}.onnx")
     int8_contract = load_contract(args.trained / f"{args.name}-int8.onnx")
     cal_cases = list(iter_cohort(cohort, 100, seed, patients=set(split["calibration"])))
@@ -99,9 +101,9 @@ def main() -> None:
         pass
     fp32 = onnx.load(str(fp32_contract.path))
     patches, _ = calibration_patches(cohort, summary["int8_calibration"]["patches"], seed, patients=set(split["fit"]))
-    order = tuple(row["node"].split(" ")[0] for row in search["ranking"])
+    order = tuple(row["node"].split(" ")[0] for row in search["ranking"]) if search else ()
     calibration = summary["int8_calibration"]
-    for point in sorted(search["curve"], key=lambda p: p["quantised"]):
+    for point in sorted(search["curve"] if search else [], key=lambda p: p["quantised"]):
         recipe = Int8Recipe(tuple(calibration["keep_float"]), calibration["float_stem"],
                             kept_nodes=order[point["quantised"]:])  # cheapest first: the rest stay float32
         curve_session = session(to_int8(fp32, patches, recipe))
@@ -140,21 +142,24 @@ def main() -> None:
                            row["test_flips"], f"{row['test_max_dS_over_width']:.4f}"])
     env = environment()
     results = {"environment": env, "batch": BATCH, "reps": args.reps, "calibration_patients": len(cal_cases),
-               "test_cases": len(test_cases), "kept_float": search["kept_float"], "search_passed": search["passed"],
-               "rows": rows}
+               "test_cases": len(test_cases), "rows": rows,
+               "made_by": {"nncf": nncf} if nncf else {"kept_float": search["kept_float"],
+                                                       "search_passed": search["passed"]}}
+    made_by = (f"NNCF's accuracy control left {nncf['int8_nodes']} nodes in INT8; its check on OpenVINO "
+               f"{'passed' if nncf['passed'] else 'failed'}." if nncf else
+               f"The search quantised {search['quantised']} of {len(search['ranking'])} nodes and kept "
+               f"{', '.join(search['kept_float']) or 'none'} in float32; its check "
+               f"{'passed' if search['passed'] else 'failed'}.")
     markdown = "\n".join([
         f"# Accuracy-controlled INT8 on the demo cohort ({env['cpu']}, {env['cores']} cores)", "",
         f"{len(cal_cases)} calibration patients, {len(test_cases)} held-out test cases, 100 patches each; flips at "
         f"every band, each model under its own bands, every patient counted (train's check skips those within 2e-7 "
-        f"of a band edge); patches/s at batch {BATCH}, {args.reps} interleaved "
-        f"repetitions. The search quantised {search['quantised']} of {len(search['ranking'])} nodes and kept "
-        f"{', '.join(search['kept_float']) or 'none'} in float32; its check "
-        f"{'passed' if search['passed'] else 'failed'}.",
+        f"of a band edge); patches/s at batch {BATCH}, {args.reps} interleaved repetitions. {made_by}",
         "", table(["model / engine", "patches/s (min–max)", "vs ORT fp32", "cal. flips", "cal. max |dS|/width",
                    "test flips", "test max |dS|/width"], table_rows), "",
         f"Goal (#26): >= {GOAL_SPEEDUP}× ORT fp32 at 0 flips and max |dS| / band width <= {GOAL_RATIO} on the "
         "calibration patients and the held-out cases."])
-    write_results(ROOT / "results", "int8-search", results, markdown)
+    write_results(ROOT / "results", args.results, results, markdown)
     print(markdown)
 
 

@@ -38,7 +38,7 @@ from netorigin.export.embeddings import iter_cohort  # noqa: E402
 from netorigin.export.head_file import load_head  # noqa: E402
 from netorigin.export.train import TrainPlan, train  # noqa: E402
 from netorigin.runtime.batch.slides import read_manifest, run_batch  # noqa: E402
-from netorigin.runtime.engines.session import open_session  # noqa: E402
+from netorigin.runtime.engines.session import CPU_BATCH, open_session  # noqa: E402
 from netorigin.runtime.model.contract import load_contract  # noqa: E402
 from netorigin.runtime.slide.predictor import Predictor  # noqa: E402
 from netorigin.runtime.slide.sampling import PatchGeometry, plan_reads  # noqa: E402
@@ -136,7 +136,7 @@ def svm_heads(quick: bool, reps: int) -> dict:
             "std_ops_sum_abs_error": float(abs(dec.astype(np.float64).sum() - ref.sum()))}
 
 
-PRODUCT_BATCH = 32  # the runtime's CPU batch: the headline
+PRODUCT_BATCH = CPU_BATCH  # the runtime's CPU batch: the headline
 
 
 def cpu_engines(models: dict) -> dict:
@@ -306,7 +306,8 @@ def main() -> None:
     print("export", json.dumps(results["export"]), flush=True)
     results["svm_head"] = svm_heads(args.quick, args.reps)
     print("svm head", json.dumps(results["svm_head"]), flush=True)
-    results["throughput"] = throughput(models, patches, [8, 32] if args.quick else [8, 32, 64], args.reps)
+    batches = sorted({8, PRODUCT_BATCH, 32} | (set() if args.quick else {64}))
+    results["throughput"] = throughput(models, patches, batches, args.reps)
     print("throughput done", flush=True)
     results["reading"] = reading(slides, args.reps)
     results["one_case"] = one_case(slides, models, args.reps)

@@ -65,6 +65,9 @@ def command(cohort, out, weights_kind, weights, weights_seed, head, fit_fraction
             demo, allow_in_sample, mil, include, exclude, object_types, mpp, force_mpp, quiet) -> None:
     """Train on COHORT (slide manifest case,label,specimen,slide,annotations; patch manifest
     patient,label,specimen,slide,path; or an embeddings .npz for fp32 only)."""
+    if int8_nncf and ("int8" not in precisions or int8.keep_float or not int8.float_stem or not int8_accuracy_control):
+        raise click.UsageError("--int8-nncf needs --precision int8 and chooses its own float nodes (stem and head "
+                               "float): not with --int8-keep-float, --int8-stem int8 or --int8-fixed-recipe")
     ensure_writable_dir(out)
     start = time.perf_counter()
     embedder, info = build_embedder(weights_kind, weights, weights_seed)

@@ -41,7 +41,6 @@ from netorigin.runtime.engines.openvino_session import (
 )
 from netorigin.runtime.engines.session import (
     BF16_CHECK,
-    CPU_BATCH,
     INT8_OPENVINO_CHECK,
     MAX_DELTA_OVER_WIDTH,
     ModelSession,
@@ -114,12 +113,13 @@ def _bands(sums: list[PatientSum]) -> BandTable:
 
 def _case_sum(session: ModelSession, bag: bool, patient: str, label: int, pixels: np.ndarray,
               with_embeddings: bool = False) -> tuple[PatientSum, np.ndarray | None]:
-    """A case's S (and embeddings) as the runtime computes it: CPU-batch-sized runs in sampling order, or one run
-    of the whole bag for a bag head (whose one vote is its sign)."""
+    """A case's S (and embeddings) as the runtime computes it: runs of the engine's product batch in sampling order,
+    or one run of the whole bag for a bag head (whose one vote is its sign)."""
     if bag:
         out = session.run_bag(pixels, with_embeddings)
         return PatientSum(patient, label, *case_score(out.decisions, out.score)), out.embeddings
-    runs = [session.run(pixels[i:i + CPU_BATCH], with_embeddings) for i in range(0, len(pixels), CPU_BATCH)]
+    step = session.batch_size  # each engine at its product batch, as the runtime runs it
+    runs = [session.run(pixels[i:i + step], with_embeddings) for i in range(0, len(pixels), step)]
     d = np.concatenate([r[0] for r in runs])
     embeddings = np.concatenate([r[1] for r in runs]) if with_embeddings else None
     return PatientSum(patient, label, *case_score(d)), embeddings

@@ -70,8 +70,7 @@ def test_archived_series_and_seg_region_give_the_local_result_and_replay(cohort,
     assert "gone-00" in err and "no such study or series (HTTP 404)" in err
     assert not (tmp_path / "archived" / "gone-00.json").exists()
     for patient in ("hcc-00", "metastasis-00"):
-        code, stdout, err = run_cli(monkeypatch, capsys, "predict", cohort / patient, "-m", model_d, "--json",
-                                    "--occlusion-grid", "0")
+        code, stdout, err = run_cli(monkeypatch, capsys, "predict", cohort / patient, "-m", model_d, "--json")
         assert code == 0, err
         local = json.loads(stdout)
         archived = json.loads((tmp_path / "archived" / f"{patient}.json").read_text())

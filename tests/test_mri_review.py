@@ -96,6 +96,11 @@ def test_predict_out_writes_the_case_page_with_every_group_and_its_occlusion_map
     code, _, err = run_cli(monkeypatch, capsys, "predict", cohort / "hcc-00", "-m", model_a, "--out",
                            tmp_path / "bad", "--roi", tmp_path / "missing.nii.gz")
     assert code != 0 and "region of interest file not found" in err and not (tmp_path / "bad").exists()
+    code, _, err = run_cli(monkeypatch, capsys, "predict", cohort / "hcc-00", "-m", model_a, "--occlusion-grid", "3")
+    assert code == 2 and "--occlusion-grid draws the case page: it needs --out DIR" in err
+    code, _, err = run_cli(monkeypatch, capsys, "batch", cohort / "cohort.csv", "-m", model_a, "-o", tmp_path / "b",
+                           "--confidence", "0.9", "--engine", "openvino")
+    assert code == 2 and "--engine, --confidence: for slide models, not this MRI lesion model" in err
 
 
 def _reports(folder):
@@ -123,6 +128,10 @@ def test_an_mri_batch_on_a_dask_cluster_gives_the_local_reports(cohort, model_a,
         assert summary["cluster"]["scheme"] == "tcp-loopback" and summary["counts"]["ok"] == 4
         rerun = run_mri_batch(predictor, items, tmp_path / "dask", mapper=DaskMapper(client), occlusion_grid=2)
         assert {o.status for o in rerun} == {"skipped"}
+    regridded = run_mri_batch(predictor, items, tmp_path / "local", occlusion_grid=None)  # pages of another grid
+    assert {o.status for o in regridded} == {"ok"}
+    assert all(json.loads((tmp_path / "local" / f"{i.case.patient}.json").read_text())["occlusion"] is None
+               for i in items)
 
 
 def test_verify_replays_an_mri_report_from_moved_inputs_and_catches_edits(cohort, model_a, tmp_path, monkeypatch,

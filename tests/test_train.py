@@ -307,8 +307,8 @@ def test_a_misnamed_int8_stage_is_refused_before_any_output(cohort, tmp_path):
 
 
 def test_int8_by_nncf_records_the_check_it_was_judged_by_on_openvino(cohort, tmp_path):
-    """`--int8-nncf`: NNCF's accuracy control makes the INT8 file; what its check found on OpenVINO is the
-    `openvino-int8` engine check the file carries (the same patients, bands and numbers), so `auto` follows it."""
+    """`--int8-nncf`: NNCF's accuracy control makes the INT8 file, judged on OpenVINO; the file's own
+    `openvino-int8` engine check (under the file's bands) sees the same |dS| on the same patients."""
     from netorigin.export.precision import Int8Recipe
 
     embedder, info = tiny_embedder()
@@ -322,6 +322,6 @@ def test_int8_by_nncf_records_the_check_it_was_judged_by_on_openvino(cohort, tmp
     contract = load_contract(done.models["int8"])
     recorded = contract.record.engine_checks["openvino-int8"]
     assert nncf["check"]["measured_on"]["engine"] == "openvino"
-    assert (recorded.verdict_flips, recorded.max_abs_delta_s_over_band_width, recorded.passed) == (
-        nncf["check"]["verdict_flips"], nncf["check"]["max_abs_delta_s_over_band_width"], nncf["passed"])
+    assert recorded.max_abs_delta_s_over_band_width == nncf["check"]["max_abs_delta_s_over_band_width"]
+    assert recorded.patients == nncf["check"]["patients"] and nncf["passed"] == nncf["check"]["passed"]
     assert contract.meta["netorigin.precision"]["calibration_set"]["nncf"]["int8_nodes"] == nncf["int8_nodes"]

@@ -19,7 +19,17 @@ from ..mri.predictor import MriPredictor
 from ..progress import progress
 from ..reports.report import CaseExtras
 from ..slide.predictor import Predictor
-from .options import cluster_options, model_options, mpp_rule, occlusion_option, page_grid, quiet_option, region_rules
+from .options import (
+    cluster_options,
+    model_options,
+    mpp_rule,
+    occlusion_option,
+    page_grid,
+    quiet_option,
+    refuse_slide_options,
+    region_rules,
+    slide_model_options,
+)
 
 
 @click.command("batch")
@@ -49,10 +59,9 @@ def command(manifest, out, model, device, engine, ov_precision, allow_lower_fide
     others go on. Exit code 1 if any case failed or had insufficient tissue.
     """
     if is_mri_model(model):
-        slide_only = [name for name, given in (("--workers", workers > 1), ("--geojson", geojson),
-                                               ("--thumbnail", thumbnail), ("--store", store)) if given]
-        if slide_only:
-            raise click.UsageError(f"{', '.join(slide_only)}: for slide models, not this MRI lesion model")
+        refuse_slide_options({"--workers": workers > 1, "--geojson": geojson, "--thumbnail": thumbnail,
+                              "--store": store} | slide_model_options(engine, ov_precision, allow_lower_fidelity,
+                                                                      confidence, mpp, force_mpp))
         _mri_batch(manifest, model, device, threads, trusted_keys, clinical, out, quiet, redo, cluster,
                    page_grid(occlusion_grid))
         return

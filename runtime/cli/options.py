@@ -128,3 +128,19 @@ def page_grid(occlusion_grid: int | None) -> int | None:
     """The occlusion grid a case page is made with (None: no maps)."""
     grid = OCCLUSION_GRID if occlusion_grid is None else occlusion_grid
     return grid or None
+
+
+def refuse_slide_options(given: dict[str, bool]) -> None:
+    """An MRI lesion model given options that only slide models take: one usage line naming them all."""
+    named = [name for name, present in given.items() if present]
+    if named:
+        raise click.UsageError(f"{', '.join(named)}: for slide models, not this MRI lesion model")
+
+
+def slide_model_options(engine: str, ov_precision: str, allow_lower_fidelity: bool, confidence: float | None,
+                        mpp: float | None, force_mpp: float | None) -> dict[str, bool]:
+    """Which of the model options only slide models take were given (an MRI model runs on ONNX Runtime fp32, has
+    no band and reads no slide)."""
+    return {"--engine": engine != "auto", "--ov-precision": ov_precision != "auto",
+            "--allow-lower-fidelity": allow_lower_fidelity, "--confidence": confidence is not None,
+            "--mpp": mpp is not None, "--force-mpp": force_mpp is not None}

@@ -18,7 +18,15 @@ from ..mri.report import mri_report, mri_text, write_mri_case
 from ..names import case_id_from_path, check_case_id
 from ..reports.report import CaseExtras, case_report, text_summary, write_case_outputs, write_insufficient_report
 from ..slide.predictor import Predictor, as_inputs
-from .options import model_options, mpp_rule, occlusion_option, page_grid, region_rules
+from .options import (
+    model_options,
+    mpp_rule,
+    occlusion_option,
+    page_grid,
+    refuse_slide_options,
+    region_rules,
+    slide_model_options,
+)
 
 
 @click.command("predict")
@@ -47,18 +55,14 @@ def command(slides, annotations, specimen, case_id, model, device, engine, ov_pr
     folders of one slide's DICOM instances); with an MRI lesion model, the lesion class of one MRI case (SLIDES is
     then the case folder: a sub-folder per sequence, t2, dwi_b800, t1_pre, arterial, portal, equilibrium)."""
     if is_mri_model(model):
-        slide_only = [name for name, given in (("--annotations", annotations), ("--specimen", specimen),
-                                               ("--geojson", geojson), ("--thumbnail", thumbnail),
-                                               ("--store", store), ("--level", level is not None),
-                                               ("--engine", engine != "auto"),
-                                               ("--ov-precision", ov_precision != "auto"),
-                                               ("--allow-lower-fidelity", allow_lower_fidelity),
-                                               ("--confidence", confidence is not None), ("--mpp", mpp is not None),
-                                               ("--force-mpp", force_mpp is not None)) if given]
-        if slide_only:
-            raise click.UsageError(f"{', '.join(slide_only)}: for slide models, not this MRI lesion model")
+        refuse_slide_options({"--annotations": bool(annotations), "--specimen": bool(specimen),
+                              "--geojson": geojson, "--thumbnail": thumbnail, "--store": store,
+                              "--level": level is not None} | slide_model_options(
+            engine, ov_precision, allow_lower_fidelity, confidence, mpp, force_mpp))
         if len(slides) != 1:
             raise click.UsageError("an MRI lesion model takes one case folder")
+        if occlusion_grid is not None and out is None:
+            raise click.UsageError("--occlusion-grid draws the case page: it needs --out DIR")
         _predict_mri(Path(slides[0]), model, device, threads, trusted_keys, case_id, roi, clinical, as_json, out,
                      occlusion_grid)
         return

@@ -63,7 +63,8 @@ def dicomweb_client(root: str, session=None):
     try:
         from dicomweb_client import DICOMwebClient
     except ModuleNotFoundError:
-        raise MissingDependencyError(f"reading slides over DICOMweb needs dicomweb-client: {DICOM_HINT}") from None
+        raise MissingDependencyError("reading over DICOMweb needs dicomweb-client: pip install 'netorigin[dicom]' "
+                                     "(slides) or 'netorigin[mri]' (MRI series)") from None
     client = DICOMwebClient(url=root, session=session or _session())
     # dicomweb-client retries any failure 5 times with waits doubling from 1 s (31 s for a server that is down):
     # one retry after 0.5 s is enough for a busy archive (429, 503) without making a dead one wait.

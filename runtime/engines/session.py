@@ -39,8 +39,9 @@ from .outputs import CaseOutput, bag_output, bag_output_names
 DEVICES = ("auto", "cpu", "cuda")
 CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
 # Patches per run: on CUDA a whole case of 100 in one run, never padded (cuDNN's heuristic search, not an exhaustive
-# one per shape, so a short last batch costs no new search); on the CPU the product's batch: 16 (32 cost 90 MB more
-# peak memory per case for the same speed and the same bits; benchmarks/results/memory-predict.md).
+# one per shape, so a short last batch costs no new search); on the CPU the product's batch, 16: with the memory
+# pattern off (inference_session) predict's peak RSS went from 965 to 626 MB (benchmarks/results/memory-predict.md)
+# and every decision stayed the same bits (tests/test_precision.py).
 CUDA_BATCH = 128
 CPU_BATCH = 16
 ONNXRUNTIME, OPENVINO, AUTO = "onnxruntime", "openvino", "auto"
@@ -175,8 +176,8 @@ def inference_session(model_bytes: bytes, path: str | Path, device: str = "auto"
     options.log_severity_level = 3
     providers = _providers(device)  # a DeviceError of its own, not a model that cannot load
     if providers == [CPU]:
-        # The memory pattern's block for a batch shape is a new arena chunk while the first run's chunks stay held:
-        # +250 MB at peak on the CPU. Off: the same bits and speed (benchmarks/results/memory-predict.md).
+        # The memory pattern's block for a batch shape is a new arena chunk while the first run's chunks stay
+        # held: off on the CPU, where it held predict's peak RSS above 700 MB; the same bits (see CPU_BATCH).
         options.enable_mem_pattern = False
     try:
         session = ort.InferenceSession(model_bytes, sess_options=options, providers=providers)

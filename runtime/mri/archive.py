@@ -7,28 +7,38 @@ input by its URL and the digest of the instances fetched.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from ..dicom.dicomweb import dicomweb_client, parse_series_url, request_failure
-from ..errors import MriInputError, NetoriginError
+from ..errors import MriInputError, NetoriginError, first_line
+
+UID = re.compile(r"[0-9]+(\.[0-9]+)*")  # DICOM UID syntax: digits and dots, 64 at most
 
 
 def fetch_series(url: str, folder: Path) -> Path:
     """Every instance of the series at `url`, written to `folder` as SOPInstanceUID.dcm; one line on failure."""
     try:
         root, study, series = parse_series_url(url)
-        client = dicomweb_client(root)
     except NetoriginError as exc:
         raise MriInputError(exc.problem, url) from None
+    client = dicomweb_client(root)  # without dicomweb-client: its own one line, naming the extra
     try:
         instances = client.retrieve_series(study, series)
     except Exception as exc:  # requests' and dicomweb-client's own errors, said in words
         raise MriInputError(request_failure(exc), url) from None
     if not instances:
         raise MriInputError("the DICOMweb server holds no instance of this study and series", url)
+    uids = [str(getattr(dataset, "SOPInstanceUID", "")) for dataset in instances]
+    if not all(UID.fullmatch(uid) and len(uid) <= 64 for uid in uids) or len(set(uids)) != len(uids):
+        raise MriInputError("the DICOMweb server sent instances without a valid, unique SOP Instance UID", url)
     folder.mkdir(parents=True)
-    for dataset in instances:
-        dataset.save_as(folder / f"{dataset.SOPInstanceUID}.dcm", enforce_file_format=True)
+    for uid, dataset in zip(uids, instances, strict=True):
+        try:
+            dataset.save_as(folder / f"{uid}.dcm", enforce_file_format=True)
+        except (ValueError, AttributeError, OSError) as exc:
+            raise MriInputError(f"an instance from the DICOMweb server cannot be written as a DICOM file "
+                                f"({first_line(exc)})", url) from None
     return folder
 
 

@@ -22,7 +22,7 @@ from .clinical import read_clinical
 from .occlusion import OCCLUSION_GRID
 from .predictor import MriCase, MriPredictor, MriSettings, fetched, input_fingerprints
 from .protocol import MODEL_KINDS, SEQUENCES, SEVEN_WAY
-from .report import mri_report, write_mri_case
+from .report import MRI_REPORT_VERSION, mri_report, write_mri_case
 from .results import write_results_table
 
 RESULTS_NAME = "results.csv"
@@ -66,9 +66,13 @@ def _inputs(series: list[dict], roi_sha256: str, clinical: dict | None) -> dict:
             "clinical": clinical}
 
 
-def _finished(predictor: MriPredictor, item: MriBatchCase, report: dict) -> bool:
-    """`report` was made by this model from the same series, region and clinical record."""
+def _finished(predictor: MriPredictor, item: MriBatchCase, report: dict, occlusion_grid: int | None) -> bool:
+    """`report` is of this version and was made by this model from the same series, region and clinical record,
+    with the same occlusion grid."""
     try:
+        if report.get("report_version") != MRI_REPORT_VERSION or \
+                (report.get("occlusion") or {}).get("grid") != occlusion_grid:
+            return False
         if {k: report["model"][k] for k in ("graph_sha256", "verdict_sha256")} != predictor.contract.identity:
             return False
         with fetched(item.case, predictor.contract.sequences) as (local, urls):
@@ -136,7 +140,8 @@ def run_mri_batch(predictor: MriPredictor, items: list[MriBatchCase], out: Path,
             raise OutputError(f"{len(others)} report(s) here (e.g. {others[0]}) were made by another model: --redo "
                               "replaces them", out)
         kept = {item.case.patient for item in items
-                if earlier[item.case.patient] is not None and _finished(predictor, item, earlier[item.case.patient])}
+                if earlier[item.case.patient] is not None
+                and _finished(predictor, item, earlier[item.case.patient], occlusion_grid)}
         todo = [item for item in items if item.case.patient not in kept]
 
         def done(result: tuple[CaseOutcome, dict | None]) -> None:

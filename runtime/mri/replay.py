@@ -22,6 +22,7 @@ from .report import MRI_REPORT_VERSION, mri_report
 
 NOT_COMPARED = {("created",), ("timings_s",), ("versions",), ("model", "path"), ("model", "signature", "state"),
                 ("inputs", "series", "*", "path"), ("inputs", "roi", "path")}
+REGION_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm", ".dicom")
 _DIGEST = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
 REPORT_SCHEMA = {"type": "object", "required": ["report_version", "family", "status", "case", "inputs", "model",
                                                 "provider", "occlusion"],
@@ -57,7 +58,7 @@ def read_mri_report(path: str | Path) -> dict[str, Any]:
 
 
 def _folders(roots: list[Path]) -> list[Path]:
-    found = []
+    found = list(roots)
     for root in roots:
         for here, dirs, _ in os.walk(root):
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
@@ -79,10 +80,12 @@ def find_series(recorded: dict[str, Any], roots: list[Path]) -> Path | None:
 
 
 def find_file(recorded: dict[str, Any], roots: list[Path]) -> Path | None:
-    """The file with the recorded SHA-256: where the report says first, then any of its size's peers under `roots`."""
+    """The file with the recorded SHA-256: where the report says first, then any file under `roots` with a region's
+    suffix (NIfTI, NRRD, MHA, DICOM)."""
     recorded_path = Path(recorded["path"])
     candidates = [recorded_path] + sorted(p for root in roots for p in root.rglob("*")
-                                          if p.is_file() and p != recorded_path and not p.name.startswith("."))
+                                          if p.is_file() and p != recorded_path and not p.name.startswith(".")
+                                          and p.name.lower().endswith(REGION_SUFFIXES))
     for path in candidates:
         if path.is_file() and file_digest(path).hexdigest() == recorded["sha256"]:
             return path

@@ -62,6 +62,13 @@ def mri_text(report: dict[str, Any]) -> str:
 
 
 def write_mri_case(out: Path, result: MriResult, report: dict[str, Any]) -> None:
-    """CASE.json (the record) and CASE.html (the case page), each written whole or not at all."""
-    write_text_atomic(case_file(out, result.patient, ".html"), mri_case_html(report, result.groups))
-    write_text_atomic(case_file(out, result.patient, ".json"), json.dumps(report, indent=2))
+    """CASE.json (the record) and CASE.html (the case page): both rendered first, then written, each whole; if the
+    second cannot be written the first is removed, so a page never stands beside another run's record."""
+    page, record = mri_case_html(report, result.groups), json.dumps(report, indent=2)
+    written = case_file(out, result.patient, ".json")
+    write_text_atomic(written, record)
+    try:
+        write_text_atomic(case_file(out, result.patient, ".html"), page)
+    except Exception:
+        written.unlink(missing_ok=True)
+        raise

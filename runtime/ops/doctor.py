@@ -21,7 +21,7 @@ EXTRAS = {"cpu": ("onnxruntime", ("onnxruntime",)), "gpu": ("onnxruntime-gpu", (
           "signing": ("cryptography", ("cryptography",)), "dask": ("distributed", ("distributed",)),
           "openvino": ("openvino", ("openvino",)),
           "dicom": ("highdicom", ("pydicom", "highdicom", "wsidicom", "dicomweb_client")),
-          "mri": ("SimpleITK", ("SimpleITK", "highdicom")), "export": ("torch", ("torch",))}
+          "mri": ("SimpleITK", ("SimpleITK", "highdicom", "dicomweb_client")), "export": ("torch", ("torch",))}
 
 
 def _message(*fields: bytes) -> bytes:
