@@ -81,6 +81,13 @@ def test_archived_series_and_seg_region_give_the_local_result_and_replay(cohort,
     report = tmp_path / "archived" / "hcc-00.json"
     code, stdout, err = run_cli(monkeypatch, capsys, "verify", report, "-m", model_d)
     assert code == 0, stdout + err
+    one = tmp_path / "one.csv"  # predict takes an archived case as a one-row manifest
+    one.write_text("\n".join(",".join(r) for r in [columns, rows[0]]) + "\n")
+    code, stdout, err = run_cli(monkeypatch, capsys, "predict", one, "-m", model_d, "--json")
+    assert code == 0, err
+    assert json.loads(stdout)["groups"] == json.loads(report.read_text())["groups"]
+    code, _, err = run_cli(monkeypatch, capsys, "predict", manifest, "-m", model_d)
+    assert code != 0 and "predict takes one case: this manifest has 3 rows (use batch)" in err
     code, stdout, _ = run_cli(monkeypatch, capsys, "batch", manifest, "-m", model_d, "-o", tmp_path / "archived",
                               "--occlusion-grid", "0")
     assert "0 ok, 2 skipped" in stdout  # resumed: the archive still holds the same instances

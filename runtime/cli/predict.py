@@ -12,6 +12,7 @@ from ..atomic import ensure_writable_dir
 from ..dicom.dicomweb import is_series_url
 from ..errors import InsufficientTissueError, MriInputError
 from ..families import is_mri_model
+from ..mri.batch import read_mri_manifest
 from ..mri.clinical import read_clinical
 from ..mri.predictor import MriCase, MriPredictor
 from ..mri.report import mri_report, mri_text, write_mri_case
@@ -60,7 +61,7 @@ def command(slides, annotations, specimen, case_id, model, device, engine, ov_pr
                               "--level": level is not None} | slide_model_options(
             engine, ov_precision, allow_lower_fidelity, confidence, mpp, force_mpp))
         if len(slides) != 1:
-            raise click.UsageError("an MRI lesion model takes one case folder")
+            raise click.UsageError("an MRI lesion model takes one case: a case folder or a one-row MRI manifest")
         if occlusion_grid is not None and out is None:
             raise click.UsageError("--occlusion-grid draws the case page: it needs --out DIR")
         _predict_mri(Path(slides[0]), model, device, threads, trusted_keys, case_id, roi, clinical, as_json, out,
@@ -100,20 +101,28 @@ def command(slides, annotations, specimen, case_id, model, device, engine, ov_pr
     sys.stdout.flush()
 
 
-def _predict_mri(folder: Path, model: str, device: str, threads: int | None, trusted_keys: tuple[str, ...],
+def _predict_mri(given: Path, model: str, device: str, threads: int | None, trusted_keys: tuple[str, ...],
                  case_id: str | None, roi: Path | None, clinical: Path | None, as_json: bool, out: str | None,
                  occlusion_grid: int | None) -> None:
-    """One MRI case: checked whole (series, alignment, region, clinical record) before the model runs; with
-    --out, its report and case page (occlusion maps on the page's grid, none with grid 0)."""
-    patient = check_case_id(case_id if case_id is not None else folder.resolve().name)
+    """One MRI case, a case folder or a one-row MRI manifest (series and region as folders, files or DICOMweb
+    series URLs): checked whole (series, alignment, region, clinical record) before the model runs; with --out,
+    its report and case page (occlusion maps on the page's grid, none with grid 0)."""
     out_dir = Path(out) if out else None
-    records = read_clinical(clinical) if clinical is not None else {}
-    if clinical is not None and patient not in records:
-        raise MriInputError(f"no row for patient {patient} in the clinical table", clinical)
-    case = MriCase.from_folder(folder, patient, roi, records.get(patient))
     predictor = MriPredictor(model, device=device, threads=threads, trusted_keys=trusted_keys or None)
-    grid = page_grid(occlusion_grid) if out_dir is not None else None
-    result = predictor.predict(case, grid)
+    if given.suffix.lower() == ".csv":
+        if case_id is not None or roi is not None:
+            raise click.UsageError("a manifest row names its patient and region: no --case-id or --roi with it")
+        rows = read_mri_manifest(given, predictor, clinical)
+        if len(rows) != 1:
+            raise MriInputError(f"predict takes one case: this manifest has {len(rows)} rows (use batch)", given)
+        case = rows[0].case
+    else:
+        patient = check_case_id(case_id if case_id is not None else given.resolve().name)
+        records = read_clinical(clinical) if clinical is not None else {}
+        if clinical is not None and patient not in records:
+            raise MriInputError(f"no row for patient {patient} in the clinical table", clinical)
+        case = MriCase.from_folder(given, patient, roi, records.get(patient))
+    result = predictor.predict(case, page_grid(occlusion_grid) if out_dir is not None else None)
     report = mri_report(result, predictor)
     if out_dir is not None:  # created only for a result: a refused case leaves nothing behind
         ensure_writable_dir(out_dir)
