@@ -46,6 +46,8 @@ from .train import TrainPlan, train
 @click.option("--int8-nncf", is_flag=True,
               help="INT8 for OpenVINO instead: NNCF's accuracy control, judged by the same check run on OpenVINO "
                    "(needs the openvino and nncf packages of the export extra).")
+@click.option("--int8-nncf-iterations", type=click.IntRange(1), default=40, show_default=True,
+              help="--int8-nncf: NNCF's reverting rounds at most (each re-checks every calibration patient).")
 @click.option("--patches-per-case", type=click.IntRange(1), default=100, show_default=True)
 @click.option("--engine", type=click.Choice(ENGINES), default="onnx", show_default=True,
               help="Embedding engine for the fit patients.")
@@ -61,7 +63,8 @@ from .train import TrainPlan, train
 @region_options
 @quiet_option
 def command(cohort, out, weights_kind, weights, weights_seed, head, fit_fraction, split_file, precisions,
-            int8_calibration_patches, int8, int8_accuracy_control, int8_nncf, patches_per_case, engine, seed, name,
+            int8_calibration_patches, int8, int8_accuracy_control, int8_nncf, int8_nncf_iterations,
+            patches_per_case, engine, seed, name,
             demo, allow_in_sample, mil, include, exclude, object_types, mpp, force_mpp, quiet) -> None:
     """Train on COHORT (slide manifest case,label,specimen,slide,annotations; patch manifest
     patient,label,specimen,slide,path; or an embeddings .npz for fp32 only)."""
@@ -74,7 +77,8 @@ def command(cohort, out, weights_kind, weights, weights_seed, head, fit_fraction
     plan = TrainPlan(head=head, fit_fraction=fit_fraction, split_file=split_file, seed=seed,
                      patches_per_case=patches_per_case, precisions=tuple(dict.fromkeys(("fp32", *precisions))),
                      int8_calibration_patches=int8_calibration_patches,
-                     int8=replace(int8, search=int8_accuracy_control and not int8_nncf, nncf=int8_nncf),
+                     int8=replace(int8, search=int8_accuracy_control and not int8_nncf, nncf=int8_nncf,
+                                  nncf_iterations=int8_nncf_iterations),
                      engine=engine, mil=mil,
                      rules=region_rules(include, exclude, object_types), mpp=mpp_rule(mpp, force_mpp), name=name,
                      demo=demo, allow_in_sample=allow_in_sample)

@@ -47,11 +47,13 @@ class Int8Recipe:
     search: bool = False
     kept_nodes: tuple[str, ...] = ()
     nncf: bool = False
+    nncf_iterations: int = 40  # NNCF's reverting rounds at most (each re-checks the calibration patients)
 
     def as_dict(self) -> dict:
         return {"method": "nncf-accuracy-control" if self.nncf else "minmax", "float_stem": self.float_stem,
                 "keep_float": list(self.keep_float), "accuracy_control": self.search or self.nncf,
-                "kept_float_nodes": list(self.kept_nodes)}
+                "kept_float_nodes": list(self.kept_nodes)} | (
+                    {"nncf_iterations": self.nncf_iterations} if self.nncf else {})
 
 
 def _head_nodes(model: onnx.ModelProto) -> list[str]:

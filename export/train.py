@@ -201,7 +201,7 @@ def train(cohort: Path, out: Path, embedder: PatchEmbedder, info: EmbedderInfo, 
                                              mpp=plan.mpp, patients=set(split.calibration)))
     for precision in plan.precisions:
         if precision == "int8" and calibration_cases is not None and plan.int8.nncf:
-            found = _nncf_int8(fp32, int8_patches, calibration_cases)
+            found = _nncf_int8(fp32, int8_patches, calibration_cases, plan.int8.nncf_iterations)
             strip_build_traces(found.model)
             graph = found.model.SerializeToString()
             int8_set |= {"nncf": found.as_dict()}
@@ -308,7 +308,7 @@ def _validator(fp32: onnx.ModelProto, cases: list[CasePatches]) -> Callable[[onn
     return validate
 
 
-def _nncf_int8(fp32: onnx.ModelProto, patches: np.ndarray, cases: list[CasePatches]) -> NncfInt8:
+def _nncf_int8(fp32: onnx.ModelProto, patches: np.ndarray, cases: list[CasePatches], iterations: int) -> NncfInt8:
     """NNCF's accuracy control with the fidelity check `train` records for the INT8 file on OpenVINO: against fp32
     on ONNX Runtime on the calibration patients, each model under its own bands."""
     session = cpu_session(fp32, "fp32 reference")
@@ -323,7 +323,7 @@ def _nncf_int8(fp32: onnx.ModelProto, patches: np.ndarray, cases: list[CasePatch
     def judge(rows: list[PatientSum]) -> FidelityRecord:
         return _fidelity_check(rows, reference, reference_bands, openvino_measured_on("f32"), _bands(rows))
 
-    return nncf_int8(fp32, patches, reference, default.upper - default.lower, score, judge)
+    return nncf_int8(fp32, patches, reference, default.upper - default.lower, score, judge, iterations)
 
 
 def _verdict(row: PatientSum, band: Band) -> str:

@@ -313,11 +313,12 @@ def test_int8_by_nncf_records_the_check_it_was_judged_by_on_openvino(cohort, tmp
 
     embedder, info = tiny_embedder()
     plan = TrainPlan(seed=1, patches_per_case=PATCHES, precisions=("fp32", "int8"), int8_calibration_patches=32,
-                     int8=Int8Recipe(nncf=True), name="n")
+                     int8=Int8Recipe(nncf=True, nncf_iterations=2), name="n")
     done = train(cohort, tmp_path, embedder, info, plan, echo=lambda _: None)
     calibration = done.summary["int8_calibration"]
     nncf = calibration["nncf"]
     assert calibration["method"] == "nncf-accuracy-control" and calibration["accuracy_control"]
+    assert calibration["nncf_iterations"] == 2
     assert "search" not in calibration and nncf["int8_nodes"] > 0
     contract = load_contract(done.models["int8"])
     recorded = contract.record.engine_checks["openvino-int8"]
@@ -325,3 +326,12 @@ def test_int8_by_nncf_records_the_check_it_was_judged_by_on_openvino(cohort, tmp
     assert recorded.max_abs_delta_s_over_band_width == nncf["check"]["max_abs_delta_s_over_band_width"]
     assert recorded.patients == nncf["check"]["patients"] and nncf["passed"] == nncf["check"]["passed"]
     assert contract.meta["netorigin.precision"]["calibration_set"]["nncf"]["int8_nodes"] == nncf["int8_nodes"]
+
+
+def test_int8_nncf_refuses_recipe_options_it_would_not_use(cohort, tmp_path, monkeypatch, capsys):
+    for extra in (("--int8-nncf",), ("--int8-nncf", "--precision", "int8", "--int8-keep-float", "trunk.layer4"),
+                  ("--int8-nncf", "--precision", "int8", "--int8-fixed-recipe")):
+        code, _, err = run_cli(monkeypatch, capsys, "train", cohort, "-o", tmp_path / "out", "--weights-kind",
+                               "random", *extra)
+        assert code == 2 and "--int8-nncf needs --precision int8 and chooses its own float nodes" in err
+        assert not (tmp_path / "out").exists()
