@@ -9,9 +9,9 @@ from pathlib import Path
 import click
 
 from ..errors import NetoriginError
-from ..mri.replay import audit_mri, is_mri_report, read_mri_report
+from ..mri.replay import audit_mri, check_mri_report, is_mri_report
 from ..reports.compare import load_json_report
-from ..reports.replay import audit, read_report
+from ..reports.replay import audit, check_report
 
 EXIT_REPRODUCED, EXIT_DIFFERS, EXIT_CANNOT = 0, 1, 2
 
@@ -37,15 +37,16 @@ def command(report, model, slides, annotations, series, trusted_keys, as_json) -
     with the same model, series and region (found by content) and clinical record. Exit 0 when every field is
     reproduced bit for bit, 1 with what differs, 2 when it cannot be replayed here."""
     try:
-        if is_mri_report(load_json_report(Path(report))):
+        recorded = load_json_report(Path(report))
+        if is_mri_report(recorded):
             if slides or annotations:
                 raise click.UsageError("--slides and --annotations are for slide reports; an MRI report takes --series")
-            recorded = read_mri_report(report)
+            check_mri_report(recorded, Path(report))
             found = audit_mri(recorded, model, Path(series) if series else None, list(trusted_keys) or None)
         else:
             if series:
                 raise click.UsageError("--series is for MRI reports; a slide report takes --slides")
-            recorded = read_report(report)
+            check_report(recorded, Path(report))
             found = audit(recorded, model, Path(slides) if slides else None,
                           Path(annotations) if annotations else None, list(trusted_keys) or None)
     except NetoriginError as exc:

@@ -33,15 +33,16 @@ def group_images(pixels: np.ndarray, roi: np.ndarray, occlusion: np.ndarray | No
                  ) -> tuple[str, str | None]:
     """The group's T2 channel with the region outlined, and (if measured) its occlusion map over it."""
     grey = np.stack([_grey(pixels[0])] * 3, axis=-1)
+    outline = _outline(roi)
     outlined = grey.copy()
-    outlined[_outline(roi)] = REGION_COLOUR
+    outlined[outline] = REGION_COLOUR
     t2 = png_data_uri(Image.fromarray(outlined))
     if occlusion is None:
         return t2, None
     cells = np.array([[diverging_colour(float(v), limit) for v in row] for row in occlusion], dtype=np.uint8)
     heat = np.asarray(Image.fromarray(cells).resize(grey.shape[1::-1], Image.Resampling.NEAREST))
     blended = (0.45 * grey + 0.55 * heat).astype(np.uint8)
-    blended[_outline(roi)] = REGION_COLOUR
+    blended[outline] = REGION_COLOUR
     return t2, png_data_uri(Image.fromarray(blended))
 
 

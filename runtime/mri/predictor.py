@@ -191,13 +191,11 @@ class MriPredictor:
         prepared = time.perf_counter()
         probabilities = self.run(groups.pixels, clinical)
         done = time.perf_counter()
-        timings = {"prepare": prepared - start, "inference": done - prepared}
-        maps = None
+        result = MriResult(case.patient, self.contract.classes, probabilities, groups, self.provider, series, roi,
+                           case.clinical if clinical is not None else None,
+                           {"prepare": prepared - start, "inference": done - prepared})
         if occlusion_grid is not None:
-            target = int(np.argmax(probabilities.astype(np.float64).sum(axis=0)))
-            maps = occlusion_maps(lambda images: self.run(images, clinical), groups.pixels, probabilities, target,
-                                  occlusion_grid)
-            timings["occlusion"] = time.perf_counter() - done
-        record = case.clinical if clinical is not None else None
-        return MriResult(case.patient, self.contract.classes, probabilities, groups, self.provider, series, roi,
-                         record, timings, maps)
+            result.occlusion = occlusion_maps(lambda images: self.run(images, clinical), groups.pixels, probabilities,
+                                              result.classes.index(result.lesion_class), occlusion_grid)
+            result.timings["occlusion"] = time.perf_counter() - done
+        return result

@@ -15,7 +15,7 @@ from ..engines.session import CUDA
 from ..errors import ReportError
 from ..model.contract import identity_difference
 from ..model.signing import PublicKey
-from ..reports.compare import Audit, check_report_schema, compare_reports, load_json_report
+from ..reports.compare import Audit, check_report_schema, compare_reports, version_differences
 from .contract import MriContract, load_mri_contract
 from .predictor import MriCase, MriPredictor, file_digest, series_fingerprint
 from .report import MRI_REPORT_VERSION, mri_report
@@ -46,10 +46,9 @@ def is_mri_report(report: dict[str, Any]) -> bool:
     return report.get("family") == "mri"
 
 
-def read_mri_report(path: str | Path) -> dict[str, Any]:
-    """An MRI case report of this version with everything a replay reads, or a one-line error naming the file."""
-    path = Path(path)
-    report = load_json_report(path)
+def check_mri_report(report: dict[str, Any], path: Path) -> dict[str, Any]:
+    """`report` (read from `path`) if it is an MRI report of this version with everything a replay reads; else a
+    one-line error naming the file."""
     if report.get("report_version") != MRI_REPORT_VERSION:
         raise ReportError(f"MRI report_version {report.get('report_version')} cannot be replayed: this netorigin "
                           f"replays version {MRI_REPORT_VERSION} (earlier reports lack the occlusion grid)", path)
@@ -134,7 +133,5 @@ def audit_mri(report: dict[str, Any], model: str | Path | MriContract, search: P
     result.differences = compare_reports(report, result.replayed, NOT_COMPARED)
     result.context = [f"inputs: {', '.join(str(p) for p in case.series.values())}; region {case.roi}",
                       f"provider: {predictor.provider}"]
-    old, new = report.get("versions") or {}, result.replayed.get("versions") or {}
-    result.context += [f"{name}: report made with {old.get(name)}, replayed with {new.get(name)}"
-                       for name in sorted(set(old) | set(new)) if old.get(name) != new.get(name)]
+    result.context += version_differences(report, result.replayed)
     return result

@@ -90,3 +90,10 @@ def compare_reports(old: dict[str, Any], new: dict[str, Any], not_compared: set[
     if len(found) > MAX_LISTED:
         found = found[:MAX_LISTED] + [f"… and {len(found) - MAX_LISTED} more differences"]
     return found
+
+
+def version_differences(report: dict[str, Any], replayed: dict[str, Any]) -> list[str]:
+    """Each library whose version differs between the report and its replay (context, not a difference)."""
+    old, new = report.get("versions") or {}, replayed.get("versions") or {}
+    return [f"{name}: report made with {old.get(name)}, replayed with {new.get(name)}"
+            for name in sorted(set(old) | set(new)) if old.get(name) != new.get(name)]

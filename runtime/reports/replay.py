@@ -22,7 +22,7 @@ from ..model.signing import PublicKey
 from ..slide.predictor import SLIDE_IDENTITY, Predictor, SlideInput, annotation_sha256
 from ..slide.regions import RegionRules
 from ..slide.slide import MppRule, Slide
-from .compare import Audit, check_report_schema, compare_reports, load_json_report
+from .compare import Audit, check_report_schema, compare_reports, version_differences
 from .report import REPORT_VERSION, case_report, insufficient_report
 
 # Not the run's result: when and how fast it ran, where its files were and what they were called (inputs are
@@ -57,10 +57,9 @@ REPORT_SCHEMA = {"type": "object", "required": ["report_version", "status", "cas
                      "slides": {"type": "array", "items": {"type": "object", "required": ["fingerprint"]}}}}
 
 
-def read_report(path: str | Path) -> dict[str, Any]:
-    """A netorigin case report of this version with everything a replay reads, or a one-line error naming the file."""
-    path = Path(path)
-    report = load_json_report(path)
+def check_report(report: dict[str, Any], path: Path) -> dict[str, Any]:
+    """`report` (read from `path`) if it is a slide report of this version with everything a replay reads; else a
+    one-line error naming the file."""
     if report.get("report_version") != REPORT_VERSION:
         raise ReportError(f"report_version {report.get('report_version')} cannot be replayed: this netorigin "
                           f"replays version {REPORT_VERSION} (earlier reports lack where each slide's MPP came "
@@ -226,9 +225,7 @@ def _context(report: dict[str, Any], replayed: dict[str, Any], predictor: Predic
     """What the replay ran with, and what differs without being the run's result (versions, signature state)."""
     lines = [f"inputs: {', '.join(str(item.path) for item in items)}",
              f"engine: {predictor.engine_choice.get('ran')} on {predictor.provider}"]
-    old, new = report.get("versions") or {}, replayed.get("versions") or {}
-    lines += [f"{name}: report made with {old.get(name)}, replayed with {new.get(name)}"
-              for name in sorted(set(old) | set(new)) if old.get(name) != new.get(name)]
+    lines += version_differences(report, replayed)
     signed = [r.get("model", {}).get("signature", {}).get("state") for r in (report, replayed)]
     if signed[0] != signed[1]:
         lines.append(f"signature: {signed[0]} in the report, {signed[1]} here (key ids compared; the state depends "
